@@ -1,0 +1,84 @@
+// Python bindings of the Debye kernels: buffers cross as integer addresses plus sizes; the Python layer
+// (xstructure/_backend.py) validates shapes and dtypes, keeps the arrays alive and passes the stream.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "xstructure/debye.hpp"
+
+namespace py = pybind11;
+
+namespace xstructure {
+namespace {
+
+template <typename T>
+const T* cptr(std::uintptr_t a) { return reinterpret_cast<const T*>(a); }
+template <typename T>
+T* mptr(std::uintptr_t a) { return reinterpret_cast<T*>(a); }
+
+DebyeProblem make_problem(int64_t B, int64_t N, int64_t Q, int32_t E, std::uintptr_t species, std::uintptr_t q,
+                          bool uniform, double q0, double dq, std::uintptr_t H, std::uintptr_t beta,
+                          int num_threads) {
+    if (B < 0 || N < 0 || Q < 0 || E < 1) throw std::invalid_argument("debye: negative size or no species");
+    DebyeProblem p;
+    p.B = B; p.N = N; p.Q = Q; p.E = E;
+    p.species = cptr<int32_t>(species);
+    p.q = cptr<double>(q);
+    p.uniform = uniform; p.q0 = q0; p.dq = dq;
+    p.H = cptr<double>(H);
+    p.beta = beta ? cptr<double>(beta) : nullptr;
+    p.num_threads = num_threads;
+    return p;
+}
+
+void forward(const std::string& device, const std::string& dtype, int64_t B, int64_t N, int64_t Q, int32_t E,
+             std::uintptr_t species, std::uintptr_t q, bool uniform, double q0, double dq, std::uintptr_t H,
+             std::uintptr_t beta, std::uintptr_t pos, std::uintptr_t out, std::uintptr_t stream, int num_threads) {
+    const DebyeProblem p = make_problem(B, N, Q, E, species, q, uniform, q0, dq, H, beta, num_threads);
+    const bool f64 = dtype == "float64";
+    if (!f64 && dtype != "float32") throw std::invalid_argument("debye: dtype must be float32 or float64");
+    void* st = reinterpret_cast<void*>(stream);
+    if (device == "cpu") {
+        if (f64) debye_forward_cpu<double>(p, cptr<double>(pos), mptr<double>(out));
+        else debye_forward_cpu<float>(p, cptr<float>(pos), mptr<float>(out));
+    } else if (device == "cuda") {
+        if (f64) debye_forward_cuda<double>(p, cptr<double>(pos), mptr<double>(out), st);
+        else debye_forward_cuda<float>(p, cptr<float>(pos), mptr<float>(out), st);
+    } else {
+        throw std::invalid_argument("debye: unknown device '" + device + "'");
+    }
+}
+
+void backward(const std::string& device, const std::string& dtype, int64_t B, int64_t N, int64_t Q, int32_t E,
+              std::uintptr_t species, std::uintptr_t q, bool uniform, double q0, double dq, std::uintptr_t H,
+              std::uintptr_t pos, std::uintptr_t grad_out, std::uintptr_t grad_pos, std::uintptr_t stream,
+              int num_threads) {
+    const DebyeProblem p = make_problem(B, N, Q, E, species, q, uniform, q0, dq, H, 0, num_threads);
+    const bool f64 = dtype == "float64";
+    if (!f64 && dtype != "float32") throw std::invalid_argument("debye: dtype must be float32 or float64");
+    void* st = reinterpret_cast<void*>(stream);
+    if (device == "cpu") {
+        if (f64) debye_backward_cpu<double>(p, cptr<double>(pos), cptr<double>(grad_out), mptr<double>(grad_pos));
+        else debye_backward_cpu<float>(p, cptr<float>(pos), cptr<float>(grad_out), mptr<float>(grad_pos));
+    } else if (device == "cuda") {
+        if (f64)
+            debye_backward_cuda<double>(p, cptr<double>(pos), cptr<double>(grad_out), mptr<double>(grad_pos), st);
+        else
+            debye_backward_cuda<float>(p, cptr<float>(pos), cptr<float>(grad_out), mptr<float>(grad_pos), st);
+    } else {
+        throw std::invalid_argument("debye: unknown device '" + device + "'");
+    }
+}
+
+}  // namespace
+
+void bind_debye(py::module_& m) {
+    m.def("debye_forward", &forward, py::call_guard<py::gil_scoped_release>(),
+          "out[b,k] = beta[k] + sum_p H[p,k] sum_{pairs of type p} sin(q_k r)/r  (raw buffers; internal)");
+    m.def("debye_backward", &backward, py::call_guard<py::gil_scoped_release>(),
+          "gradient of sum(grad_out * forward) with respect to the positions (raw buffers; internal)");
+}
+
+}  // namespace xstructure

@@ -1,0 +1,28 @@
+// Stand-ins for the CUDA entry points when the extension is built without CUDA.
+#include <stdexcept>
+
+#include "xstructure/debye.hpp"
+
+namespace xstructure {
+
+namespace {
+[[noreturn]] void no_cuda() {
+    throw std::runtime_error(
+        "xstructure was built without CUDA (nvcc was not found or XSTRUCTURE_CUDA=OFF); "
+        "reinstall with nvcc on PATH to use GPU arrays");
+}
+}  // namespace
+
+template <typename T>
+void debye_forward_cuda(const DebyeProblem&, const T*, T*, void*) { no_cuda(); }
+template <typename T>
+void debye_backward_cuda(const DebyeProblem&, const T*, const T*, T*, void*) { no_cuda(); }
+
+template void debye_forward_cuda<float>(const DebyeProblem&, const float*, float*, void*);
+template void debye_forward_cuda<double>(const DebyeProblem&, const double*, double*, void*);
+template void debye_backward_cuda<float>(const DebyeProblem&, const float*, const float*, float*, void*);
+template void debye_backward_cuda<double>(const DebyeProblem&, const double*, const double*, double*, void*);
+
+int cuda_device_count() { return 0; }
+
+}  // namespace xstructure

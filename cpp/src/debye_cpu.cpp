@@ -1,0 +1,62 @@
+// Runtime dispatch of the CPU Debye kernels to the best instruction set this processor has.
+#include <new>
+#include <stdexcept>
+
+#include "xstructure/debye.hpp"
+
+namespace xstructure {
+
+#define XS_DECLARE_ISA(ns)                                                                        \
+    namespace ns {                                                                                \
+    bool forward_f32(const DebyeProblem&, const float*, float*);                                  \
+    bool forward_f64(const DebyeProblem&, const double*, double*);                                \
+    bool backward_f32(const DebyeProblem&, const float*, const float*, float*);                   \
+    bool backward_f64(const DebyeProblem&, const double*, const double*, double*);                \
+    }
+XS_DECLARE_ISA(isa_base)
+#ifdef XSTRUCTURE_HAS_AVX2
+XS_DECLARE_ISA(isa_avx2)
+#endif
+#undef XS_DECLARE_ISA
+
+namespace {
+bool use_avx2() {
+#ifdef XSTRUCTURE_HAS_AVX2
+    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+void check(bool ok) {
+    if (!ok) throw std::bad_alloc();
+}
+}  // namespace
+
+const char* cpu_isa() { return use_avx2() ? "avx2+fma" : "baseline"; }
+
+#ifdef XSTRUCTURE_HAS_AVX2
+#define XS_DISPATCH(fn, ...) check(use_avx2() ? isa_avx2::fn(__VA_ARGS__) : isa_base::fn(__VA_ARGS__))
+#else
+#define XS_DISPATCH(fn, ...) check(isa_base::fn(__VA_ARGS__))
+#endif
+
+template <>
+void debye_forward_cpu<float>(const DebyeProblem& p, const float* pos, float* out) {
+    XS_DISPATCH(forward_f32, p, pos, out);
+}
+template <>
+void debye_forward_cpu<double>(const DebyeProblem& p, const double* pos, double* out) {
+    XS_DISPATCH(forward_f64, p, pos, out);
+}
+template <>
+void debye_backward_cpu<float>(const DebyeProblem& p, const float* pos, const float* g, float* gp) {
+    XS_DISPATCH(backward_f32, p, pos, g, gp);
+}
+template <>
+void debye_backward_cpu<double>(const DebyeProblem& p, const double* pos, const double* g, double* gp) {
+    XS_DISPATCH(backward_f64, p, pos, g, gp);
+}
+
+}  // namespace xstructure

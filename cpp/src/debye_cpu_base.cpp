@@ -1,0 +1,3 @@
+// The CPU kernels built for the baseline instruction set of the target.
+#define XS_ISA isa_base
+#include "debye_cpu_kernels.inc"

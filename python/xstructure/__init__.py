@@ -1,0 +1,39 @@
+"""xstructure: X-ray and electron scattering of molecules and crystals, fast and differentiable.
+
+The first call most users make is :func:`simulate`::
+
+    import numpy as np, xstructure
+    q = np.linspace(0.5, 12, 500)
+    I = xstructure.simulate(xstructure.molecule("NMM"), q, probe="xray", signal="total")
+
+PyTorch custom ops (differentiable, CPU and CUDA) live in :mod:`xstructure.ops`, imported on first use
+so that the numpy API never needs torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ._backend import build_info, cuda_available
+from .factors import electron_form_factor, xray_form_factor
+from .scattering import simulate
+from .structures import molecule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "simulate",
+    "molecule",
+    "xray_form_factor",
+    "electron_form_factor",
+    "build_info",
+    "cuda_available",
+    "ops",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    if name == "ops":
+        return import_module(".ops", __name__)
+    raise AttributeError(f"module 'xstructure' has no attribute {name!r}")

@@ -1,0 +1,114 @@
+"""The boundary to the compiled core: arrays of any kind (numpy, torch, cupy) become addresses and sizes.
+
+Nothing above this module touches raw pointers or streams.  Callers pass contiguous arrays of the right
+dtype on one device; this module reads their addresses, the current CUDA stream and device, and calls
+``xstructure._core``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["array_kind", "device_of", "cuda_available", "build_info", "debye_forward", "debye_backward"]
+
+
+def array_kind(x: Any) -> str:
+    """'numpy', 'torch' or 'cupy' for an array; 'other' for anything else (lists, h5py datasets, ...)."""
+    mod = type(x).__module__
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    if mod.startswith("torch"):
+        return "torch"
+    if mod.startswith("cupy"):
+        return "cupy"
+    return "other"
+
+
+def device_of(x: Any) -> str:
+    """'cpu' or 'cuda' for an array of any supported kind."""
+    kind = array_kind(x)
+    if kind == "torch":
+        return x.device.type
+    if kind == "cupy":
+        return "cuda"
+    return "cpu"
+
+
+def cuda_available() -> bool:
+    """True when the extension was built with CUDA and a CUDA device is usable now."""
+    return bool(_core.build_info()["cuda"]) and _core.cuda_device_count() > 0
+
+
+def build_info() -> dict:
+    """What the compiled core is: compiler, OpenMP, CPU instruction set, CUDA version and architectures."""
+    info = dict(_core.build_info())
+    info["cuda_devices"] = _core.cuda_device_count()
+    return info
+
+
+def _ptr(x: Any) -> int:
+    kind = array_kind(x)
+    if kind == "numpy":
+        return int(x.ctypes.data)
+    if kind == "torch":
+        return int(x.data_ptr())
+    if kind == "cupy":
+        return int(x.data.ptr)
+    raise TypeError(f"not an array: {type(x)!r}")
+
+
+@contextlib.contextmanager
+def _on_device(x: Any):
+    """Make x's GPU the current one and yield the current stream's handle (0 on the CPU)."""
+    kind = array_kind(x)
+    if kind == "torch" and x.device.type == "cuda":
+        import torch
+
+        with torch.cuda.device(x.device):
+            yield int(torch.cuda.current_stream(x.device).cuda_stream)
+    elif kind == "cupy":
+        import cupy
+
+        with x.device:
+            yield int(cupy.cuda.get_current_stream().ptr)
+    else:
+        yield 0
+
+
+def _dtype_name(x: Any) -> str:
+    name = str(x.dtype).replace("torch.", "")
+    if name not in ("float32", "float64"):
+        raise TypeError(f"positions must be float32 or float64, got {name}")
+    return name
+
+
+def debye_forward(pos, species, q, H, beta, out, *, uniform: bool, q0: float, dq: float, num_threads: int = 0):
+    """out (B,Q) = beta + sum_p H_p * pair sums; all arrays of one kind on one device, contiguous."""
+    B, N, _ = pos.shape
+    Q = q.shape[0]
+    E = int(round((np.sqrt(8 * H.shape[0] + 1) - 1) / 2))
+    device = device_of(pos)
+    with _on_device(pos) as stream:
+        _core.debye_forward(device, _dtype_name(pos), int(B), int(N), int(Q), E, _ptr(species), _ptr(q),
+                            bool(uniform), float(q0), float(dq), _ptr(H), _ptr(beta), _ptr(pos), _ptr(out),
+                            stream, int(num_threads))
+    return out
+
+
+def debye_backward(pos, species, q, H, grad_out, grad_pos, *, uniform: bool, q0: float, dq: float,
+                   num_threads: int = 0):
+    """grad_pos (B,N,3) = d sum(grad_out * forward) / d pos."""
+    B, N, _ = pos.shape
+    Q = q.shape[0]
+    E = int(round((np.sqrt(8 * H.shape[0] + 1) - 1) / 2))
+    device = device_of(pos)
+    with _on_device(pos) as stream:
+        _core.debye_backward(device, _dtype_name(pos), int(B), int(N), int(Q), E, _ptr(species), _ptr(q),
+                             bool(uniform), float(q0), float(dq), _ptr(H), _ptr(pos), _ptr(grad_out),
+                             _ptr(grad_pos), stream, int(num_threads))
+    return grad_pos

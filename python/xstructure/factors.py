@@ -1,0 +1,189 @@
+"""Atomic scattering factors from published tables.
+
+X-rays
+    f0(q) of neutral atoms H–Cf and common ions from the five-Gaussian fits of Waasmaier & Kirfel,
+    Acta Cryst. A51 (1995) 416–431, as shipped by ``periodictable`` (DABAX ``f0_WaasKirf.dat``):
+    f0(s) = c + Σ_{i=1..5} a_i exp(-b_i s²), s = sinθ/λ = q/4π, valid for s ≤ 6 Å⁻¹ (q ≤ 75.4 Å⁻¹).
+    Unit: electrons.
+
+Electrons
+    First-Born amplitudes from the Mott–Bethe formula applied to the same fit,
+    f_e(q) = (2 / a0) (Z − f0(q)) / q²   [Å],  a0 the Bohr radius in Å,
+    with Z = c + Σ a_i imposed (neutral atom), so that Z − f0(q) = Σ a_i (1 − exp(−b_i s²)) and the
+    q → 0 limit is finite and exact for the fit: f_e(0) = (2 / a0) Σ a_i b_i / (16π²).
+    Optionally multiplied by the relativistic factor γ = 1 + E / (m_e c²) for electrons of kinetic
+    energy E (International Tables for Crystallography Vol. C, §4.3.1).
+
+q is the momentum transfer 4π sinθ / λ in Å⁻¹ throughout.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "Q_MAX",
+    "A0",
+    "ELECTRON_REST_KEV",
+    "atomic_number",
+    "symbol",
+    "xray_form_factor",
+    "electron_form_factor",
+    "relativistic_factor",
+    "electron_wavelength",
+    "form_factor_table",
+]
+
+#: Largest q (Å⁻¹) where the Waasmaier–Kirfel fits hold: s = sinθ/λ ≤ 6 Å⁻¹.
+Q_MAX = 4 * np.pi * 6.0
+#: Bohr radius in Å (CODATA 2018).
+A0 = 0.529177210903
+#: Electron rest energy m_e c² in keV (CODATA 2018).
+ELECTRON_REST_KEV = 510.99895000
+
+_SYMBOLS = (
+    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
+    "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf"
+).split()
+#: Heaviest element with a Waasmaier–Kirfel fit (californium).
+Z_MAX = len(_SYMBOLS) - 1
+
+
+def atomic_number(element) -> int:
+    """Atomic number of an element given as a symbol ('C', 'fe') or a number; ValueError if unknown."""
+    if isinstance(element, (int, np.integer)) and not isinstance(element, bool):
+        z = int(element)
+        if 1 <= z <= Z_MAX:
+            return z
+        raise ValueError(f"unknown element: atomic number {z} (the form-factor tables cover 1..{Z_MAX}, H to Cf)")
+    if isinstance(element, str):
+        name = element.strip()
+        sym = name[:1].upper() + name[1:].lower()
+        if sym in _SYMBOLS[1:]:
+            return _SYMBOLS.index(sym)
+        raise ValueError(f"unknown element: {element!r} (the form-factor tables cover H to Cf)")
+    raise ValueError(f"unknown element: {element!r} (give a symbol such as 'C' or an atomic number)")
+
+
+def symbol(z: int) -> str:
+    """Element symbol of atomic number z (1..98)."""
+    return _SYMBOLS[atomic_number(z)]
+
+
+@lru_cache(maxsize=None)
+def _wk(name: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """(a, b, c) of the Waasmaier–Kirfel fit for an element or ion ('Fe', 'Fe2+', 'O1-', 26)."""
+    from periodictable import cromermann
+
+    key = name
+    if key[-1:] in "+-" and not key[-2:-1].isdigit():  # 'Na+' -> 'Na1+'
+        key = key[:-1] + "1" + key[-1]
+    try:
+        f = cromermann.getCMformula(key)
+    except KeyError:
+        raise ValueError(f"unknown element or ion: {name!r} (no Waasmaier-Kirfel coefficients)") from None
+    return np.asarray(f.a, dtype=np.float64), np.asarray(f.b, dtype=np.float64), float(f.c)
+
+
+def _key(element) -> str:
+    if isinstance(element, str) and element[-1:] in "+-":
+        return element.strip()
+    return symbol(atomic_number(element))
+
+
+def _check_q(q) -> np.ndarray:
+    q = np.asarray(q, dtype=np.float64)
+    if not np.all(np.isfinite(q)):
+        raise ValueError("q contains NaN or inf")
+    if np.any(q < 0):
+        raise ValueError(f"q must be >= 0 (Å⁻¹), got min {q.min():g}")
+    if np.any(q > Q_MAX * (1 + 1e-12)):
+        raise ValueError(
+            f"q = {q.max():g} Å⁻¹ is beyond the Waasmaier–Kirfel tables' range (q ≤ {Q_MAX:.2f} Å⁻¹, sinθ/λ ≤ 6)")
+    return q
+
+
+def xray_form_factor(element, q) -> np.ndarray:
+    """X-ray atomic form factor f0(q) in electrons.
+
+    Args:
+        element: symbol ('C'), atomic number (6) or ion ('Fe2+', 'O1-').
+        q: momentum transfer in Å⁻¹, any shape, 0 ≤ q ≤ 75.4.
+
+    Returns:
+        float64 array shaped like q.
+    """
+    q = _check_q(q)
+    a, b, c = _wk(_key(element))
+    s2 = (q / (4 * np.pi)) ** 2
+    return c + np.sum(a * np.exp(-np.multiply.outer(s2, b)), axis=-1)
+
+
+def relativistic_factor(energy_kev: float) -> float:
+    """γ = 1 + E / (m_e c²) for electrons of kinetic energy E in keV."""
+    e = float(energy_kev)
+    if not np.isfinite(e) or e <= 0:
+        raise ValueError(f"electron energy must be a positive number of keV, got {energy_kev!r}")
+    return 1.0 + e / ELECTRON_REST_KEV
+
+
+def electron_wavelength(energy_kev: float) -> float:
+    """Relativistic de Broglie wavelength (Å) of electrons with kinetic energy E (keV)."""
+    e = float(energy_kev)
+    if not np.isfinite(e) or e <= 0:
+        raise ValueError(f"electron energy must be a positive number of keV, got {energy_kev!r}")
+    hc_kev_a = 12.398419843320026  # h c in keV Å
+    return hc_kev_a / np.sqrt(e * (e + 2 * ELECTRON_REST_KEV))
+
+
+def electron_form_factor(element, q, energy_kev: float | None = None) -> np.ndarray:
+    """Electron scattering amplitude f_e(q) in Å (Mott–Bethe from the Waasmaier–Kirfel fit).
+
+    Args:
+        element: symbol or atomic number of a neutral atom (ions have no finite f_e(0)).
+        q: momentum transfer in Å⁻¹.
+        energy_kev: electron kinetic energy; when given, f_e is multiplied by γ = 1 + E/(m_e c²).
+
+    Returns:
+        float64 array shaped like q, finite at q = 0.
+    """
+    if isinstance(element, str) and element.strip()[-1:] in "+-":
+        raise ValueError(f"electron scattering factors are for neutral atoms; got the ion {element!r}")
+    q = _check_q(q)
+    a, b, _ = _wk(_key(element))
+    x = np.multiply.outer((q / (4 * np.pi)) ** 2, b)  # b_i s²
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(x > 0, -np.expm1(-x) / np.where(x > 0, x, 1.0), 1.0)  # (1 - e^-x)/x, -> 1 at x = 0
+    fe = (2.0 / A0) * np.sum(a * b * g, axis=-1) / (16 * np.pi**2)
+    if energy_kev is not None:
+        fe = fe * relativistic_factor(energy_kev)
+    return fe
+
+
+def form_factor_table(numbers, q, probe: str = "xray", energy_kev: float | None = None):
+    """Form factors of the distinct elements of a structure.
+
+    Args:
+        numbers: (N,) atomic numbers.
+        q: (Q,) momentum transfer in Å⁻¹.
+        probe: 'xray' or 'electron'.
+
+    Returns:
+        (elements, species, f): elements (E,) sorted distinct atomic numbers, species (N,) int32 index of
+        each atom into elements, f (E, Q) float64 form factors.
+    """
+    numbers = np.asarray(numbers)
+    elements, species = np.unique(numbers, return_inverse=True)
+    if probe == "xray":
+        if energy_kev is not None:
+            raise ValueError("energy_kev applies to probe='electron' only")
+        f = np.stack([xray_form_factor(int(z), q) for z in elements]) if len(elements) else np.zeros((0, len(q)))
+    elif probe == "electron":
+        f = np.stack([electron_form_factor(int(z), q, energy_kev) for z in elements]) if len(elements) else (
+            np.zeros((0, len(q))))
+    else:
+        raise ValueError(f"unknown probe {probe!r}: use 'xray' or 'electron'")
+    return elements, species.astype(np.int32).reshape(-1), f

@@ -1,0 +1,253 @@
+"""Isotropic scattering of molecules in the Independent Atom Model: :func:`simulate`.
+
+For atoms i with form factors f_i(q) at distances r_ij (Debye 1915),
+
+    I_at(q)    = Σ_i f_i(q)²
+    I_mol(q)   = Σ_{i≠j} f_i(q) f_j(q) sin(q r_ij) / (q r_ij)
+    I_total(q) = I_at(q) + I_mol(q)
+    sM(q)      = q I_mol(q) / I_at(q)            (the modified molecular scattering of electron diffraction)
+
+with q = 4π sinθ/λ in Å⁻¹.  Units: electrons² (X-ray) or Å² (electron), sM in Å⁻¹ × those over those.
+The limits are exact: sin(x)/x = 1 at q = 0 and for coincident atoms (r_ij = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _backend
+from .factors import form_factor_table, _check_q
+from .structures import Batch, to_batches
+
+__all__ = ["simulate", "DebyeTables", "debye_tables", "PROBES", "SIGNALS"]
+
+PROBES = ("xray", "electron")
+SIGNALS = ("total", "atomic", "molecular", "sM")
+
+
+@dataclass
+class DebyeTables:
+    """What the kernel needs for one molecule, signal and q grid (all float64 numpy).
+
+    The kernel computes out[b, k] = beta[k] + Σ_p H[p, k] Σ_{pairs of type p} sin(q_k r)/r.
+    """
+
+    species: np.ndarray   # (N,) int32
+    q: np.ndarray         # (Q,)
+    H: np.ndarray         # (P, Q)
+    beta: np.ndarray      # (Q,)
+    i_atomic: np.ndarray  # (Q,)
+    uniform: bool
+    q0: float
+    dq: float
+
+
+def _uniform_grid(q: np.ndarray) -> tuple[bool, float, float]:
+    if q.size == 0:
+        return False, 0.0, 0.0
+    if q.size == 1:
+        return True, float(q[0]), 0.0
+    q0 = float(q[0])
+    dq = (float(q[-1]) - q0) / (q.size - 1)
+    grid = q0 + dq * np.arange(q.size)
+    ok = bool(np.max(np.abs(grid - q)) <= 1e-12 * max(1.0, float(np.max(np.abs(q)))))
+    return ok, q0, dq
+
+
+def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
+                 energy_kev: float | None = None) -> DebyeTables:
+    """Fold form factors and the signal definition into the kernel's weights.
+
+    For I_mol = Σ_{i≠j} f_i f_j sinc(q r) = Σ_p 2 F_p(q) Σ_{i<j ∈ p} sin(q r)/(q r), a signal
+    α(q) I_mol + β(q) has H_p = 2 α F_p / q (0 at q = 0) and beta = β plus, at q = 0, the geometry-free
+    value α Σ_p 2 F_p n_p (n_p pairs of type p).
+    """
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
+    q = np.ascontiguousarray(q, dtype=np.float64)
+    _, species, f = form_factor_table(numbers, q, probe, energy_kev)
+    E = f.shape[0]
+    counts = np.bincount(species, minlength=E).astype(np.float64)
+    i_at = counts @ (f * f)
+    a_idx, b_idx = np.triu_indices(E)                       # pair types in kernel order
+    F = f[a_idx] * f[b_idx]                                 # (P, Q)
+    n_pairs = np.where(a_idx == b_idx, counts[a_idx] * (counts[a_idx] - 1) / 2, counts[a_idx] * counts[b_idx])
+    if signal == "sM":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = np.where(i_at > 0, q / i_at, 0.0)
+        beta = np.zeros_like(q)
+    elif signal == "total":
+        alpha, beta = np.ones_like(q), i_at.copy()
+    else:  # molecular (atomic never reaches the kernel)
+        alpha, beta = np.ones_like(q), np.zeros_like(q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        H = np.where(q > 0, 2.0 * alpha * F / np.where(q > 0, q, 1.0), 0.0)
+    at0 = q == 0
+    if np.any(at0):
+        beta[at0] += alpha[at0] * (2.0 * n_pairs @ F[:, at0])
+    uniform, q0, dq = _uniform_grid(q)
+    return DebyeTables(species.astype(np.int32), q, np.ascontiguousarray(H), np.ascontiguousarray(beta),
+                       i_at, uniform, q0, dq)
+
+
+def _to_like(arr: np.ndarray, like):
+    """A numpy table as an array of like's kind on like's device."""
+    kind = _backend.array_kind(like)
+    if kind == "torch":
+        import torch
+
+        return torch.as_tensor(arr, device=like.device)
+    if kind == "cupy":
+        import cupy
+
+        with like.device:
+            return cupy.asarray(arr)
+    return arr
+
+
+def _empty_like(like, shape, dtype_name):
+    kind = _backend.array_kind(like)
+    if kind == "torch":
+        import torch
+
+        return torch.empty(shape, dtype=getattr(torch, dtype_name), device=like.device)
+    if kind == "cupy":
+        import cupy
+
+        with like.device:
+            return cupy.empty(shape, dtype=dtype_name)
+    return np.empty(shape, dtype=dtype_name)
+
+
+def _float_dtype(positions) -> str:
+    name = str(getattr(positions, "dtype", "float64")).replace("torch.", "")
+    return "float32" if name == "float32" else "float64"
+
+
+def _prepare_chunk(chunk, dtype_name: str):
+    """Contiguous, float, finite; raises ValueError on NaN/inf."""
+    kind = _backend.array_kind(chunk)
+    if kind == "torch":
+        import torch
+
+        chunk = chunk.detach().to(getattr(torch, dtype_name)).contiguous()
+        finite = bool(torch.isfinite(chunk).all())
+    elif kind == "cupy":
+        import cupy
+
+        chunk = cupy.ascontiguousarray(chunk, dtype=dtype_name)
+        finite = bool(cupy.isfinite(chunk).all())
+    else:
+        chunk = np.ascontiguousarray(np.asarray(chunk), dtype=dtype_name)
+        finite = bool(np.isfinite(chunk).all())
+    if not finite:
+        raise ValueError("positions contain NaN or inf")
+    return chunk
+
+
+def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev, chunk_size, num_threads, bar):
+    """Fill out_rows(start, stop) -> writable (stop-start, Q) view for every chunk of the batch."""
+    tables = debye_tables(batch.numbers, q, probe, signal, energy_kev)
+    pos = batch.positions
+    B = int(pos.shape[0])
+    dtype_name = _float_dtype(pos)
+    dev = None
+    for start in range(0, B, chunk_size):
+        stop = min(B, start + chunk_size)
+        chunk = _prepare_chunk(pos[start:stop], dtype_name)
+        if dev is None:
+            dev = {k: _to_like(getattr(tables, k), chunk) for k in ("species", "q", "H", "beta", "i_atomic")}
+        out = out_rows(start, stop)
+        if signal == "atomic":
+            out[...] = dev["i_atomic"][None, :]
+        else:
+            _backend.debye_forward(chunk, dev["species"], dev["q"], dev["H"], dev["beta"], out,
+                                   uniform=tables.uniform, q0=tables.q0, dq=tables.dq, num_threads=num_threads)
+        if bar is not None:
+            bar.update(stop - start)
+
+
+def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energy_kev: float | None = None,
+             chunk_size: int = 16384, progress: bool = False, num_threads: int = 0):
+    """Scattering patterns of molecules in the Independent Atom Model.
+
+    Args:
+        structures: an ``ase.Atoms``; a list of them (different molecules allowed); a path to any file
+            ase.io reads (every frame is used); or a tuple ``(numbers, positions)`` with numbers (N,)
+            atomic numbers or symbols and positions (N, 3) or (B, N, 3) in Å as a numpy, torch or cupy
+            array, or any sliceable array-like such as an h5py/zarr dataset (read chunk by chunk).
+        q: (Q,) momentum transfer 4π sinθ/λ in Å⁻¹, 0 ≤ q ≤ 75.4.  Uniform grids take the fast path.
+        probe: 'xray' (Waasmaier–Kirfel f0, electrons²) or 'electron' (Mott–Bethe amplitudes, Å²).
+        signal: 'total' (I_at + I_mol), 'atomic' (I_at), 'molecular' (I_mol) or 'sM' (q I_mol / I_at).
+        energy_kev: electron kinetic energy; scales electron amplitudes by γ = 1 + E/(m_e c²).
+        chunk_size: geometries per kernel call; memory beyond the output stays O(chunk_size · N).
+        progress: show a progress bar over geometries.
+        num_threads: CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS).
+
+    Returns:
+        (Q,) for one structure, else (B, Q); float32 for float32 positions, else float64.  numpy for numpy
+        (or file/Atoms) input, torch or cupy on the input's device for torch or cupy input.
+
+    Raises:
+        ValueError: unknown element, NaN/inf coordinates, wrong shapes, negative or out-of-range q,
+            empty structure, unknown probe or signal, unreadable file.
+    """
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
+    if int(chunk_size) < 1:
+        raise ValueError("chunk_size must be >= 1")
+    q_kind = _backend.array_kind(q)
+    if q_kind == "torch":
+        q = q.detach().cpu().numpy()
+    elif q_kind == "cupy":
+        q = q.get()
+    q = np.asarray(q, dtype=np.float64)
+    if q.ndim != 1:
+        raise ValueError(f"q must have shape (Q,), got {q.shape}")
+    if q.size == 0:
+        raise ValueError("q is empty")
+    q = _check_q(q)
+
+    batches, n_rows, single = to_batches(structures)
+    for b in batches:
+        if b.positions.shape[0] == 0:
+            raise ValueError("positions hold no geometries (B = 0)")
+    first = batches[0].positions
+    dtype_name = _float_dtype(first)
+    like = first if _backend.array_kind(first) in ("torch", "cupy") else None
+    out = _empty_like(like, (n_rows, q.size), dtype_name) if like is not None else np.empty(
+        (n_rows, q.size), dtype=dtype_name)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_rows, unit="pattern", desc=f"simulate {probe}/{signal}")
+    try:
+        for b in batches:
+            contiguous = np.array_equal(b.rows, np.arange(b.rows[0], b.rows[0] + len(b.rows)))
+            if contiguous:
+                r0 = int(b.rows[0])
+
+                def rows(start, stop, r0=r0):
+                    return out[r0 + start:r0 + stop]
+            else:
+                part = _empty_like(like, (len(b.rows), q.size), dtype_name) if like is not None else np.empty(
+                    (len(b.rows), q.size), dtype=dtype_name)
+
+                def rows(start, stop, part=part):
+                    return part[start:stop]
+            _run_batch(b, q, rows, probe, signal, energy_kev, int(chunk_size), num_threads, bar)
+            if not contiguous:
+                idx = b.rows if like is None else _to_like(b.rows, like)
+                out[idx] = part
+    finally:
+        if bar is not None:
+            bar.close()
+    return out[0] if single else out

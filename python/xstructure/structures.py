@@ -1,0 +1,192 @@
+"""Whatever a user hands us (ase.Atoms, files, names, SMILES, arrays) becomes atomic numbers and positions.
+
+The unit of work downstream is a :class:`Batch`: one molecule's atomic numbers (N,) and a stack of its
+geometries (B, N, 3) in Å, which may be a numpy, torch or cupy array, or any sliceable array-like
+(an h5py or zarr dataset is read chunk by chunk, never whole).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._backend import array_kind
+from .factors import atomic_number
+
+__all__ = ["Batch", "to_batches", "molecule", "BUILTIN_MOLECULES"]
+
+#: Molecules of the seed design, shipped as MMFF94-minimised geometries (see the files' comment lines).
+BUILTIN_MOLECULES = {
+    "NMM": ("nmm.xyz", "N-methylmorpholine, C5H11NO", "CN1CCOCC1"),
+    "CHD": ("chd.xyz", "1,3-cyclohexadiene, C6H8", "C1=CCCC=C1"),
+    "DT": ("dt.xyz", "1,2-dithiane, C4H8S2", "C1CCSSC1"),
+}
+
+
+@dataclass
+class Batch:
+    """Geometries of one molecule.
+
+    Attributes:
+        numbers: (N,) int64 atomic numbers.
+        positions: (B, N, 3) positions in Å (numpy, torch, cupy or a sliceable array-like).
+        rows: index of each geometry in the caller's output (length B).
+    """
+
+    numbers: np.ndarray
+    positions: Any
+    rows: np.ndarray
+
+
+def _numbers(numbers) -> np.ndarray:
+    if array_kind(numbers) == "torch":
+        numbers = numbers.detach().cpu().numpy()
+    elif array_kind(numbers) == "cupy":
+        numbers = numbers.get()
+    arr = np.asarray(numbers)
+    if arr.ndim != 1:
+        raise ValueError(f"numbers must have shape (N,), got {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("empty structure: no atoms")
+    if arr.dtype.kind in "US":
+        return np.array([atomic_number(str(s)) for s in arr], dtype=np.int64)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError("numbers must be integer atomic numbers")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"numbers must be atomic numbers or element symbols, got dtype {arr.dtype}")
+    return np.array([atomic_number(int(z)) for z in arr], dtype=np.int64)
+
+
+def _read_file(path) -> list:
+    import ase.io
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"structure file not found: {path!r}")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:  # ase raises many kinds for a bad file
+        raise ValueError(f"cannot read structure file {path!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(frames, list):
+        frames = [frames]
+    if not frames:
+        raise ValueError(f"structure file {path!r} holds no structures")
+    return frames
+
+
+def _is_atoms(x) -> bool:
+    return type(x).__name__ == "Atoms" and hasattr(x, "get_atomic_numbers")
+
+
+def _group_atoms(frames: Sequence) -> list[Batch]:
+    """Consecutive-or-not frames with identical numbers become one batch each."""
+    groups: dict[tuple, list[int]] = {}
+    for k, a in enumerate(frames):
+        if not _is_atoms(a):
+            raise ValueError(f"structure {k} is a {type(a).__name__}, not an ase.Atoms")
+        if len(a) == 0:
+            raise ValueError(f"empty structure: structure {k} has no atoms")
+        groups.setdefault(tuple(int(z) for z in a.get_atomic_numbers()), []).append(k)
+    batches = []
+    for numbers, rows in groups.items():
+        pos = np.stack([np.asarray(frames[k].get_positions(), dtype=np.float64) for k in rows])
+        batches.append(Batch(_numbers(np.array(numbers)), pos, np.asarray(rows)))
+    return batches
+
+
+def to_batches(structures) -> tuple[list[Batch], int, bool]:
+    """Normalise any accepted input.
+
+    Returns:
+        (batches, n_rows, single): the batches, how many output rows they fill, and whether the input was a
+        single structure (so the caller returns (Q,) rather than (1, Q)).
+    """
+    if _is_atoms(structures):
+        return _group_atoms([structures]), 1, True
+    if isinstance(structures, (str, os.PathLike)):
+        frames = _read_file(structures)
+        return _group_atoms(frames), len(frames), len(frames) == 1
+    if isinstance(structures, tuple) and len(structures) == 2 and not _is_atoms(structures[0]):
+        numbers, positions = structures
+        numbers = _numbers(numbers)
+        if array_kind(positions) == "other" and not hasattr(positions, "shape"):
+            positions = np.asarray(positions, dtype=np.float64)
+        shape = tuple(positions.shape)
+        if len(shape) == 2:
+            single = True
+            if array_kind(positions) in ("numpy", "torch", "cupy"):
+                positions = positions[None]
+            else:
+                positions = np.asarray(positions, dtype=np.float64)[None]
+        elif len(shape) == 3:
+            single = False
+        else:
+            raise ValueError(f"positions must have shape (N, 3) or (B, N, 3), got {shape}")
+        shape = tuple(positions.shape)
+        if shape[2] != 3 or shape[1] != len(numbers):
+            raise ValueError(
+                f"positions must have shape (N, 3) or (B, N, 3) with N = len(numbers) = {len(numbers)}, "
+                f"got {tuple(shape[1:]) if single else shape}")
+        return [Batch(numbers, positions, np.arange(shape[0]))], shape[0], single
+    if isinstance(structures, (list, tuple)):
+        if len(structures) == 0:
+            raise ValueError("no structures given (empty list)")
+        return _group_atoms(list(structures)), len(structures), False
+    raise ValueError(
+        "structures must be an ase.Atoms, a list of them, a file path, or a tuple (numbers, positions); "
+        f"got {type(structures).__name__}")
+
+
+def molecule(spec: str):
+    """An ase.Atoms from a file path, a built-in name (NMM, CHD, DT), an ase.build name or a SMILES string.
+
+    SMILES are embedded with RDKit (ETKDG, fixed seed) and minimised with MMFF94.
+    """
+    import ase.build
+    import ase.io
+
+    if os.path.exists(spec):
+        frames = _read_file(spec)
+        return frames[0]
+    key = spec.upper()
+    if key in BUILTIN_MOLECULES:
+        fname = BUILTIN_MOLECULES[key][0]
+        with resources.as_file(resources.files("xstructure") / "data" / "molecules" / fname) as p:
+            return ase.io.read(p)
+    try:
+        return ase.build.molecule(spec)
+    except KeyError:
+        pass
+    return from_smiles(spec)
+
+
+def from_smiles(smiles: str, seed: int = 20261122):
+    """Embed a SMILES string in 3D (RDKit ETKDG + MMFF94 minimisation) as an ase.Atoms."""
+    try:
+        from rdkit import Chem
+        from rdkit.Chem import AllChem
+    except ImportError:
+        raise ValueError(
+            f"{smiles!r} is not a file, a built-in name or an ase.build molecule, and RDKit (needed for "
+            "SMILES) is not installed: pip install rdkit") from None
+    from rdkit import RDLogger
+    import ase
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"{smiles!r} is not a structure file, a known molecule name, nor a valid SMILES string")
+    mol = Chem.AddHs(mol)
+    if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
+        raise ValueError(f"RDKit could not embed {smiles!r} in 3D")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+    conf = mol.GetConformer()
+    return ase.Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()],
+                     positions=np.array(conf.GetPositions(), dtype=np.float64))
