@@ -13,9 +13,6 @@ namespace xstructure {
 void bind_debye(py::module_& m);
 }
 
-#define XS_STR2(x) #x
-#define XS_STR(x) XS_STR2(x)
-
 PYBIND11_MODULE(_core, m) {
     m.doc() = "xstructure compiled kernels (internal; use the xstructure package)";
     xstructure::bind_debye(m);
@@ -43,8 +40,8 @@ PYBIND11_MODULE(_core, m) {
         d["cpu_isa"] = xstructure::cpu_isa();
 #ifdef XSTRUCTURE_HAS_CUDA
         d["cuda"] = true;
-        d["cuda_version"] = XS_STR(XSTRUCTURE_CUDA_VERSION);
-        d["cuda_architectures"] = XS_STR(XSTRUCTURE_CUDA_ARCHS);
+        d["cuda_version"] = XSTRUCTURE_CUDA_VERSION;
+        d["cuda_architectures"] = XSTRUCTURE_CUDA_ARCHS;
 #else
         d["cuda"] = false;
         d["cuda_version"] = "";
