@@ -156,7 +156,8 @@ def electron_form_factor(element, q, energy_kev: float | None = None) -> np.ndar
     a, b, _ = _wk(_key(element))
     x = np.multiply.outer((q / (4 * np.pi)) ** 2, b)  # b_i s²
     with np.errstate(invalid="ignore", divide="ignore"):
-        g = np.where(x > 0, -np.expm1(-x) / np.where(x > 0, x, 1.0), 1.0)  # (1 - e^-x)/x, -> 1 at x = 0
+        # (1 - e^-x)/x -> 1 at x = 0; x < 0 occurs (C and others have a term with b < 0)
+        g = np.where(x != 0, -np.expm1(-x) / np.where(x != 0, x, 1.0), 1.0)
     fe = (2.0 / A0) * np.sum(a * b * g, axis=-1) / (16 * np.pi**2)
     if energy_kev is not None:
         fe = fe * relativistic_factor(energy_kev)

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+import xstructure
+from xstructure import _backend
+
+
+def available_devices():
+    """CPU always; CUDA when the extension was built with it and a device is present (torch needed)."""
+    devices = ["cpu"]
+    info = xstructure.build_info()
+    if not info["cuda"]:
+        devices.append(pytest.param("cuda", marks=pytest.mark.skip(reason="xstructure was built without CUDA")))
+    elif info["cuda_devices"] == 0:
+        devices.append(pytest.param("cuda", marks=pytest.mark.skip(reason="built with CUDA, but no CUDA device here")))
+    else:
+        devices.append(pytest.param("cuda", marks=pytest.mark.gpu))
+    return devices
+
+
+@pytest.fixture(scope="session")
+def seed_molecules():
+    """The seed design's three molecules: N-methylmorpholine, 1,3-cyclohexadiene, 1,2-dithiane."""
+    return {name: xstructure.molecule(name) for name in ("NMM", "CHD", "DT")}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261122)
+
+
+def perturbed(atoms, n, sigma, rng):
+    """(n, N, 3) geometries: atoms' positions plus Gaussian displacements of sigma Å."""
+    return atoms.get_positions()[None] + sigma * rng.standard_normal((n, len(atoms), 3))
