@@ -40,10 +40,15 @@ def test_electron_mott_bethe(z):
     assert xstructure.electron_form_factor(z, 1e-3) == pytest.approx(f0, rel=1e-4)
 
 
-def test_electron_carbon_value_against_published_scale():
-    # f_e(0) of carbon is about 2.5 Å in the standard first-Born tables (International Tables Vol. C,
-    # Table 4.3.1.1 lists 2.51 Å for C at s = 0); Mott-Bethe from the WK fit must land close to it.
-    assert xstructure.electron_form_factor("C", 0.0) == pytest.approx(2.5, abs=0.1)
+def test_hydrogen_against_exact_1s_atom():
+    # Hydrogen 1s has closed forms: f0(q) = 1 / (1 + (q a0 / 2)^2)^2, and Mott-Bethe then gives
+    # f_e(q) = (2/a0) (1 - f0(q)) / q^2 with f_e(0) = a0 exactly.  The WK fit must reproduce both.
+    a0 = factors.A0
+    q = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0])
+    f0 = 1.0 / (1.0 + (q * a0 / 2) ** 2) ** 2
+    np.testing.assert_allclose(xstructure.xray_form_factor("H", q), f0, rtol=1e-2, atol=1e-4)
+    np.testing.assert_allclose(xstructure.electron_form_factor("H", q), (2 / a0) * (1 - f0) / q**2, rtol=2e-3)
+    assert xstructure.electron_form_factor("H", 0.0) == pytest.approx(a0, rel=2e-3)
 
 
 def test_relativistic_factor_and_wavelength():
