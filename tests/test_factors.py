@@ -72,3 +72,14 @@ def test_q_checks():
         xstructure.xray_form_factor("C", [80.0])
     with pytest.raises(ValueError, match="NaN"):
         xstructure.electron_form_factor("C", [np.nan])
+
+
+def test_incoherent_scattering_function():
+    pytest.importorskip("xraylib")
+    a0 = factors.A0
+    q = np.array([0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
+    f0 = 1.0 / (1.0 + (q * a0 / 2) ** 2) ** 2
+    # one-electron atom: S = 1 - |f|^2 exactly (Waller-Hartree)
+    np.testing.assert_allclose(factors.incoherent_scattering_function("H", q), 1 - f0**2, atol=2e-3)
+    S = factors.incoherent_scattering_function("C", np.array([0.0, 1.0, 70.0]))
+    assert S[0] == 0.0 and 0 < S[1] < 6 and S[2] == pytest.approx(6.0, abs=0.01)

@@ -193,3 +193,16 @@ def test_molecule_sources(tmp_path):
     assert xstructure.molecule("CCO").get_chemical_formula() == "C2H6O"
     with pytest.raises(ValueError, match="SMILES"):
         xstructure.molecule("definitely(not[smiles")
+
+
+def test_compton_adds_incoherent_sum(seed_molecules):
+    pytest.importorskip("xraylib")
+    from xstructure.factors import incoherent_scattering_function
+
+    atoms = seed_molecules["DT"]
+    q = np.linspace(0.0, 12, 60)
+    extra = xstructure.simulate(atoms, q, compton=True) - xstructure.simulate(atoms, q)
+    expect = sum(incoherent_scattering_function(z, q) for z in atoms.numbers)
+    np.testing.assert_allclose(extra, expect, rtol=1e-10, atol=1e-9)
+    with pytest.raises(ValueError, match="compton"):
+        xstructure.simulate(atoms, q, compton=True, signal="sM")

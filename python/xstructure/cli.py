@@ -51,7 +51,7 @@ def _cmd_simulate(args) -> int:
         frames = [molecule(args.structure)]
         names = [args.structure]
     I = simulate(frames, args.q, probe=args.probe, signal=args.signal, energy_kev=args.energy_kev,
-                 progress=len(frames) > 1000)
+                 compton=args.compton, progress=len(frames) > 1000)
     I = np.atleast_2d(I)
     if args.out:
         header = "q_A^-1," + ",".join(f"{args.signal}_{n}".replace(",", "_") for n in names)
@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--signal", choices=["total", "atomic", "molecular", "sM"], default="total")
     s.add_argument("--energy-kev", type=float, default=None,
                    help="electron kinetic energy (keV): applies the relativistic factor to electron amplitudes")
+    s.add_argument("--compton", action="store_true",
+                   help="X-ray total: add incoherent (Compton) scattering (Hubbell et al. 1975; needs xraylib)")
     s.add_argument("--out", help="CSV output: q and one column per structure")
     s.add_argument("--plot", help="PNG plot of the pattern(s)")
     s.set_defaults(func=_cmd_simulate)

@@ -6,6 +6,12 @@ X-rays
     f0(s) = c + Σ_{i=1..5} a_i exp(-b_i s²), s = sinθ/λ = q/4π, valid for s ≤ 6 Å⁻¹ (q ≤ 75.4 Å⁻¹).
     Unit: electrons.
 
+X-ray incoherent (Compton) scattering
+    The incoherent scattering function S(s, Z) of Hubbell, Veigele, Briggs, Brown, Cromer & Howerton,
+    J. Phys. Chem. Ref. Data 4 (1975) 471, as tabulated by xraylib (``SF_Compt``; optional dependency).
+    The incoherent intensity of a molecule in the IAM is Σ_i S(s, Z_i) in electron units (no Breit–Dirac
+    recoil factor applied).
+
 Electrons
     First-Born amplitudes from the Mott–Bethe formula applied to the same fit,
     f_e(q) = (2 / a0) (Z − f0(q)) / q²   [Å],  a0 the Bohr radius in Å,
@@ -34,6 +40,7 @@ __all__ = [
     "relativistic_factor",
     "electron_wavelength",
     "form_factor_table",
+    "incoherent_scattering_function",
 ]
 
 #: Largest q (Å⁻¹) where the Waasmaier–Kirfel fits hold: s = sinθ/λ ≤ 6 Å⁻¹.
@@ -188,3 +195,20 @@ def form_factor_table(numbers, q, probe: str = "xray", energy_kev: float | None 
     else:
         raise ValueError(f"unknown probe {probe!r}: use 'xray' or 'electron'")
     return elements, species.astype(np.int32).reshape(-1), f
+
+
+def incoherent_scattering_function(element, q) -> np.ndarray:
+    """X-ray incoherent scattering function S(q, Z) (Hubbell et al. 1975, via xraylib), in electrons.
+
+    S → 0 as q → 0 and → Z at large q.  Needs the optional package xraylib (``pip install xraylib``).
+    """
+    q = _check_q(q)
+    z = atomic_number(element)
+    try:
+        import xraylib
+    except ImportError:
+        raise ValueError("Compton scattering needs the xraylib package (Hubbell et al. 1975 tables): "
+                         "pip install xraylib") from None
+    s = (q / (4 * np.pi)).ravel()
+    out = np.array([xraylib.SF_Compt(z, float(x)) if x > 0 else 0.0 for x in s], dtype=np.float64)
+    return out.reshape(q.shape)

@@ -23,14 +23,14 @@ debye_sum = _ops.debye_sum
 
 
 def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "total",
-          energy_kev: float | None = None) -> Tensor:
+          energy_kev: float | None = None, compton: bool = False) -> Tensor:
     """Debye scattering of one molecule's geometries as a differentiable torch op.
 
     Args:
         numbers: (N,) atomic numbers (sequence, numpy or tensor) or element symbols.
         positions: (N, 3) or (B, N, 3) float32/float64 tensor in Å, on CPU or CUDA; gradients flow to it.
         q: (Q,) momentum transfer in Å⁻¹ (sequence, numpy or tensor).
-        probe, signal, energy_kev: as for :func:`xstructure.simulate`.
+        probe, signal, energy_kev, compton: as for :func:`xstructure.simulate`.
 
     Returns:
         (Q,) or (B, Q) tensor of positions' dtype and device.
@@ -57,7 +57,7 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
     if q.ndim != 1 or q.size == 0:
         raise ValueError(f"q must be a non-empty 1-D array, got shape {q.shape}")
     q = _check_q(q)
-    t = debye_tables(numbers, q, probe, signal, energy_kev)
+    t = debye_tables(numbers, q, probe, signal, energy_kev, compton)
     dev = pos.device
     if signal == "atomic":
         out = torch.as_tensor(t.i_atomic, device=dev, dtype=pos.dtype).expand(pos.shape[0], -1).clone()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _backend
-from .factors import form_factor_table, _check_q
+from .factors import _check_q, form_factor_table, incoherent_scattering_function
 from .structures import Batch, to_batches
 
 __all__ = ["simulate", "DebyeTables", "debye_tables", "PROBES", "SIGNALS"]
@@ -57,7 +57,7 @@ def _uniform_grid(q: np.ndarray) -> tuple[bool, float, float]:
 
 
 def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
-                 energy_kev: float | None = None) -> DebyeTables:
+                 energy_kev: float | None = None, compton: bool = False) -> DebyeTables:
     """Fold form factors and the signal definition into the kernel's weights.
 
     For I_mol = Σ_{i≠j} f_i f_j sinc(q r) = Σ_p 2 F_p(q) Σ_{i<j ∈ p} sin(q r)/(q r), a signal
@@ -68,8 +68,10 @@ def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
         raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
+    if compton and (probe != "xray" or signal != "total"):
+        raise ValueError("compton=True adds incoherent X-ray scattering to signal='total' with probe='xray' only")
     q = np.ascontiguousarray(q, dtype=np.float64)
-    _, species, f = form_factor_table(numbers, q, probe, energy_kev)
+    elements, species, f = form_factor_table(numbers, q, probe, energy_kev)
     E = f.shape[0]
     counts = np.bincount(species, minlength=E).astype(np.float64)
     i_at = counts @ (f * f)
@@ -82,6 +84,8 @@ def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
         beta = np.zeros_like(q)
     elif signal == "total":
         alpha, beta = np.ones_like(q), i_at.copy()
+        if compton:
+            beta += counts @ np.stack([incoherent_scattering_function(int(z), q) for z in elements])
     else:  # molecular (atomic never reaches the kernel)
         alpha, beta = np.ones_like(q), np.zeros_like(q)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -149,9 +153,10 @@ def _prepare_chunk(chunk, dtype_name: str):
     return chunk
 
 
-def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev, chunk_size, num_threads, bar):
+def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev, compton, chunk_size, num_threads,
+               bar):
     """Fill out_rows(start, stop) -> writable (stop-start, Q) view for every chunk of the batch."""
-    tables = debye_tables(batch.numbers, q, probe, signal, energy_kev)
+    tables = debye_tables(batch.numbers, q, probe, signal, energy_kev, compton)
     pos = batch.positions
     B = int(pos.shape[0])
     dtype_name = _float_dtype(pos)
@@ -172,7 +177,7 @@ def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev,
 
 
 def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energy_kev: float | None = None,
-             chunk_size: int = 16384, progress: bool = False, num_threads: int = 0):
+             compton: bool = False, chunk_size: int = 16384, progress: bool = False, num_threads: int = 0):
     """Scattering patterns of molecules in the Independent Atom Model.
 
     Args:
@@ -184,6 +189,8 @@ def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energ
         probe: 'xray' (Waasmaier–Kirfel f0, electrons²) or 'electron' (Mott–Bethe amplitudes, Å²).
         signal: 'total' (I_at + I_mol), 'atomic' (I_at), 'molecular' (I_mol) or 'sM' (q I_mol / I_at).
         energy_kev: electron kinetic energy; scales electron amplitudes by γ = 1 + E/(m_e c²).
+        compton: X-ray 'total' only: add the incoherent scattering Σ_i S(q, Z_i) (Hubbell et al. 1975,
+            needs xraylib).
         chunk_size: geometries per kernel call; memory beyond the output stays O(chunk_size · N).
         progress: show a progress bar over geometries.
         num_threads: CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS).
@@ -243,7 +250,7 @@ def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energ
 
                 def rows(start, stop, part=part):
                     return part[start:stop]
-            _run_batch(b, q, rows, probe, signal, energy_kev, int(chunk_size), num_threads, bar)
+            _run_batch(b, q, rows, probe, signal, energy_kev, compton, int(chunk_size), num_threads, bar)
             if not contiguous:
                 idx = b.rows if like is None else _to_like(b.rows, like)
                 out[idx] = part
