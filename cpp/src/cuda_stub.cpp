@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "xstructure/debye.hpp"
+#include "xstructure/kabsch.hpp"
 
 namespace xstructure {
 
@@ -22,6 +23,18 @@ template void debye_forward_cuda<float>(const DebyeProblem&, const float*, float
 template void debye_forward_cuda<double>(const DebyeProblem&, const double*, double*, void*);
 template void debye_backward_cuda<float>(const DebyeProblem&, const float*, const float*, float*, void*);
 template void debye_backward_cuda<double>(const DebyeProblem&, const double*, const double*, double*, void*);
+
+template <typename T>
+void kabsch_rmsd_cuda(const RmsdProblem&, const T*, const T*, T*, T*, T*, void*) { no_cuda(); }
+template <typename T>
+void kabsch_rmsd_backward_cuda(const RmsdProblem&, const T*, const T*, const T*, T*, T*, void*) { no_cuda(); }
+template void kabsch_rmsd_cuda<float>(const RmsdProblem&, const float*, const float*, float*, float*, float*, void*);
+template void kabsch_rmsd_cuda<double>(const RmsdProblem&, const double*, const double*, double*, double*, double*,
+                                       void*);
+template void kabsch_rmsd_backward_cuda<float>(const RmsdProblem&, const float*, const float*, const float*, float*,
+                                               float*, void*);
+template void kabsch_rmsd_backward_cuda<double>(const RmsdProblem&, const double*, const double*, const double*,
+                                                double*, double*, void*);
 
 int cuda_device_count() { return 0; }
 

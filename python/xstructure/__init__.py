@@ -15,6 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from ._backend import build_info, cuda_available
+from .align import rmsd
 from .factors import electron_form_factor, xray_form_factor
 from .scattering import simulate
 from .structures import molecule
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "simulate",
+    "rmsd",
     "molecule",
     "xray_form_factor",
     "electron_form_factor",

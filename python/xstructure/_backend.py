@@ -112,3 +112,27 @@ def debye_backward(pos, species, q, H, grad_out, grad_pos, *, uniform: bool, q0:
                              bool(uniform), float(q0), float(dq), _ptr(H), _ptr(pos), _ptr(grad_out),
                              _ptr(grad_pos), stream, int(num_threads))
     return grad_pos
+
+
+def kabsch_rmsd(a, b, rmsd, R, t, *, a_stride: int, b_stride: int, N: int, weights=None, align: bool = True,
+                reflection: bool = False, num_threads: int = 0):
+    """rmsd (B,), optional R (B,3,3) and t (B,3); a, b contiguous frames with the given strides."""
+    B = rmsd.shape[0]
+    device = device_of(a)
+    with _on_device(a) as stream:
+        _core.kabsch_rmsd(device, _dtype_name(a), int(B), int(N), int(a_stride), int(b_stride),
+                          _ptr(weights) if weights is not None else 0, bool(align), bool(reflection), _ptr(a),
+                          _ptr(b), _ptr(rmsd), _ptr(R) if R is not None else 0, _ptr(t) if t is not None else 0,
+                          stream, int(num_threads))
+    return rmsd
+
+
+def kabsch_rmsd_backward(a, b, grad_rmsd, ga, gb, *, a_stride: int, b_stride: int, N: int, weights=None,
+                         align: bool = True, reflection: bool = False, num_threads: int = 0):
+    """ga, gb (B,N,3): gradients of Σ grad_rmsd · rmsd per pair."""
+    B = grad_rmsd.shape[0]
+    device = device_of(a)
+    with _on_device(a) as stream:
+        _core.kabsch_rmsd_backward(device, _dtype_name(a), int(B), int(N), int(a_stride), int(b_stride),
+                                   _ptr(weights) if weights is not None else 0, bool(align), bool(reflection),
+                                   _ptr(a), _ptr(b), _ptr(grad_rmsd), _ptr(ga), _ptr(gb), stream, int(num_threads))

@@ -7,6 +7,8 @@ buffers and the current stream to the compiled core.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -71,3 +73,73 @@ def _backward(ctx, grad):
 
 
 debye_sum.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------- Kabsch RMSD
+def _pair_count(a: Tensor, b: Tensor) -> int:
+    return max(a.shape[0], b.shape[0])
+
+
+@torch.library.custom_op("xstructure::kabsch_rmsd", mutates_args=(), device_types=("cpu", "cuda"))
+def kabsch_rmsd(a: Tensor, b: Tensor, weights: Optional[Tensor], align: bool, reflection: bool) -> Tensor:
+    """RMSD (B,) after optimal superposition of a (Ba, N, 3) onto b (Bb, N, 3); Ba, Bb ∈ {1, B}."""
+    _check_same_device(a, b)
+    a_ = a.contiguous()
+    b_ = b.to(a.dtype).contiguous()
+    B, N = _pair_count(a_, b_), a_.shape[1]
+    out = torch.empty((B,), dtype=a_.dtype, device=a_.device)
+    w = None if weights is None else weights.to(device=a_.device, dtype=torch.float64).contiguous()
+    _backend.kabsch_rmsd(a_, b_, out, None, None, a_stride=0 if a_.shape[0] == 1 else 3 * N,
+                         b_stride=0 if b_.shape[0] == 1 else 3 * N, N=N, weights=w, align=align,
+                         reflection=reflection)
+    return out
+
+
+@kabsch_rmsd.register_fake
+def _(a, b, weights, align, reflection):
+    return a.new_empty((_pair_count(a, b),))
+
+
+@torch.library.custom_op("xstructure::kabsch_rmsd_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def kabsch_rmsd_backward(grad: Tensor, a: Tensor, b: Tensor, weights: Optional[Tensor], align: bool,
+                         reflection: bool) -> tuple[Tensor, Tensor]:
+    """Per-pair gradients (B, N, 3) of Σ grad · rmsd with respect to a and b."""
+    a_ = a.contiguous()
+    b_ = b.to(a.dtype).contiguous()
+    B, N = _pair_count(a_, b_), a_.shape[1]
+    ga = torch.empty((B, N, 3), dtype=a_.dtype, device=a_.device)
+    gb = torch.empty((B, N, 3), dtype=a_.dtype, device=a_.device)
+    w = None if weights is None else weights.to(device=a_.device, dtype=torch.float64).contiguous()
+    _backend.kabsch_rmsd_backward(a_, b_, grad.to(a_.dtype).contiguous(), ga, gb,
+                                  a_stride=0 if a_.shape[0] == 1 else 3 * N, b_stride=0 if b_.shape[0] == 1 else 3 * N,
+                                  N=N, weights=w, align=align, reflection=reflection)
+    return ga, gb
+
+
+@kabsch_rmsd_backward.register_fake
+def _(grad, a, b, weights, align, reflection):
+    B, N = _pair_count(a, b), a.shape[1]
+    return a.new_empty((B, N, 3)), a.new_empty((B, N, 3))
+
+
+def _kabsch_setup(ctx, inputs, output):
+    a, b, weights, align, reflection = inputs
+    ctx.save_for_backward(a, b, weights)
+    ctx.flags = (align, reflection)
+
+
+def _kabsch_backward(ctx, grad):
+    a, b, weights = ctx.saved_tensors
+    ga = gb = None
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        pa, pb = kabsch_rmsd_backward(grad, a, b, weights, *ctx.flags)
+        if ctx.needs_input_grad[0]:
+            ga = pa.sum(0, keepdim=True) if a.shape[0] == 1 and pa.shape[0] != 1 else pa
+            ga = ga.to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            gb = pb.sum(0, keepdim=True) if b.shape[0] == 1 and pb.shape[0] != 1 else pb
+            gb = gb.to(b.dtype)
+    return ga, gb, None, None, None
+
+
+kabsch_rmsd.register_autograd(_kabsch_backward, setup_context=_kabsch_setup)

@@ -17,7 +17,7 @@ from .factors import _check_q
 from .scattering import PROBES, SIGNALS, debye_tables
 from .structures import _numbers
 
-__all__ = ["debye", "debye_sum"]
+__all__ = ["debye", "debye_sum", "kabsch_rmsd"]
 
 debye_sum = _ops.debye_sum
 
@@ -65,4 +65,33 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
         out = _ops.debye_sum(pos, torch.as_tensor(t.species, device=dev), torch.as_tensor(t.q, device=dev),
                              torch.as_tensor(t.H, device=dev), torch.as_tensor(t.beta, device=dev),
                              t.uniform, t.q0, t.dq)
+    return out[0] if single else out
+
+
+def kabsch_rmsd(a: Tensor, b: Tensor, *, weights=None, align: bool = True, reflection: bool = False) -> Tensor:
+    """Differentiable RMSD after optimal superposition, for training losses.
+
+    Args:
+        a, b: (N, 3) or (B, N, 3) float tensors in Å on one device; one structure broadcasts against many.
+        weights: optional (N,) non-negative atom weights.
+        align: superpose first (translation + rotation).
+        reflection: also allow improper rotations (mirror images give 0).
+
+    Returns:
+        (B,) RMSD in Å (0-d for two (N, 3) inputs).  Gradients flow to both a and b (analytic kernel;
+        zero where the RMSD is exactly 0).
+    """
+    from .align import _prepare
+
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise ValueError("kabsch_rmsd takes torch tensors; use xstructure.rmsd for numpy or cupy arrays")
+    a3, b3, Ba, Bb, B, N, single, dtype_name, w = _prepare(a, b, weights)
+    for name, x in (("a", a3), ("b", b3)):
+        if x.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{name} must be float32 or float64, got {x.dtype}")
+        if not bool(torch.isfinite(x.detach()).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+    dtype = getattr(torch, dtype_name)
+    wt = None if w is None else torch.as_tensor(w, device=a3.device)
+    out = _ops.kabsch_rmsd(a3.to(dtype), b3.to(dtype), wt, align, reflection)
     return out[0] if single else out

@@ -1,0 +1,230 @@
+"""RMSD after optimal superposition (Kabsch), batched, with optional reflections and atom permutations.
+
+    >>> xstructure.rmsd(a, b)                                  # (N,3) vs (N,3) -> float, Å
+    >>> xstructure.rmsd(ref, frames)                           # (N,3) vs (B,N,3) -> (B,)
+    >>> xstructure.rmsd(a, b, reflection=True)                 # mirror images count as equal
+    >>> xstructure.rmsd(a, b, permute="element", numbers=Z)    # same-element atoms may be relabelled
+
+Isotropic scattering cannot tell a molecule from its mirror image, nor equivalent atoms apart, so these
+options forgive exactly that.  The kernel (C++/OpenMP, CUDA) does every pair in float64 whatever the input
+type; see ``cpp/include/xstructure/kabsch.hpp`` for the method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend
+
+__all__ = ["rmsd"]
+
+
+def _as_frames(x, name):
+    shape = tuple(x.shape)
+    if len(shape) == 2:
+        return x[None], True
+    if len(shape) == 3:
+        return x, False
+    raise ValueError(f"{name} must have shape (N, 3) or (B, N, 3), got {shape}")
+
+
+def _prepare(a, b, weights):
+    """Validate and return (a3, b3, B, N, single, dtype_name, weights_np)."""
+    ka, kb = _backend.array_kind(a), _backend.array_kind(b)
+    if ka == "other":
+        a = np.asarray(a, dtype=np.float64)
+        ka = "numpy"
+    if kb == "other":
+        b = np.asarray(b, dtype=np.float64)
+        kb = "numpy"
+    if ka != kb:
+        raise ValueError(f"a and b must be arrays of the same kind, got {ka} and {kb}")
+    if _backend.device_of(a) != _backend.device_of(b):
+        raise ValueError("a and b must be on the same device")
+    a3, sa = _as_frames(a, "a")
+    b3, sb = _as_frames(b, "b")
+    if a3.shape[2] != 3 or b3.shape[2] != 3:
+        raise ValueError(f"a and b must have shape (..., N, 3), got {tuple(a.shape)} and {tuple(b.shape)}")
+    N = a3.shape[1]
+    if b3.shape[1] != N:
+        raise ValueError(f"shape mismatch: a has {N} atoms, b has {b3.shape[1]}")
+    if N == 0:
+        raise ValueError("no atoms: structures must have at least one atom")
+    Ba, Bb = a3.shape[0], b3.shape[0]
+    if Ba != Bb and Ba != 1 and Bb != 1:
+        raise ValueError(f"shape mismatch: {Ba} frames in a and {Bb} in b (need equal counts, or one of them 1)")
+    B = max(Ba, Bb)
+    dtypes = {str(a3.dtype).replace("torch.", ""), str(b3.dtype).replace("torch.", "")}
+    dtype_name = "float32" if dtypes == {"float32"} else "float64"
+    w = None
+    if weights is not None:
+        w = np.asarray(weights.detach().cpu().numpy() if _backend.array_kind(weights) == "torch" else weights,
+                       dtype=np.float64)
+        if w.shape != (N,):
+            raise ValueError(f"weights must have shape (N,) = ({N},), got {w.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+            raise ValueError("weights must be finite, non-negative and not all zero")
+    return a3, b3, Ba, Bb, B, N, sa and sb, dtype_name, w
+
+
+def _contiguous(x, dtype_name, name):
+    kind = _backend.array_kind(x)
+    if kind == "torch":
+        import torch
+
+        x = x.detach().to(getattr(torch, dtype_name)).contiguous()
+        finite = bool(torch.isfinite(x).all())
+    elif kind == "cupy":
+        import cupy
+
+        x = cupy.ascontiguousarray(x, dtype=dtype_name)
+        finite = bool(cupy.isfinite(x).all())
+    else:
+        x = np.ascontiguousarray(x, dtype=dtype_name)
+        finite = bool(np.isfinite(x).all())
+    if not finite:
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def _new(like, shape, dtype_name):
+    from .scattering import _empty_like
+
+    return _empty_like(like, shape, dtype_name)
+
+
+def _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, want_transform, num_threads):
+    a3 = _contiguous(a3, dtype_name, "a")
+    b3 = _contiguous(b3, dtype_name, "b")
+    out = _new(a3, (B,), dtype_name)
+    R = _new(a3, (B, 3, 3), dtype_name) if want_transform else None
+    t = _new(a3, (B, 3), dtype_name) if want_transform else None
+    wd = None
+    if w is not None:
+        from .scattering import _to_like
+
+        wd = _to_like(np.ascontiguousarray(w), a3)
+    _backend.kabsch_rmsd(a3, b3, out, R, t, a_stride=0 if Ba == 1 else 3 * N, b_stride=0 if Bb == 1 else 3 * N,
+                         N=N, weights=wd, align=align, reflection=reflection, num_threads=num_threads)
+    return out, R, t
+
+
+def _permuted_pair(a, b, numbers, groups, w, align, reflection, max_iter=50):
+    """Best relabelling of b's interchangeable atoms: Hungarian assignment alternated with superposition."""
+    from scipy.optimize import linear_sum_assignment
+
+    N = a.shape[0]
+
+    def fit(perm):
+        r, R, t = _kabsch(a[None], b[perm][None], 1, 1, 1, N, "float64", w, align, reflection, True, 1)
+        return float(r[0]), R[0], t[0]
+
+    def reassign(moved):
+        perm = np.arange(N)
+        for g in groups:
+            cost = ((moved[g][:, None, :] - b[g][None, :, :]) ** 2).sum(-1)
+            rows, cols = linear_sum_assignment(cost)
+            perm[g[rows]] = g[cols]
+        return perm
+
+    best = None
+    # two starts: the given labelling, and an assignment made on the centred, unrotated structures
+    starts = [np.arange(N), reassign(a - a.mean(0) + b.mean(0))]
+    for perm in starts:
+        seen = set()
+        for _ in range(max_iter):
+            r, R, t = fit(perm)
+            if best is None or r < best[0] - 1e-15:
+                best = (r, R, t, perm.copy())
+            key = perm.tobytes()
+            if key in seen:
+                break
+            seen.add(key)
+            new = reassign(a @ R.T + t)
+            if np.array_equal(new, perm):
+                break
+            perm = new
+    return best
+
+
+def rmsd(a, b, *, align: bool = True, reflection: bool = False, weights=None, permute: str | None = None,
+         numbers=None, groups=None, return_transform: bool = False, num_threads: int = 0):
+    """Root-mean-square deviation of atomic positions after optimal superposition.
+
+    Args:
+        a, b: (N, 3) or (B, N, 3) positions in Å (numpy, torch or cupy; the same kind for both).  One
+            structure against many broadcasts.  torch inputs go through the differentiable op
+            :func:`xstructure.ops.kabsch_rmsd` (unless ``permute`` or ``return_transform`` is used).
+        align: superpose (translation + rotation) first; False gives the plain RMSD.
+        reflection: also allow improper rotations (the best of proper and improper is taken).
+        weights: (N,) non-negative atom weights (e.g. masses); the RMSD is the weighted mean.
+        permute: None, or "element": atoms of the same element (``numbers`` required) may be relabelled in b
+            to minimise the RMSD (Hungarian assignment alternated with superposition, two starts).
+        numbers: (N,) atomic numbers, for ``permute="element"``.
+        groups: with ``permute``: a list of index lists; only atoms within one group are interchangeable
+            (e.g. the three H of each methyl group).  Default: one group per element.
+        return_transform: also return R (…, 3, 3) and t (…, 3) with b ≈ a @ R.T + t (and, with
+            ``permute``, the permutation perm (…, N) with b[perm] matched to a).
+        num_threads: CPU threads (0: OpenMP's default).
+
+    Returns:
+        RMSD in Å: a float (numpy input, two (N, 3)), a 0-d tensor, or an array/tensor (B,).
+
+    Raises:
+        ValueError: shape mismatch, no atoms, NaN or inf, bad weights, unknown permute mode.
+    """
+    a3, b3, Ba, Bb, B, N, single, dtype_name, w = _prepare(a, b, weights)
+    kind = _backend.array_kind(a3)
+    if permute is not None:
+        if permute != "element":
+            raise ValueError(f"unknown permute mode {permute!r}: use None or 'element'")
+        if numbers is None:
+            raise ValueError("permute='element' needs numbers= (the atomic number of each atom)")
+        Z = np.asarray(numbers.detach().cpu().numpy() if _backend.array_kind(numbers) == "torch" else numbers)
+        if Z.shape != (N,):
+            raise ValueError(f"numbers must have shape (N,) = ({N},), got {Z.shape}")
+        if groups is None:
+            grp = [np.flatnonzero(Z == z) for z in np.unique(Z)]
+        else:
+            grp = [np.asarray(g, dtype=np.int64) for g in groups]
+            for g in grp:
+                if g.size and (g.min() < 0 or g.max() >= N):
+                    raise ValueError(f"groups hold atom indices outside 0..{N - 1}")
+                if np.unique(Z[g]).size > 1:
+                    raise ValueError("each group must hold atoms of one element")
+        grp = [g for g in grp if g.size > 1]
+        an = _to_numpy(a3)
+        bn = _to_numpy(b3)
+        for name, x in (("a", an), ("b", bn)):
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"{name} contains NaN or inf")
+        res = [_permuted_pair(an[k if Ba > 1 else 0], bn[k if Bb > 1 else 0], Z, grp, w, align, reflection)
+               for k in range(B)]
+        r = np.array([x[0] for x in res])
+        R = np.stack([x[1] for x in res])
+        t = np.stack([x[2] for x in res])
+        perm = np.stack([x[3] for x in res])
+        if single:
+            r, R, t, perm = r[0], R[0], t[0], perm[0]
+        return (r, R, t, perm) if return_transform else r
+
+    if kind == "torch" and not return_transform:
+        from . import ops
+
+        out = ops.kabsch_rmsd(a3, b3, weights=w, align=align, reflection=reflection)
+        return out[0] if single else out
+    out, R, t = _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, return_transform, num_threads)
+    if single:
+        out = float(out[0]) if kind == "numpy" else out[0]
+        if return_transform:
+            R, t = R[0], t[0]
+    return (out, R, t) if return_transform else out
+
+
+def _to_numpy(x):
+    kind = _backend.array_kind(x)
+    if kind == "torch":
+        return x.detach().cpu().numpy().astype(np.float64)
+    if kind == "cupy":
+        return x.get().astype(np.float64)
+    return np.asarray(x, dtype=np.float64)
