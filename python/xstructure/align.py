@@ -128,8 +128,17 @@ def _permuted_pair(a, b, numbers, groups, w, align, reflection, max_iter=50):
         return perm
 
     best = None
-    # two starts: the given labelling, and an assignment made on the centred, unrotated structures
-    starts = [np.arange(N), reassign(a - a.mean(0) + b.mean(0))]
+    # starts: the given labelling, and assignments made after superposing the principal axes of a and b
+    # (every sign choice, improper ones too when reflections are allowed): rotation-invariant guesses.
+    starts = [np.arange(N)]
+    ca, cb = a.mean(0), b.mean(0)
+    _, Va = np.linalg.eigh((a - ca).T @ (a - ca))
+    _, Vb = np.linalg.eigh((b - cb).T @ (b - cb))
+    for signs in np.array(np.meshgrid([1, -1], [1, -1], [1, -1])).T.reshape(-1, 3):
+        R0 = Vb @ np.diag(signs) @ Va.T
+        if np.linalg.det(R0) < 0 and not reflection:
+            continue
+        starts.append(reassign((a - ca) @ R0.T + cb))
     for perm in starts:
         seen = set()
         for _ in range(max_iter):

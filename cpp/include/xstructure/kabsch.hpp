@@ -61,14 +61,16 @@ XS_HD double det4(const double A[16]) {
            A[2] * minor3(A, 1, 2, 3, 0, 1, 3) - A[3] * minor3(A, 1, 2, 3, 0, 1, 2);
 }
 
-// Largest eigenvalue of K by Newton's method on det(K - x I) = x^4 + c2 x^2 + c1 x + c0, from an upper bound.
-XS_HD double lambda_max(const double K[16], const double S[9], double upper) {
+// Largest eigenvalue of K by Newton's method on det(K - x I) = x^4 + c2 x^2 + c1 x + c0, from the upper bound
+// G/2.  Returns false when Newton did not settle (a double root that rounding turned into a complex pair).
+XS_HD bool lambda_max(const double K[16], const double S[9], double upper, double* lam) {
     double ss = 0.0;
     for (int i = 0; i < 9; ++i) ss += S[i] * S[i];
     const double c2 = -2.0 * ss;
     const double c1 = -8.0 * det3(S);
     const double c0 = det4(K);
     double x = upper;
+    bool converged = false;
     for (int it = 0; it < 60; ++it) {
         const double x2 = x * x;
         const double b = (x2 + c2) * x;
@@ -77,9 +79,10 @@ XS_HD double lambda_max(const double K[16], const double S[9], double upper) {
         if (den == 0.0) break;
         const double dx = (a * x + c0) / den;
         x -= dx;
-        if (fabs(dx) <= 1e-15 * fabs(x) + 1e-300) break;
+        if (fabs(dx) <= 1e-15 * fabs(x) + 1e-300) { converged = true; break; }
     }
-    return x;
+    *lam = x;
+    return converged && x <= upper * (1.0 + 1e-12) + 1e-300;
 }
 
 // Jacobi eigen-decomposition of a symmetric 4x4; returns the eigenvector of the largest eigenvalue in q.
@@ -127,26 +130,41 @@ XS_HD void jacobi_top(const double Kin[16], double q[4]) {
 XS_HD void best_rotation(const double S[9], double upper, double R[9]) {
     double K[16];
     horn(S, K);
-    const double lam = lambda_max(K, S, upper);
-    double A[16];
-    for (int i = 0; i < 16; ++i) A[i] = K[i] - ((i % 5 == 0) ? lam : 0.0);
-    // eigenvector: the largest column of adj(A)
-    double q[4] = {1.0, 0.0, 0.0, 0.0}, best = -1.0;
-    const int rows[4][3] = {{1, 2, 3}, {0, 2, 3}, {0, 1, 3}, {0, 1, 2}};
-    for (int c = 0; c < 4; ++c) {
-        double v[4];
-        double n2 = 0.0;
-        for (int r = 0; r < 4; ++r) {
-            const double sgn = ((r + c) % 2 == 0) ? 1.0 : -1.0;
-            v[r] = sgn * minor3(A, rows[c][0], rows[c][1], rows[c][2], rows[r][0], rows[r][1], rows[r][2]);
-            n2 += v[r] * v[r];
+    double lam;
+    bool ok = lambda_max(K, S, upper, &lam);
+    double q[4] = {1.0, 0.0, 0.0, 0.0};
+    if (ok) {
+        double A[16];
+        for (int i = 0; i < 16; ++i) A[i] = K[i] - ((i % 5 == 0) ? lam : 0.0);
+        // eigenvector: the largest column of adj(A)
+        double best = -1.0;
+        const int rows[4][3] = {{1, 2, 3}, {0, 2, 3}, {0, 1, 3}, {0, 1, 2}};
+        for (int c = 0; c < 4; ++c) {
+            double v[4];
+            double n2 = 0.0;
+            for (int r = 0; r < 4; ++r) {
+                const double sgn = ((r + c) % 2 == 0) ? 1.0 : -1.0;
+                v[r] = sgn * minor3(A, rows[c][0], rows[c][1], rows[c][2], rows[r][0], rows[r][1], rows[r][2]);
+                n2 += v[r] * v[r];
+            }
+            if (n2 > best) { best = n2; for (int r = 0; r < 4; ++r) q[r] = v[r]; }
         }
-        if (n2 > best) { best = n2; for (int r = 0; r < 4; ++r) q[r] = v[r]; }
+        // |adj| ~ (product of the gaps to the other eigenvalues) for a simple lambda_max; a small adjugate
+        // means a (nearly) degenerate lambda_max, where the eigenvector is ill-determined: use Jacobi there.
+        const double scale = fabs(lam) + 1e-300;
+        ok = best > 1e-12 * scale * scale * scale * scale * scale * scale;
+        if (ok) {  // and the eigen-residual must be small
+            const double nq = sqrt(best);
+            double res = 0.0;
+            for (int r = 0; r < 4; ++r) {
+                double kq = -lam * q[r];
+                for (int c = 0; c < 4; ++c) kq += K[4 * r + c] * q[c];
+                res += kq * kq;
+            }
+            ok = sqrt(res) <= 1e-10 * scale * nq;
+        }
     }
-    const double scale = fabs(lam) + 1e-300;
-    if (!(best > 1e-20 * scale * scale * scale * scale * scale * scale)) {
-        jacobi_top(K, q);  // lambda_max (nearly) degenerate: collinear or tiny structures
-    }
+    if (!ok) jacobi_top(K, q);  // degenerate or unsettled: collinear, tiny or symmetric structures
     double n = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
     if (!(n > 0.0)) { q[0] = 1.0; q[1] = q[2] = q[3] = 0.0; n = 1.0; }
     const double q0 = q[0] / n, q1 = q[1] / n, q2 = q[2] / n, q3 = q[3] / n;
