@@ -16,8 +16,8 @@ void kabsch_rmsd_cpu(const RmsdProblem& p, const T* a, const T* b, T* rmsd, T* R
 #pragma omp parallel for schedule(static) num_threads(nt > 0 ? nt : omp_default_threads())
     for (int64_t k = 0; k < p.B; ++k) {
         double msd, Rk[9], ca[3], cb[3];
-        kabsch_pair(p, a + k * p.a_stride, b + k * p.b_stride, &msd, Rk, ca, cb);
-        rmsd[k] = static_cast<T>(sqrt(msd > 0.0 ? msd : 0.0));
+        kabsch_pair(p, a + k * p.a_stride, b + k * p.b_stride, &msd, Rk, ca, cb, R != nullptr || t != nullptr);
+        rmsd[k] = static_cast<T>(msd < 0.0 ? 0.0 : sqrt(msd));  // NaN propagates
         if (R) for (int i = 0; i < 9; ++i) R[9 * k + i] = static_cast<T>(Rk[i]);
         if (t)
             for (int r = 0; r < 3; ++r)

@@ -14,8 +14,8 @@ __global__ void rmsd_kernel(RmsdProblem p, const T* a, const T* b, T* rmsd, T* R
     const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (k >= p.B) return;
     double msd, Rk[9], ca[3], cb[3];
-    kabsch_pair(p, a + k * p.a_stride, b + k * p.b_stride, &msd, Rk, ca, cb);
-    rmsd[k] = static_cast<T>(sqrt(msd > 0.0 ? msd : 0.0));
+    kabsch_pair(p, a + k * p.a_stride, b + k * p.b_stride, &msd, Rk, ca, cb, R != nullptr || t != nullptr);
+    rmsd[k] = static_cast<T>(msd < 0.0 ? 0.0 : sqrt(msd));  // NaN propagates
     if (R) for (int i = 0; i < 9; ++i) R[9 * k + i] = static_cast<T>(Rk[i]);
     if (t)
         for (int r = 0; r < 3; ++r)
@@ -32,10 +32,17 @@ __global__ void rmsd_backward_kernel(RmsdProblem p, const T* a, const T* b, cons
     kabsch_pair(p, ak, bk, &msd, Rk, ca, cb);
     // write per-atom gradients straight out (no scratch): recompute d per atom
     const int64_t N = p.N;
-    double W = 0.0;
-    for (int64_t i = 0; i < N; ++i) W += p.weights ? p.weights[i] : 1.0;
+    double W = 0.0, G = 0.0;
+    for (int64_t i = 0; i < N; ++i) {
+        const double w = p.weights ? p.weights[i] : 1.0;
+        W += w;
+        for (int c = 0; c < 3; ++c) {
+            const double x = static_cast<double>(ak[3 * i + c]) - ca[c], y = static_cast<double>(bk[3 * i + c]) - cb[c];
+            G += w * (x * x + y * y);
+        }
+    }
     const double r = sqrt(msd > 0.0 ? msd : 0.0);
-    const double f = (r > 0.0) ? static_cast<double>(g[k]) / (W * r) : 0.0;
+    const double f = (r > 1e-12 * sqrt(G / W)) ? static_cast<double>(g[k]) / (W * r) : 0.0;  // as kabsch_pair_grad
     for (int64_t i = 0; i < N; ++i) {
         const double w = (p.weights ? p.weights[i] : 1.0) * f;
         double x[3], y[3], d[3];

@@ -67,24 +67,30 @@ def _prepare(a, b, weights):
     return a3, b3, Ba, Bb, B, N, sa and sb, dtype_name, w
 
 
-def _contiguous(x, dtype_name, name):
+def _contiguous(x, dtype_name):
     kind = _backend.array_kind(x)
     if kind == "torch":
         import torch
 
-        x = x.detach().to(getattr(torch, dtype_name)).contiguous()
-        finite = bool(torch.isfinite(x).all())
-    elif kind == "cupy":
+        return x.detach().to(getattr(torch, dtype_name)).contiguous()
+    if kind == "cupy":
         import cupy
 
-        x = cupy.ascontiguousarray(x, dtype=dtype_name)
-        finite = bool(cupy.isfinite(x).all())
-    else:
-        x = np.ascontiguousarray(x, dtype=dtype_name)
-        finite = bool(np.isfinite(x).all())
-    if not finite:
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
+        return cupy.ascontiguousarray(x, dtype=dtype_name)
+    return np.ascontiguousarray(x, dtype=dtype_name)
+
+
+def _all_finite(x) -> bool:
+    kind = _backend.array_kind(x)
+    if kind == "torch":
+        import torch
+
+        return bool(torch.isfinite(x).all())
+    if kind == "cupy":
+        import cupy
+
+        return bool(cupy.isfinite(x).all())
+    return bool(np.isfinite(x).all())
 
 
 def _new(like, shape, dtype_name):
@@ -94,8 +100,8 @@ def _new(like, shape, dtype_name):
 
 
 def _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, want_transform, num_threads):
-    a3 = _contiguous(a3, dtype_name, "a")
-    b3 = _contiguous(b3, dtype_name, "b")
+    a3 = _contiguous(a3, dtype_name)
+    b3 = _contiguous(b3, dtype_name)
     out = _new(a3, (B,), dtype_name)
     R = _new(a3, (B, 3, 3), dtype_name) if want_transform else None
     t = _new(a3, (B, 3), dtype_name) if want_transform else None
@@ -106,6 +112,12 @@ def _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, want_transfo
         wd = _to_like(np.ascontiguousarray(w), a3)
     _backend.kabsch_rmsd(a3, b3, out, R, t, a_stride=0 if Ba == 1 else 3 * N, b_stride=0 if Bb == 1 else 3 * N,
                          N=N, weights=wd, align=align, reflection=reflection, num_threads=num_threads)
+    # NaN or inf anywhere in a pair's input makes its RMSD non-finite: check B outputs, not B*N*3 inputs
+    if not _all_finite(out):
+        for name, x in (("a", a3), ("b", b3)):
+            if not _all_finite(x):
+                raise ValueError(f"{name} contains NaN or inf")
+        raise FloatingPointError("non-finite RMSD from finite input (coordinates too large?)")
     return out, R, t
 
 

@@ -63,25 +63,26 @@ XS_HD double det4(const double A[16]) {
 
 // Largest eigenvalue of K by Newton's method on det(K - x I) = x^4 + c2 x^2 + c1 x + c0, from the upper bound
 // G/2.  Returns false when Newton did not settle (a double root that rounding turned into a complex pair).
-XS_HD bool lambda_max(const double K[16], const double S[9], double upper, double* lam) {
+XS_HD bool lambda_max(const double K[16], const double S[9], double upper, double* lam, double* dp = nullptr) {
     double ss = 0.0;
     for (int i = 0; i < 9; ++i) ss += S[i] * S[i];
     const double c2 = -2.0 * ss;
     const double c1 = -8.0 * det3(S);
     const double c0 = det4(K);
-    double x = upper;
+    double x = upper, den = 0.0;
     bool converged = false;
     for (int it = 0; it < 60; ++it) {
         const double x2 = x * x;
         const double b = (x2 + c2) * x;
         const double a = b + c1;
-        const double den = 2.0 * x2 * x + b + a;
+        den = 2.0 * x2 * x + b + a;  // p'(x)
         if (den == 0.0) break;
         const double dx = (a * x + c0) / den;
         x -= dx;
         if (fabs(dx) <= 1e-15 * fabs(x) + 1e-300) { converged = true; break; }
     }
     *lam = x;
+    if (dp) *dp = den;
     return converged && x <= upper * (1.0 + 1e-12) + 1e-300;
 }
 
@@ -175,11 +176,30 @@ XS_HD void best_rotation(const double S[9], double upper, double R[9]) {
 
 }  // namespace kabsch_detail
 
+// Largest lambda for S and the trace-formula msd, when that is safe: Newton settled on a simple root
+// (|p'| well away from 0, so lambda is accurate to ~1e-15 relative) and the msd is not so small that the
+// cancellation in (G - 2 lambda) matters (msd > 1e-6 G / W keeps the RMSD error below ~1e-9 Å per Å of
+// structure size).  Returns false when the caller must take the full path.
+XS_HD bool trace_msd(const double S[9], double G, double W, double* msd) {
+    double K[16];
+    kabsch_detail::horn(S, K);
+    double lam, dp;
+    const double upper = 0.5 * G + 1e-300;
+    if (!kabsch_detail::lambda_max(K, S, upper, &lam, &dp)) return false;
+    const double s = fabs(lam) + 1e-300;
+    if (!(fabs(dp) > 1e-4 * s * s * s)) return false;
+    const double m = (G - 2.0 * lam) / W;
+    if (!(m > 1e-6 * G / W)) return false;
+    *msd = m;
+    return true;
+}
+
 // One pair.  Outputs: msd (weighted mean squared deviation after superposition), R (3x3 row-major) and
 // the centroids ca, cb, so that b ~ R (a - ca) + cb.  When align is false, R = I and the centroids are 0.
+// need_rotation = false allows the trace formula (R is then left as the identity and must not be used).
 template <typename T>
 XS_HD void kabsch_pair(const RmsdProblem& p, const T* a, const T* b, double* msd, double R[9], double ca[3],
-                       double cb[3]) {
+                       double cb[3], bool need_rotation = true) {
     const int64_t N = p.N;
     double W = 0.0;
     for (int k = 0; k < 3; ++k) { ca[k] = 0.0; cb[k] = 0.0; }
@@ -197,28 +217,49 @@ XS_HD void kabsch_pair(const RmsdProblem& p, const T* a, const T* b, double* msd
         *msd = s / W;
         return;
     }
+    // One pass of moments about the first atoms (a0, b0): exact centring up to rounding of in-molecule
+    // differences, whatever the distance of the structures from the origin.
+    const double a0[3] = {static_cast<double>(a[0]), static_cast<double>(a[1]), static_cast<double>(a[2])};
+    const double b0[3] = {static_cast<double>(b[0]), static_cast<double>(b[1]), static_cast<double>(b[2])};
+    double sa[3] = {0, 0, 0}, sb[3] = {0, 0, 0}, S[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0}, G = 0.0;
     for (int64_t i = 0; i < N; ++i) {
         const double w = p.weights ? p.weights[i] : 1.0;
         W += w;
-        for (int k = 0; k < 3; ++k) {
-            ca[k] += w * static_cast<double>(a[3 * i + k]);
-            cb[k] += w * static_cast<double>(b[3 * i + k]);
-        }
-    }
-    for (int k = 0; k < 3; ++k) { ca[k] /= W; cb[k] /= W; }
-    double S[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    double G = 0.0;
-    for (int64_t i = 0; i < N; ++i) {
-        const double w = p.weights ? p.weights[i] : 1.0;
         double x[3], y[3];
         for (int k = 0; k < 3; ++k) {
-            x[k] = static_cast<double>(a[3 * i + k]) - ca[k];
-            y[k] = static_cast<double>(b[3 * i + k]) - cb[k];
+            x[k] = static_cast<double>(a[3 * i + k]) - a0[k];
+            y[k] = static_cast<double>(b[3 * i + k]) - b0[k];
+            sa[k] += w * x[k];
+            sb[k] += w * y[k];
         }
-        for (int r = 0; r < 3; ++r)
-            for (int c = 0; c < 3; ++c) S[3 * r + c] += w * x[r] * y[c];
+        for (int r = 0; r < 3; ++r) {
+            const double wx = w * x[r];
+            S[3 * r] += wx * y[0]; S[3 * r + 1] += wx * y[1]; S[3 * r + 2] += wx * y[2];
+        }
         G += w * (x[0] * x[0] + x[1] * x[1] + x[2] * x[2] + y[0] * y[0] + y[1] * y[1] + y[2] * y[2]);
     }
+    double da[3], db[3];
+    for (int k = 0; k < 3; ++k) {
+        da[k] = sa[k] / W;
+        db[k] = sb[k] / W;
+        ca[k] = a0[k] + da[k];
+        cb[k] = b0[k] + db[k];
+    }
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c) S[3 * r + c] -= W * da[r] * db[c];
+    G -= W * (da[0] * da[0] + da[1] * da[1] + da[2] * da[2] + db[0] * db[0] + db[1] * db[1] + db[2] * db[2]);
+    if (G < 0.0) G = 0.0;
+
+    if (!need_rotation) {
+        double m1;
+        if (trace_msd(S, G, W, &m1)) {
+            if (!p.reflection) { *msd = m1; return; }
+            double Sn[9], m2;
+            for (int i = 0; i < 9; ++i) Sn[i] = -S[i];
+            if (trace_msd(Sn, G, W, &m2)) { *msd = m1 < m2 ? m1 : m2; return; }
+        }
+    }
+
     const double upper = 0.5 * G + 1e-300;
     double Rp[9];
     kabsch_detail::best_rotation(S, upper, Rp);
@@ -262,10 +303,19 @@ template <typename T>
 XS_HD void kabsch_pair_grad(const RmsdProblem& p, const T* a, const T* b, double g, double msd, const double R[9],
                             const double ca[3], const double cb[3], double* ga, double* gb) {
     const int64_t N = p.N;
-    double W = 0.0;
-    for (int64_t i = 0; i < N; ++i) W += p.weights ? p.weights[i] : 1.0;
+    double W = 0.0, G = 0.0;
+    for (int64_t i = 0; i < N; ++i) {
+        const double w = p.weights ? p.weights[i] : 1.0;
+        W += w;
+        for (int k = 0; k < 3; ++k) {
+            const double x = static_cast<double>(a[3 * i + k]) - ca[k], y = static_cast<double>(b[3 * i + k]) - cb[k];
+            G += w * (x * x + y * y);
+        }
+    }
     const double rmsd = sqrt(msd > 0.0 ? msd : 0.0);
-    const double f = (rmsd > 0.0) ? g / (W * rmsd) : 0.0;
+    // An RMSD at the rounding level of the structure's size is an exact match: the kink of the norm, where
+    // the gradient is set to the zero subgradient rather than a unit vector of rounding noise.
+    const double f = (rmsd > 1e-12 * sqrt(G / W)) ? g / (W * rmsd) : 0.0;
     for (int64_t i = 0; i < N; ++i) {
         const double w = (p.weights ? p.weights[i] : 1.0) * f;
         double x[3], y[3], d[3];
