@@ -35,6 +35,7 @@ void check(bool ok) {
 }  // namespace
 
 const char* cpu_isa() { return use_avx2() ? "avx2+fma" : "baseline"; }
+bool cpu_has_avx2_fma() { return use_avx2(); }
 
 #ifdef XSTRUCTURE_HAS_AVX2
 #define XS_DISPATCH(fn, ...) check(use_avx2() ? isa_avx2::fn(__VA_ARGS__) : isa_base::fn(__VA_ARGS__))
