@@ -53,7 +53,14 @@ void kabsch_rmsd_cpu(const RmsdProblem& p, const T* a, const T* b, T* rmsd, T* R
             const int nl = static_cast<int>(p.B - k0 < LANES ? p.B - k0 : LANES);
             double msd[LANES];
             bool ok[LANES];
-            block(p, a, b, k0, nl, msd, ok);
+            if (p.a_stride == 0 && p.b_stride != 0) {  // symmetric: the one reference goes in b
+                RmsdProblem q = p;
+                q.a_stride = p.b_stride;
+                q.b_stride = 0;
+                block(q, b, a, k0, nl, msd, ok);
+            } else {
+                block(p, a, b, k0, nl, msd, ok);
+            }
             for (int l = 0; l < nl; ++l) {
                 const int64_t k = k0 + l;
                 if (!ok[l]) {
