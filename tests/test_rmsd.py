@@ -178,7 +178,9 @@ coords = st.integers(1, 15).flatmap(
 def test_rigid_motion_gives_zero(a, seed):
     rng = np.random.default_rng(seed)
     b = a @ rotation(rng).T + rng.uniform(-100, 100, 3)
-    assert xstructure.rmsd(a, b) < 1e-9 * max(1.0, np.abs(a).max())
+    # Nearly collinear inputs (hypothesis finds atoms 1e-7 Å off an axis) fix the rotation about the axis
+    # only through an eigen-splitting ~ offset², near rounding: up to a few 1e-9 of the size remain there.
+    assert xstructure.rmsd(a, b) < 1e-8 * max(1.0, np.abs(a).max())
 
 
 @settings(max_examples=80, deadline=None)

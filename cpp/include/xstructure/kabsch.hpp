@@ -153,7 +153,7 @@ XS_HD void best_rotation(const double S[9], double upper, double R[9]) {
         // |adj| ~ (product of the gaps to the other eigenvalues) for a simple lambda_max; a small adjugate
         // means a (nearly) degenerate lambda_max, where the eigenvector is ill-determined: use Jacobi there.
         const double scale = fabs(lam) + 1e-300;
-        ok = best > 1e-12 * scale * scale * scale * scale * scale * scale;
+        ok = best > 1e-8 * scale * scale * scale * scale * scale * scale;
         if (ok) {  // and the eigen-residual must be small
             const double nq = sqrt(best);
             double res = 0.0;
