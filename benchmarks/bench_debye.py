@@ -33,18 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
 import warnings
-from importlib import metadata
 
 import numpy as np
 
 import xstructure
+from _common import machine_info, timeit
 
 Q = np.linspace(0.5, 12.0, 500)
 SIGMA = 0.05
@@ -58,17 +56,6 @@ def geometries(B: int, dtype=np.float64, seed: int = 0) -> tuple[np.ndarray, np.
     pos *= SIGMA
     pos += at.positions.astype(dtype)
     return at.numbers, pos, at.get_chemical_symbols()
-
-
-def timeit(fn, repeats: int = 3, warmup=None) -> float:
-    """Median wall time of fn() over `repeats` runs, after one warm-up call of warmup (default fn)."""
-    (warmup or fn)()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def rel_err(a, b) -> float:
@@ -96,25 +83,6 @@ def numpy_debye(Z, pos: np.ndarray, q: np.ndarray, chunk: int = 100) -> np.ndarr
         np.einsum("bpq,pq->bq", y, F2, out=out[s:s + b])
         out[s:s + b] += i_at
     return out
-
-
-def machine_info() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    info = {"cpu_model": cpu, "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "xstructure": xstructure.__version__,
-            "build_info": xstructure.build_info(), "numpy": np.__version__,
-            "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    for pkg in ("torch", "debyecalculator"):
-        try:
-            info[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            info[pkg] = None
-    try:
-        import torch
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    return info
 
 
 def bench_debyecalculator(symbols, pos, I_ref, n_dc: int, rows: dict, checks: dict, notes: list) -> None:
@@ -248,7 +216,7 @@ def main() -> None:
         return memory_child(args.memory_child)
 
     memory = memory_check(args.quick) if args.memory else None   # first: the child inherits our peak RSS
-    info = machine_info()
+    info = machine_info(peers=('debyecalculator',))
     print(f"CPU: {info['cpu_model']}, os.cpu_count()={info['cpu_count']}, affinity={info['cpu_affinity']}")
     print(f"xstructure {info['xstructure']} build_info: {info['build_info']}")
     print(f"numpy {info['numpy']}, torch {info.get('torch')} ({info.get('torch_threads')} threads), "

@@ -54,14 +54,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import time
-from importlib import metadata
 
 import numpy as np
 
 import xstructure
+from _common import machine_info, timeit
 
 SIGMA_18 = 0.2       # Å, NMM workload
 SIGMA_200 = 0.3      # Å, 200-atom workload
@@ -72,36 +70,6 @@ NUMPY_BUDGET_S = 30.0
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------------
-
-def timeit(fn, repeats: int = 3, warmup=None) -> float:
-    """Median wall time of fn() over `repeats` runs, after one warm-up call of warmup (default fn)."""
-    (warmup or fn)()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def machine_info() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    info = {"cpu_model": cpu, "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "xstructure": xstructure.__version__,
-            "build_info": xstructure.build_info(), "numpy": np.__version__,
-            "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    for pkg in ("torch", "mdtraj"):
-        try:
-            info[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            info[pkg] = None
-    try:
-        import torch
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    return info
-
 
 def numpy_rmsd(a, b, chunk: int | None = None) -> np.ndarray:
     """Batched float64 Kabsch RMSD via np.linalg.svd, evaluated directly from the rotated coordinates.
@@ -451,7 +419,7 @@ def main() -> None:
     ap.add_argument("--json", metavar="PATH", help="write all numbers and the machine info to PATH")
     args = ap.parse_args()
 
-    info = machine_info()
+    info = machine_info(peers=('mdtraj',))
     print(f"CPU: {info['cpu_model']}, os.cpu_count()={info['cpu_count']}, affinity={info['cpu_affinity']}")
     print(f"xstructure {info['xstructure']} build_info: {info['build_info']}")
     print(f"numpy {info['numpy']}, torch {info.get('torch')} ({info.get('torch_threads')} threads), "

@@ -32,3 +32,12 @@ def rng():
 def perturbed(atoms, n, sigma, rng):
     """(n, N, 3) geometries: atoms' positions plus Gaussian displacements of sigma Å."""
     return atoms.get_positions()[None] + sigma * rng.standard_normal((n, len(atoms), 3))
+
+
+def random_rotation(rng):
+    """A uniformly random proper rotation matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xstructure
+from conftest import random_rotation
 from reference import f_xray
 
 Q = np.linspace(0.0, 15.0, 160)
@@ -15,14 +16,6 @@ molecules = st.integers(2, 12).flatmap(lambda n: st.tuples(
     st.lists(st.sampled_from(ELEMENTS), min_size=n, max_size=n),
     arrays(np.float64, (n, 3), elements=st.floats(-6, 6, allow_nan=False, allow_infinity=False)),
 ))
-
-
-def random_rotation(rng):
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    q *= np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
 
 
 def close(a, b, tol=1e-9):

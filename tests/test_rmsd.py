@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xstructure
+from conftest import random_rotation as rotation
 
 
 def svd_rmsd(a, b, reflection=False, weights=None):
@@ -23,14 +24,6 @@ def svd_rmsd(a, b, reflection=False, weights=None):
         R = Vt.T @ np.diag([1.0, 1.0, s]) @ U.T
         best = min(best, np.sqrt((w * ((x @ R.T - y) ** 2).sum(1)).sum() / w.sum()))
     return best
-
-
-def rotation(rng):
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    q *= np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
 
 
 def cases(rng):

@@ -82,10 +82,10 @@ def test_loss_decreases_under_gradient_descent(rng):
     for _ in range(60):
         opt.zero_grad()
         loss = xstructure.ops.kabsch_rmsd(x, target)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         loss.backward()
         opt.step()
-    assert float(loss) < 0.2 * first
+    assert float(loss.detach()) < 0.2 * first
 
 
 def test_opcheck(rng):

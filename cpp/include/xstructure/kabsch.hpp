@@ -299,9 +299,9 @@ XS_HD void kabsch_pair(const RmsdProblem& p, const T* a, const T* b, double* msd
 // Gradient of rmsd = sqrt(msd) for one pair given the optimal R (envelope theorem: R is stationary):
 // d rmsd / d a_i = (w_i / (W rmsd)) R^T (R a'_i - b'_i),  d rmsd / d b_i = -(w_i / (W rmsd)) (R a'_i - b'_i).
 // Zero when rmsd == 0 (a subgradient).  g scales both (the incoming gradient).
-template <typename T>
+template <typename T, typename U>
 XS_HD void kabsch_pair_grad(const RmsdProblem& p, const T* a, const T* b, double g, double msd, const double R[9],
-                            const double ca[3], const double cb[3], double* ga, double* gb) {
+                            const double ca[3], const double cb[3], U* ga, U* gb) {
     const int64_t N = p.N;
     double W = 0.0, G = 0.0;
     for (int64_t i = 0; i < N; ++i) {
@@ -325,10 +325,22 @@ XS_HD void kabsch_pair_grad(const RmsdProblem& p, const T* a, const T* b, double
         }
         for (int r = 0; r < 3; ++r) d[r] = R[3 * r] * x[0] + R[3 * r + 1] * x[1] + R[3 * r + 2] * x[2] - y[r];
         for (int k = 0; k < 3; ++k) {
-            ga[3 * i + k] = w * (R[k] * d[0] + R[3 + k] * d[1] + R[6 + k] * d[2]);
-            gb[3 * i + k] = -w * d[k];
+            ga[3 * i + k] = static_cast<U>(w * (R[k] * d[0] + R[3 + k] * d[1] + R[6 + k] * d[2]));
+            gb[3 * i + k] = static_cast<U>(-w * d[k]);
         }
     }
+}
+
+// Store one pair's result: rmsd[k] (NaN propagates), and when asked R[k] (3x3) and t[k] with b ~ R a + t.
+template <typename T>
+XS_HD void store_pair(int64_t k, double msd, const double Rk[9], const double ca[3], const double cb[3], T* rmsd,
+                      T* R, T* t) {
+    rmsd[k] = static_cast<T>(msd < 0.0 ? 0.0 : sqrt(msd));
+    if (R)
+        for (int i = 0; i < 9; ++i) R[9 * k + i] = static_cast<T>(Rk[i]);
+    if (t)
+        for (int r = 0; r < 3; ++r)
+            t[3 * k + r] = static_cast<T>(cb[r] - (Rk[3 * r] * ca[0] + Rk[3 * r + 1] * ca[1] + Rk[3 * r + 2] * ca[2]));
 }
 
 // Batched entry points.  a: frames of N x 3 with a_stride between them (0 = one frame for all pairs); b
