@@ -42,3 +42,16 @@ def machine_info(peers=()) -> dict:
     except ImportError:
         pass
     return info
+
+
+def gpu_skip_reason(device: str = "cuda"):
+    """Why the GPU part cannot run on `device` ('cuda'), or None when it can."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if device == "cuda" and not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
+    if device == "cuda" and not xstructure.cuda_available():
+        return f"xstructure.cuda_available() is False (build_info: {xstructure.build_info()})"
+    return None

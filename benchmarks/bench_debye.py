@@ -42,7 +42,7 @@ import warnings
 import numpy as np
 
 import xstructure
-from _common import machine_info, timeit
+from _common import gpu_skip_reason, machine_info, timeit
 
 Q = np.linspace(0.5, 12.0, 500)
 SIGMA = 0.05
@@ -118,18 +118,12 @@ def bench_debyecalculator(symbols, pos, I_ref, n_dc: int, rows: dict, checks: di
 
 def bench_gpu(Z, sizes, rows: dict, notes: list, device: str = "cuda") -> None:
     """xstructure on torch float32 tensors on `device` (CUDA); the output stays on the device."""
-    why = None
-    try:
-        import torch
-        if device == "cuda" and not torch.cuda.is_available():
-            why = f"torch {torch.__version__} sees no CUDA device"
-    except ImportError:
-        why = "torch is not installed"
-    if why is None and device == "cuda" and not xstructure.cuda_available():
-        why = f"xstructure.cuda_available() is False (build_info: {xstructure.build_info()})"
+    why = gpu_skip_reason(device)
     if why is not None:
         notes.append(f"GPU part skipped: {why}")
         return
+    import torch
+
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         notes.append(f"GPU: {torch.cuda.get_device_name()}")

@@ -59,7 +59,7 @@ import time
 import numpy as np
 
 import xstructure
-from _common import machine_info, timeit
+from _common import gpu_skip_reason, machine_info, timeit
 
 SIGMA_18 = 0.2       # Å, NMM workload
 SIGMA_200 = 0.3      # Å, 200-atom workload
@@ -293,18 +293,12 @@ def bench_workload(label: str, ref, a, b, n_loop: int, notes: list) -> tuple[dic
 
 def bench_gpu(ref32, a32, b32, cpu32: dict, rows: dict, notes: list, device: str = "cuda") -> None:
     """xstructure.rmsd on torch float32 tensors on `device` (the torch op path); the output stays on the device."""
-    why = None
-    try:
-        import torch
-        if device == "cuda" and not torch.cuda.is_available():
-            why = f"torch {torch.__version__} sees no CUDA device"
-    except ImportError:
-        why = "torch is not installed"
-    if why is None and device == "cuda" and not xstructure.cuda_available():
-        why = f"xstructure.cuda_available() is False (build_info: {xstructure.build_info()})"
+    why = gpu_skip_reason(device)
     if why is not None:
         notes.append(f"GPU part skipped: {why}")
         return
+    import torch
+
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         notes.append(f"GPU: {torch.cuda.get_device_name()}")
