@@ -14,7 +14,8 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["array_kind", "device_of", "cuda_available", "build_info", "debye_forward", "debye_backward"]
+__all__ = ["array_kind", "device_of", "cuda_available", "build_info", "to_numpy", "to_like", "empty_like",
+           "contiguous", "all_finite", "debye_forward", "debye_backward", "kabsch_rmsd", "kabsch_rmsd_backward"]
 
 
 def array_kind(x: Any) -> str:
@@ -37,6 +38,74 @@ def device_of(x: Any) -> str:
     if kind == "cupy":
         return "cuda"
     return "cpu"
+
+
+def to_numpy(x, dtype=None) -> np.ndarray:
+    """Any array (numpy, torch on any device, cupy, array-like) as a numpy array."""
+    kind = array_kind(x)
+    if kind == "torch":
+        x = x.detach().cpu().numpy()
+    elif kind == "cupy":
+        x = x.get()
+    return np.asarray(x, dtype=dtype)
+
+
+def to_like(arr: np.ndarray, like):
+    """A numpy array as an array of like's kind on like's device (numpy and array-likes: unchanged)."""
+    kind = array_kind(like)
+    if kind == "torch":
+        import torch
+
+        return torch.as_tensor(arr, device=like.device)
+    if kind == "cupy":
+        import cupy
+
+        with like.device:
+            return cupy.asarray(arr)
+    return arr
+
+
+def empty_like(like, shape, dtype_name: str):
+    """An uninitialised array of like's kind and device (numpy for numpy and array-likes)."""
+    kind = array_kind(like)
+    if kind == "torch":
+        import torch
+
+        return torch.empty(shape, dtype=getattr(torch, dtype_name), device=like.device)
+    if kind == "cupy":
+        import cupy
+
+        with like.device:
+            return cupy.empty(shape, dtype=dtype_name)
+    return np.empty(shape, dtype=dtype_name)
+
+
+def contiguous(x, dtype_name: str):
+    """x as a C-contiguous array of dtype_name, of the same kind and device (array-likes become numpy)."""
+    kind = array_kind(x)
+    if kind == "torch":
+        import torch
+
+        return x.detach().to(getattr(torch, dtype_name)).contiguous()
+    if kind == "cupy":
+        import cupy
+
+        return cupy.ascontiguousarray(x, dtype=dtype_name)
+    return np.ascontiguousarray(np.asarray(x), dtype=dtype_name)
+
+
+def all_finite(x) -> bool:
+    """True when no element of the array is NaN or inf."""
+    kind = array_kind(x)
+    if kind == "torch":
+        import torch
+
+        return bool(torch.isfinite(x).all())
+    if kind == "cupy":
+        import cupy
+
+        return bool(cupy.isfinite(x).all())
+    return bool(np.isfinite(x).all())
 
 
 def cuda_available() -> bool:

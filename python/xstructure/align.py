@@ -58,8 +58,7 @@ def _prepare(a, b, weights):
     dtype_name = "float32" if dtypes == {"float32"} else "float64"
     w = None
     if weights is not None:
-        w = np.asarray(weights.detach().cpu().numpy() if _backend.array_kind(weights) == "torch" else weights,
-                       dtype=np.float64)
+        w = _backend.to_numpy(weights, np.float64)
         if w.shape != (N,):
             raise ValueError(f"weights must have shape (N,) = ({N},), got {w.shape}")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
@@ -67,55 +66,19 @@ def _prepare(a, b, weights):
     return a3, b3, Ba, Bb, B, N, sa and sb, dtype_name, w
 
 
-def _contiguous(x, dtype_name):
-    kind = _backend.array_kind(x)
-    if kind == "torch":
-        import torch
-
-        return x.detach().to(getattr(torch, dtype_name)).contiguous()
-    if kind == "cupy":
-        import cupy
-
-        return cupy.ascontiguousarray(x, dtype=dtype_name)
-    return np.ascontiguousarray(x, dtype=dtype_name)
-
-
-def _all_finite(x) -> bool:
-    kind = _backend.array_kind(x)
-    if kind == "torch":
-        import torch
-
-        return bool(torch.isfinite(x).all())
-    if kind == "cupy":
-        import cupy
-
-        return bool(cupy.isfinite(x).all())
-    return bool(np.isfinite(x).all())
-
-
-def _new(like, shape, dtype_name):
-    from .scattering import _empty_like
-
-    return _empty_like(like, shape, dtype_name)
-
-
 def _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, want_transform, num_threads):
-    a3 = _contiguous(a3, dtype_name)
-    b3 = _contiguous(b3, dtype_name)
-    out = _new(a3, (B,), dtype_name)
-    R = _new(a3, (B, 3, 3), dtype_name) if want_transform else None
-    t = _new(a3, (B, 3), dtype_name) if want_transform else None
-    wd = None
-    if w is not None:
-        from .scattering import _to_like
-
-        wd = _to_like(np.ascontiguousarray(w), a3)
+    a3 = _backend.contiguous(a3, dtype_name)
+    b3 = _backend.contiguous(b3, dtype_name)
+    out = _backend.empty_like(a3, (B,), dtype_name)
+    R = _backend.empty_like(a3, (B, 3, 3), dtype_name) if want_transform else None
+    t = _backend.empty_like(a3, (B, 3), dtype_name) if want_transform else None
+    wd = None if w is None else _backend.to_like(np.ascontiguousarray(w), a3)
     _backend.kabsch_rmsd(a3, b3, out, R, t, a_stride=0 if Ba == 1 else 3 * N, b_stride=0 if Bb == 1 else 3 * N,
                          N=N, weights=wd, align=align, reflection=reflection, num_threads=num_threads)
     # NaN or inf anywhere in a pair's input makes its RMSD non-finite: check B outputs, not B*N*3 inputs
-    if not _all_finite(out):
+    if not _backend.all_finite(out):
         for name, x in (("a", a3), ("b", b3)):
-            if not _all_finite(x):
+            if not _backend.all_finite(x):
                 raise ValueError(f"{name} contains NaN or inf")
         raise FloatingPointError("non-finite RMSD from finite input (coordinates too large?)")
     return out, R, t
@@ -201,7 +164,7 @@ def rmsd(a, b, *, align: bool = True, reflection: bool = False, weights=None, pe
             raise ValueError(f"unknown permute mode {permute!r}: use None or 'element'")
         if numbers is None:
             raise ValueError("permute='element' needs numbers= (the atomic number of each atom)")
-        Z = np.asarray(numbers.detach().cpu().numpy() if _backend.array_kind(numbers) == "torch" else numbers)
+        Z = _backend.to_numpy(numbers)
         if Z.shape != (N,):
             raise ValueError(f"numbers must have shape (N,) = ({N},), got {Z.shape}")
         if groups is None:
@@ -214,8 +177,8 @@ def rmsd(a, b, *, align: bool = True, reflection: bool = False, weights=None, pe
                 if np.unique(Z[g]).size > 1:
                     raise ValueError("each group must hold atoms of one element")
         grp = [g for g in grp if g.size > 1]
-        an = _to_numpy(a3)
-        bn = _to_numpy(b3)
+        an = _backend.to_numpy(a3, np.float64)
+        bn = _backend.to_numpy(b3, np.float64)
         for name, x in (("a", an), ("b", bn)):
             if not np.all(np.isfinite(x)):
                 raise ValueError(f"{name} contains NaN or inf")
@@ -240,12 +203,3 @@ def rmsd(a, b, *, align: bool = True, reflection: bool = False, weights=None, pe
         if return_transform:
             R, t = R[0], t[0]
     return (out, R, t) if return_transform else out
-
-
-def _to_numpy(x):
-    kind = _backend.array_kind(x)
-    if kind == "torch":
-        return x.detach().cpu().numpy().astype(np.float64)
-    if kind == "cupy":
-        return x.get().astype(np.float64)
-    return np.asarray(x, dtype=np.float64)

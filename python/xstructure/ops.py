@@ -8,13 +8,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from . import _ops
-from .factors import _check_q
-from .scattering import PROBES, SIGNALS, debye_tables
+from .scattering import PROBES, SIGNALS, as_q, debye_tables
 from .structures import _numbers
 
 __all__ = ["debye", "debye_sum", "kabsch_rmsd"]
@@ -51,12 +49,7 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
                          f"got {tuple(positions.shape)}")
     if not bool(torch.isfinite(pos.detach()).all()):
         raise ValueError("positions contain NaN or inf")
-    if isinstance(q, torch.Tensor):
-        q = q.detach().cpu().numpy()
-    q = np.asarray(q, dtype=np.float64)
-    if q.ndim != 1 or q.size == 0:
-        raise ValueError(f"q must be a non-empty 1-D array, got shape {q.shape}")
-    q = _check_q(q)
+    q = as_q(q)
     t = debye_tables(numbers, q, probe, signal, energy_kev, compton)
     dev = pos.device
     if signal == "atomic":

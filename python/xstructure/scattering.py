@@ -98,35 +98,6 @@ def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
                        i_at, uniform, q0, dq)
 
 
-def _to_like(arr: np.ndarray, like):
-    """A numpy table as an array of like's kind on like's device."""
-    kind = _backend.array_kind(like)
-    if kind == "torch":
-        import torch
-
-        return torch.as_tensor(arr, device=like.device)
-    if kind == "cupy":
-        import cupy
-
-        with like.device:
-            return cupy.asarray(arr)
-    return arr
-
-
-def _empty_like(like, shape, dtype_name):
-    kind = _backend.array_kind(like)
-    if kind == "torch":
-        import torch
-
-        return torch.empty(shape, dtype=getattr(torch, dtype_name), device=like.device)
-    if kind == "cupy":
-        import cupy
-
-        with like.device:
-            return cupy.empty(shape, dtype=dtype_name)
-    return np.empty(shape, dtype=dtype_name)
-
-
 def _float_dtype(positions) -> str:
     name = str(getattr(positions, "dtype", "float64")).replace("torch.", "")
     return "float32" if name == "float32" else "float64"
@@ -134,23 +105,20 @@ def _float_dtype(positions) -> str:
 
 def _prepare_chunk(chunk, dtype_name: str):
     """Contiguous, float, finite; raises ValueError on NaN/inf."""
-    kind = _backend.array_kind(chunk)
-    if kind == "torch":
-        import torch
-
-        chunk = chunk.detach().to(getattr(torch, dtype_name)).contiguous()
-        finite = bool(torch.isfinite(chunk).all())
-    elif kind == "cupy":
-        import cupy
-
-        chunk = cupy.ascontiguousarray(chunk, dtype=dtype_name)
-        finite = bool(cupy.isfinite(chunk).all())
-    else:
-        chunk = np.ascontiguousarray(np.asarray(chunk), dtype=dtype_name)
-        finite = bool(np.isfinite(chunk).all())
-    if not finite:
+    chunk = _backend.contiguous(chunk, dtype_name)
+    if not _backend.all_finite(chunk):
         raise ValueError("positions contain NaN or inf")
     return chunk
+
+
+def as_q(q) -> np.ndarray:
+    """q (Q,) in Å⁻¹ from any array kind, as float64 numpy; ValueError for bad shape, emptiness or values."""
+    q = _backend.to_numpy(q, np.float64)
+    if q.ndim != 1:
+        raise ValueError(f"q must have shape (Q,), got {q.shape}")
+    if q.size == 0:
+        raise ValueError("q is empty")
+    return _check_q(q)
 
 
 def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev, compton, chunk_size, num_threads,
@@ -165,7 +133,7 @@ def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev,
         stop = min(B, start + chunk_size)
         chunk = _prepare_chunk(pos[start:stop], dtype_name)
         if dev is None:
-            dev = {k: _to_like(getattr(tables, k), chunk) for k in ("species", "q", "H", "beta", "i_atomic")}
+            dev = {k: _backend.to_like(getattr(tables, k), chunk) for k in ("species", "q", "H", "beta", "i_atomic")}
         out = out_rows(start, stop)
         if signal == "atomic":
             out[...] = dev["i_atomic"][None, :]
@@ -209,17 +177,7 @@ def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energ
         raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
     if int(chunk_size) < 1:
         raise ValueError("chunk_size must be >= 1")
-    q_kind = _backend.array_kind(q)
-    if q_kind == "torch":
-        q = q.detach().cpu().numpy()
-    elif q_kind == "cupy":
-        q = q.get()
-    q = np.asarray(q, dtype=np.float64)
-    if q.ndim != 1:
-        raise ValueError(f"q must have shape (Q,), got {q.shape}")
-    if q.size == 0:
-        raise ValueError("q is empty")
-    q = _check_q(q)
+    q = as_q(q)
 
     batches, n_rows, single = to_batches(structures)
     for b in batches:
@@ -227,9 +185,7 @@ def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energ
             raise ValueError("positions hold no geometries (B = 0)")
     first = batches[0].positions
     dtype_name = _float_dtype(first)
-    like = first if _backend.array_kind(first) in ("torch", "cupy") else None
-    out = _empty_like(like, (n_rows, q.size), dtype_name) if like is not None else np.empty(
-        (n_rows, q.size), dtype=dtype_name)
+    out = _backend.empty_like(first, (n_rows, q.size), dtype_name)
 
     bar = None
     if progress:
@@ -245,15 +201,13 @@ def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energ
                 def rows(start, stop, r0=r0):
                     return out[r0 + start:r0 + stop]
             else:
-                part = _empty_like(like, (len(b.rows), q.size), dtype_name) if like is not None else np.empty(
-                    (len(b.rows), q.size), dtype=dtype_name)
+                part = _backend.empty_like(first, (len(b.rows), q.size), dtype_name)
 
                 def rows(start, stop, part=part):
                     return part[start:stop]
             _run_batch(b, q, rows, probe, signal, energy_kev, compton, int(chunk_size), num_threads, bar)
             if not contiguous:
-                idx = b.rows if like is None else _to_like(b.rows, like)
-                out[idx] = part
+                out[_backend.to_like(b.rows, out)] = part
     finally:
         if bar is not None:
             bar.close()

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._backend import array_kind
+from ._backend import array_kind, to_numpy
 from .factors import atomic_number
 
 __all__ = ["Batch", "to_batches", "molecule", "BUILTIN_MOLECULES"]
@@ -43,11 +43,7 @@ class Batch:
 
 
 def _numbers(numbers) -> np.ndarray:
-    if array_kind(numbers) == "torch":
-        numbers = numbers.detach().cpu().numpy()
-    elif array_kind(numbers) == "cupy":
-        numbers = numbers.get()
-    arr = np.asarray(numbers)
+    arr = to_numpy(numbers)
     if arr.ndim != 1:
         raise ValueError(f"numbers must have shape (N,), got {arr.shape}")
     if arr.size == 0:
