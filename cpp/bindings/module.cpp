@@ -12,12 +12,14 @@ namespace py = pybind11;
 namespace xstructure {
 void bind_debye(py::module_& m);
 void bind_kabsch(py::module_& m);
+void bind_radial(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "xstructure compiled kernels (internal; use the xstructure package)";
     xstructure::bind_debye(m);
     xstructure::bind_kabsch(m);
+    xstructure::bind_radial(m);
 
     m.def("cuda_device_count", &xstructure::cuda_device_count,
           "Number of usable CUDA devices (0 when built without CUDA or when none is present).");

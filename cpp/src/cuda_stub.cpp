@@ -3,6 +3,7 @@
 
 #include "xstructure/debye.hpp"
 #include "xstructure/kabsch.hpp"
+#include "xstructure/radial.hpp"
 
 namespace xstructure {
 
@@ -35,6 +36,14 @@ template void kabsch_rmsd_backward_cuda<float>(const RmsdProblem&, const float*,
                                                float*, void*);
 template void kabsch_rmsd_backward_cuda<double>(const RmsdProblem&, const double*, const double*, const double*,
                                                 double*, double*, void*);
+
+template <typename T>
+void radial_histogram_cuda(const RadialProblem&, const T*, const RadialOutputs&, void*) { no_cuda(); }
+template void radial_histogram_cuda<uint16_t>(const RadialProblem&, const uint16_t*, const RadialOutputs&, void*);
+template void radial_histogram_cuda<int32_t>(const RadialProblem&, const int32_t*, const RadialOutputs&, void*);
+template void radial_histogram_cuda<uint32_t>(const RadialProblem&, const uint32_t*, const RadialOutputs&, void*);
+template void radial_histogram_cuda<float>(const RadialProblem&, const float*, const RadialOutputs&, void*);
+template void radial_histogram_cuda<double>(const RadialProblem&, const double*, const RadialOutputs&, void*);
 
 int cuda_device_count() { return 0; }
 

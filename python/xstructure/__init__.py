@@ -17,6 +17,8 @@ from importlib import import_module
 from ._backend import build_info, cuda_available
 from .align import rmsd
 from .factors import electron_form_factor, xray_form_factor
+from .geometry import Geometry
+from .integrator import IntegrateResult, Integrator, LegendreResult, radial_average
 from .scattering import simulate
 from .structures import molecule
 
@@ -26,6 +28,11 @@ __all__ = [
     "simulate",
     "rmsd",
     "molecule",
+    "Geometry",
+    "Integrator",
+    "IntegrateResult",
+    "LegendreResult",
+    "radial_average",
     "xray_form_factor",
     "electron_form_factor",
     "build_info",

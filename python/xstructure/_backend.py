@@ -15,7 +15,8 @@ import numpy as np
 from . import _core
 
 __all__ = ["array_kind", "device_of", "cuda_available", "build_info", "to_numpy", "to_like", "empty_like",
-           "contiguous", "all_finite", "debye_forward", "debye_backward", "kabsch_rmsd", "kabsch_rmsd_backward"]
+           "contiguous", "all_finite", "debye_forward", "debye_backward", "kabsch_rmsd", "kabsch_rmsd_backward",
+           "radial_histogram"]
 
 
 def array_kind(x: Any) -> str:
@@ -205,3 +206,16 @@ def kabsch_rmsd_backward(a, b, grad_rmsd, ga, gb, *, a_stride: int, b_stride: in
         _core.kabsch_rmsd_backward(device, _dtype_name(a), int(B), int(N), int(a_stride), int(b_stride),
                                    _ptr(weights) if weights is not None else 0, bool(align), bool(reflection),
                                    _ptr(a), _ptr(b), _ptr(grad_rmsd), _ptr(ga), _ptr(gb), stream, int(num_threads))
+
+
+def radial_histogram(frames, *, F: int, npix: int, nbins: int, index, index16: bool, weight, check: bool,
+                     lo: float, hi: float, has_dummy: bool, dummy: float, delta_dummy: float, mode: int, mean,
+                     signal, var, removed_w, removed_w2, removed_count, num_threads: int = 0):
+    """Per-bin sums of F contiguous frames through a pixel->bin map; outputs (F, nbins + 1) float64."""
+    p = lambda a: _ptr(a) if a is not None else 0  # noqa: E731
+    dtype = str(frames.dtype).replace("torch.", "")
+    with _on_device(frames) as stream:
+        _core.radial_histogram(device_of(frames), dtype, int(F), int(npix), int(nbins), _ptr(index), bool(index16),
+                               p(weight), bool(check), float(lo), float(hi), bool(has_dummy), float(dummy),
+                               float(delta_dummy), int(mode), p(mean), _ptr(frames), p(signal), p(var),
+                               p(removed_w), p(removed_w2), p(removed_count), stream, int(num_threads))

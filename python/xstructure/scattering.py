@@ -144,8 +144,9 @@ def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev,
             bar.update(stop - start)
 
 
-def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energy_kev: float | None = None,
-             compton: bool = False, chunk_size: int = 16384, progress: bool = False, num_threads: int = 0):
+def simulate(structures, q, *, probe: str | None = None, signal: str = "total", energy_kev: float | None = None,
+             compton: bool = False, chunk_size: int = 16384, progress: bool = False, num_threads: int = 0,
+             **detector):
     """Scattering patterns of molecules in the Independent Atom Model.
 
     Args:
@@ -154,7 +155,13 @@ def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energ
             atomic numbers or symbols and positions (N, 3) or (B, N, 3) in Å as a numpy, torch or cupy
             array, or any sliceable array-like such as an h5py/zarr dataset (read chunk by chunk).
         q: (Q,) momentum transfer 4π sinθ/λ in Å⁻¹, 0 ≤ q ≤ 75.4.  Uniform grids take the fast path.
-        probe: 'xray' (Waasmaier–Kirfel f0, electrons²) or 'electron' (Mott–Bethe amplitudes, Å²).
+            Or a :class:`~xstructure.Geometry`: then 2D detector images are returned, (n1, n2) or (B, n1, n2)
+            float64 numpy, isotropic, aligned (photoselected) or in a fixed orientation, with polarisation,
+            solid angle and optional Poisson noise; see :func:`xstructure.patterns.simulate_detector` for the
+            keyword arguments (``orientation``, ``axis``, ``dipole``, ``p2``, ``p4``, ``polarization``,
+            ``photons``, ``background``, ``gain``, ``rng``, ...).
+        probe: 'xray' (Waasmaier–Kirfel f0, electrons²) or 'electron' (Mott–Bethe amplitudes, Å²).  Default:
+            'xray', or the geometry's probe for a Geometry.
         signal: 'total' (I_at + I_mol), 'atomic' (I_at), 'molecular' (I_mol) or 'sM' (q I_mol / I_at).
         energy_kev: electron kinetic energy; scales electron amplitudes by γ = 1 + E/(m_e c²).
         compton: X-ray 'total' only: add the incoherent scattering Σ_i S(q, Z_i) (Hubbell et al. 1975,
@@ -171,6 +178,18 @@ def simulate(structures, q, *, probe: str = "xray", signal: str = "total", energ
         ValueError: unknown element, NaN/inf coordinates, wrong shapes, negative or out-of-range q,
             empty structure, unknown probe or signal, unreadable file.
     """
+    from .geometry import Geometry
+
+    if isinstance(q, Geometry):
+        if compton:
+            raise ValueError("compton=True is not available for detector images yet")
+        from .patterns import simulate_detector
+
+        return simulate_detector(structures, q, probe=probe, signal=signal, energy_kev=energy_kev,
+                                 num_threads=num_threads, **detector)
+    if detector:
+        raise TypeError(f"simulate() got detector options {sorted(detector)} but q is not a Geometry")
+    probe = "xray" if probe is None else probe
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
     if signal not in SIGNALS:

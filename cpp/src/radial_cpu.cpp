@@ -1,0 +1,174 @@
+// CPU radial histogram (see xstructure/radial.hpp).
+//
+// Neighbouring pixels usually fall in the same or a nearby bin, so a single histogram would make each
+// add wait for the previous store to the same address.  Four interleaved copies (pixel k goes to copy
+// k mod 4) break that chain; they are summed at the end.  Frames are spread over threads when there are
+// enough of them; a single frame is split into pixel ranges with a private histogram per thread.
+#include "xstructure/radial.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace xstructure {
+namespace {
+
+constexpr int kCopies = 4;
+
+struct Scratch {
+    std::vector<double> h;    // kCopies x nb1 x stride
+    std::vector<double> rem;  // 3 x nb1: removed w, w^2, count
+};
+
+
+// Accumulate pixels [k0, k1) of one frame into the scratch histograms.
+template <typename T, typename I, RadialMode M>
+void accumulate(const RadialProblem& p, const T* frame, const I* index, const double* mean_row, int64_t k0,
+                int64_t k1, const RadialValidity& valid, Scratch& s) {
+    const int64_t nb1 = p.nbins + 1;
+    constexpr int S = (M == RadialMode::POISSON) ? 2 : 1;
+    double* h[kCopies];
+    for (int c = 0; c < kCopies; ++c) h[c] = s.h.data() + c * nb1 * S;
+    double* rw = s.rem.data();
+    double* rw2 = rw + nb1;
+    double* rc = rw2 + nb1;
+    const double* w = p.weight;
+
+    auto step = [&](double* hc, int64_t k) {
+        const double x = static_cast<double>(frame[k]);
+        const int64_t b = static_cast<int64_t>(index[k]);
+        if (!valid(x)) {
+            if (M != RadialMode::AZIMUTHAL_PASS2) {
+                const double wk = w ? w[k] : 1.0;
+                rw[b] += wk;
+                rw2[b] += wk * wk;
+                rc[b] += 1.0;
+            }
+            return;
+        }
+        if (M == RadialMode::AZIMUTHAL_PASS2) {
+            const double d = x - mean_row[b] * (w ? w[k] : 1.0);
+            hc[b] += d * d;
+        } else {
+            hc[b * S] += x;
+            if (M == RadialMode::POISSON) hc[b * S + 1] += std::max(1.0, x);
+        }
+    };
+    int64_t k = k0;
+    for (; k + kCopies <= k1; k += kCopies) {
+        step(h[0], k);
+        step(h[1], k + 1);
+        step(h[2], k + 2);
+        step(h[3], k + 3);
+    }
+    for (; k < k1; ++k) step(h[0], k);
+}
+
+template <RadialMode M>
+void reset(Scratch& s, int64_t nb1) {
+    constexpr int S = (M == RadialMode::POISSON) ? 2 : 1;
+    s.h.assign(static_cast<size_t>(kCopies * nb1 * S), 0.0);
+    s.rem.assign(static_cast<size_t>(3 * nb1), 0.0);
+}
+
+// Add (or, when `add` is false, store) the scratch sums into the output rows of frame f.
+template <RadialMode M>
+void flush(const Scratch& s, int64_t nb1, int64_t f, const RadialOutputs& out, bool add) {
+    constexpr int S = (M == RadialMode::POISSON) ? 2 : 1;
+    auto put = [add](double* dst, double v) { *dst = add ? *dst + v : v; };
+    for (int64_t b = 0; b < nb1; ++b) {
+        double a = 0.0, v = 0.0;
+        for (int c = 0; c < kCopies; ++c) {
+            a += s.h[(c * nb1 + b) * S];
+            if (M == RadialMode::POISSON) v += s.h[(c * nb1 + b) * S + 1];
+        }
+        if (M == RadialMode::AZIMUTHAL_PASS2) {
+            put(out.var + f * nb1 + b, a);
+            continue;
+        }
+        put(out.signal + f * nb1 + b, a);
+        if (M == RadialMode::POISSON) put(out.var + f * nb1 + b, v);
+        if (out.removed_w) put(out.removed_w + f * nb1 + b, s.rem[b]);
+        if (out.removed_w2) put(out.removed_w2 + f * nb1 + b, s.rem[nb1 + b]);
+        if (out.removed_count) put(out.removed_count + f * nb1 + b, s.rem[2 * nb1 + b]);
+    }
+}
+
+template <typename T, typename I, RadialMode M>
+void run(const RadialProblem& p, const T* frames, const RadialOutputs& out) {
+    const int64_t nb1 = p.nbins + 1;
+    const I* index = static_cast<const I*>(p.index);
+    const RadialValidity valid{p.check, p.lo, p.hi, p.has_dummy, p.dummy, p.delta_dummy};
+#ifdef _OPENMP
+    const int nt = p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
+#else
+    const int nt = 1;
+#endif
+    auto mean_row = [&](int64_t f) { return p.mean ? p.mean + f * nb1 : nullptr; };
+    if (p.F >= nt || p.npix < (int64_t{1} << 16)) {
+        // Whole frames per thread.
+#pragma omp parallel num_threads(nt)
+        {
+            Scratch s;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t f = 0; f < p.F; ++f) {
+                reset<M>(s, nb1);
+                accumulate<T, I, M>(p, frames + f * p.npix, index, mean_row(f), 0, p.npix, valid, s);
+                flush<M>(s, nb1, f, out, false);
+            }
+        }
+        return;
+    }
+    // Few large frames: split each frame's pixels over the threads.
+    for (int64_t f = 0; f < p.F; ++f) {
+        for (double* o : {out.signal, out.var, out.removed_w, out.removed_w2, out.removed_count})
+            if (o) std::memset(o + f * nb1, 0, sizeof(double) * nb1);
+#pragma omp parallel num_threads(nt)
+        {
+#ifdef _OPENMP
+            const int t = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+            const int t = 0, n = 1;
+#endif
+            // Interleaved blocks of 16k pixels (a block per thread in turn) keep the threads on nearby rows.
+            constexpr int64_t kBlock = 16384;
+            static thread_local Scratch s;
+            reset<M>(s, nb1);
+            for (int64_t k0 = int64_t(t) * kBlock; k0 < p.npix; k0 += int64_t(n) * kBlock)
+                accumulate<T, I, M>(p, frames + f * p.npix, index, mean_row(f), k0, std::min(p.npix, k0 + kBlock),
+                                    valid, s);
+#pragma omp critical(xstructure_radial_flush)
+            flush<M>(s, nb1, f, out, true);
+        }
+    }
+}
+
+template <typename T, typename I>
+void dispatch_mode(const RadialProblem& p, const T* frames, const RadialOutputs& out) {
+    switch (p.mode) {
+        case RadialMode::SIGNAL: run<T, I, RadialMode::SIGNAL>(p, frames, out); break;
+        case RadialMode::POISSON: run<T, I, RadialMode::POISSON>(p, frames, out); break;
+        case RadialMode::AZIMUTHAL_PASS2: run<T, I, RadialMode::AZIMUTHAL_PASS2>(p, frames, out); break;
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void radial_histogram_cpu(const RadialProblem& p, const T* frames, const RadialOutputs& out) {
+    if (p.index16) dispatch_mode<T, uint16_t>(p, frames, out);
+    else dispatch_mode<T, int32_t>(p, frames, out);
+}
+
+template void radial_histogram_cpu<uint16_t>(const RadialProblem&, const uint16_t*, const RadialOutputs&);
+template void radial_histogram_cpu<int32_t>(const RadialProblem&, const int32_t*, const RadialOutputs&);
+template void radial_histogram_cpu<uint32_t>(const RadialProblem&, const uint32_t*, const RadialOutputs&);
+template void radial_histogram_cpu<float>(const RadialProblem&, const float*, const RadialOutputs&);
+template void radial_histogram_cpu<double>(const RadialProblem&, const double*, const RadialOutputs&);
+
+}  // namespace xstructure
