@@ -286,3 +286,18 @@ def test_legendre_of_simulated_photoselected_pattern(seed_molecules):
     assert np.max(np.abs(leg[2][ok] - i2)) < 1e-2 * scale
     # and it is anisotropic: a zero I2 would fail the line above
     assert scale > 0.01 * np.abs(i0).max()
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+def test_poisson_variance_of_sparse_frames(geometry, dtype):
+    """Sparse frames (mostly 0 and 1, some fractions): the Poisson variance is Σ max(1, x) pixel by pixel."""
+    rng = np.random.default_rng(5)
+    img = rng.poisson(0.4, geometry.shape).astype(np.float64)
+    if dtype != np.uint16:
+        img += np.where(rng.random(geometry.shape) < 0.2, rng.random(geometry.shape), 0.0)
+    img = img.astype(dtype)
+    res = Integrator(geometry, 150, solid_angle=False).integrate(img)
+    r, i, s, c = reference(img, geometry, 150)
+    np.testing.assert_array_equal(res.count, c)
+    np.testing.assert_allclose(res.intensity[c > 0], i[c > 0], rtol=1e-12)
+    np.testing.assert_allclose(res.sigma[c > 0], s[c > 0], rtol=1e-12)

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
+
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -18,27 +20,37 @@
 namespace xstructure {
 namespace {
 
-constexpr int kCopies = 4;
+constexpr int kCopies = 8;
 
 struct Scratch {
-    std::vector<double> h;    // kCopies x nb1 x stride
-    std::vector<double> rem;  // 3 x nb1: removed w, w^2, count
+    std::vector<double> h;    // kCopies x nb1 sums (signal, or the pass-2 squares)
+    std::vector<double> rem;  // 4 x nb1: removed w, w^2, count; Poisson correction sum (1 - x) over x < 1
 };
 
-
 // Accumulate pixels [k0, k1) of one frame into the scratch histograms.
+//
+// The Poisson variance sum Σ max(1, x) is Σ x plus Σ (1 − x) over the values below 1, so the common case
+// (valid and ≥ 1) adds x alone; values below 1 are rare in dense data and take the per-pixel path.
 template <typename T, typename I, RadialMode M>
 void accumulate(const RadialProblem& p, const T* frame, const I* index, const double* mean_row, int64_t k0,
                 int64_t k1, const RadialValidity& valid, Scratch& s) {
     const int64_t nb1 = p.nbins + 1;
-    constexpr int S = (M == RadialMode::POISSON) ? 2 : 1;
     double* h[kCopies];
-    for (int c = 0; c < kCopies; ++c) h[c] = s.h.data() + c * nb1 * S;
+    for (int c = 0; c < kCopies; ++c) h[c] = s.h.data() + c * nb1;
     double* rw = s.rem.data();
     double* rw2 = rw + nb1;
     double* rc = rw2 + nb1;
+    double* corr = rc + nb1;
     const double* w = p.weight;
 
+    auto add = [&](double* hc, int64_t k, double x, int64_t b) {
+        if (M == RadialMode::AZIMUTHAL_PASS2) {
+            const double d = x - mean_row[b] * (w ? w[k] : 1.0);
+            hc[b] += d * d;
+        } else {
+            hc[b] += x;
+        }
+    };
     auto step = [&](double* hc, int64_t k) {
         const double x = static_cast<double>(frame[k]);
         const int64_t b = static_cast<int64_t>(index[k]);
@@ -51,48 +63,57 @@ void accumulate(const RadialProblem& p, const T* frame, const I* index, const do
             }
             return;
         }
-        if (M == RadialMode::AZIMUTHAL_PASS2) {
-            const double d = x - mean_row[b] * (w ? w[k] : 1.0);
-            hc[b] += d * d;
-        } else {
-            hc[b * S] += x;
-            if (M == RadialMode::POISSON) hc[b * S + 1] += std::max(1.0, x);
-        }
+        add(hc, k, x, b);
+        if (M == RadialMode::POISSON && x < 1.0) corr[b] += 1.0 - x;
     };
+    // Test a block of values at once (branch-free, vectorisable); take the per-pixel path only for a block
+    // that holds an invalid value (or, for the Poisson sum, a value below 1).
+    const bool test_lo = valid.check || M == RadialMode::POISSON;
+    const double lo = M == RadialMode::POISSON ? std::max(valid.check ? valid.lo : 1.0, 1.0) : valid.lo;
+    const double hi = valid.check ? valid.hi : std::numeric_limits<double>::infinity();
     int64_t k = k0;
-    for (; k + kCopies <= k1; k += kCopies) {
-        step(h[0], k);
-        step(h[1], k + 1);
-        step(h[2], k + 2);
-        step(h[3], k + 3);
+    if (!test_lo) {
+        for (; k + kCopies <= k1; k += kCopies)
+            for (int c = 0; c < kCopies; ++c) add(h[c], k + c, static_cast<double>(frame[k + c]), index[k + c]);
+    } else {
+        for (; k + kCopies <= k1; k += kCopies) {
+            bool ok = true;
+            for (int c = 0; c < kCopies; ++c) {
+                const double x = static_cast<double>(frame[k + c]);
+                ok &= (x >= lo) & (x <= hi);
+            }
+            if (valid.check && valid.has_dummy) {
+                for (int c = 0; c < kCopies; ++c)
+                    ok &= !(std::fabs(static_cast<double>(frame[k + c]) - valid.dummy) <= valid.delta);
+            }
+            if (ok) {
+                for (int c = 0; c < kCopies; ++c) add(h[c], k + c, static_cast<double>(frame[k + c]), index[k + c]);
+            } else {
+                for (int c = 0; c < kCopies; ++c) step(h[c], k + c);
+            }
+        }
     }
     for (; k < k1; ++k) step(h[0], k);
 }
 
-template <RadialMode M>
 void reset(Scratch& s, int64_t nb1) {
-    constexpr int S = (M == RadialMode::POISSON) ? 2 : 1;
-    s.h.assign(static_cast<size_t>(kCopies * nb1 * S), 0.0);
-    s.rem.assign(static_cast<size_t>(3 * nb1), 0.0);
+    s.h.assign(static_cast<size_t>(kCopies * nb1), 0.0);
+    s.rem.assign(static_cast<size_t>(4 * nb1), 0.0);
 }
 
 // Add (or, when `add` is false, store) the scratch sums into the output rows of frame f.
 template <RadialMode M>
 void flush(const Scratch& s, int64_t nb1, int64_t f, const RadialOutputs& out, bool add) {
-    constexpr int S = (M == RadialMode::POISSON) ? 2 : 1;
     auto put = [add](double* dst, double v) { *dst = add ? *dst + v : v; };
     for (int64_t b = 0; b < nb1; ++b) {
-        double a = 0.0, v = 0.0;
-        for (int c = 0; c < kCopies; ++c) {
-            a += s.h[(c * nb1 + b) * S];
-            if (M == RadialMode::POISSON) v += s.h[(c * nb1 + b) * S + 1];
-        }
+        double a = 0.0;
+        for (int c = 0; c < kCopies; ++c) a += s.h[c * nb1 + b];
         if (M == RadialMode::AZIMUTHAL_PASS2) {
             put(out.var + f * nb1 + b, a);
             continue;
         }
         put(out.signal + f * nb1 + b, a);
-        if (M == RadialMode::POISSON) put(out.var + f * nb1 + b, v);
+        if (M == RadialMode::POISSON) put(out.var + f * nb1 + b, a + s.rem[3 * nb1 + b]);
         if (out.removed_w) put(out.removed_w + f * nb1 + b, s.rem[b]);
         if (out.removed_w2) put(out.removed_w2 + f * nb1 + b, s.rem[nb1 + b]);
         if (out.removed_count) put(out.removed_count + f * nb1 + b, s.rem[2 * nb1 + b]);
@@ -117,7 +138,7 @@ void run(const RadialProblem& p, const T* frames, const RadialOutputs& out) {
             Scratch s;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t f = 0; f < p.F; ++f) {
-                reset<M>(s, nb1);
+                reset(s, nb1);
                 accumulate<T, I, M>(p, frames + f * p.npix, index, mean_row(f), 0, p.npix, valid, s);
                 flush<M>(s, nb1, f, out, false);
             }
@@ -138,7 +159,7 @@ void run(const RadialProblem& p, const T* frames, const RadialOutputs& out) {
             // Interleaved blocks of 16k pixels (a block per thread in turn) keep the threads on nearby rows.
             constexpr int64_t kBlock = 16384;
             static thread_local Scratch s;
-            reset<M>(s, nb1);
+            reset(s, nb1);
             for (int64_t k0 = int64_t(t) * kBlock; k0 < p.npix; k0 += int64_t(n) * kBlock)
                 accumulate<T, I, M>(p, frames + f * p.npix, index, mean_row(f), k0, std::min(p.npix, k0 + kBlock),
                                     valid, s);

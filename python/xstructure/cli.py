@@ -1,6 +1,7 @@
 """The ``xstructure`` command line.  The only module that imports everything.
 
     xstructure simulate FILE|NAME|SMILES --q 0.5:12:500 --probe xray --signal total --out p.csv --plot p.png
+    xstructure integrate run_*.h5 --poni setup.poni --npt 1000 --out curves.h5 --plot curves.png
     xstructure info
 """
 
@@ -81,6 +82,156 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def parse_range(text: str) -> tuple:
+    """'MIN:MAX' -> (min, max)."""
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX (e.g. 0.5:8), got {text!r}") from None
+    if not lo < hi:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX with MIN < MAX, got {text!r}")
+    return lo, hi
+
+
+_PIXELS_PER_CALL = 1 << 25  # frames are integrated in stacks of at most 32 frames and about this many pixels
+_FRAMES_PER_CALL = 32
+
+
+def _cmd_integrate(args) -> int:
+    import os
+
+    from tqdm import tqdm
+
+    from .geometry import Geometry, _unit
+    from .integrator import Integrator
+    from .io import CurvesWriter, read_frames
+
+    geometry = Geometry.from_poni(args.poni)  # a bad PONI raises ValueError: exit 2
+    mask = None
+    if args.mask:
+        with read_frames(args.mask) as m:
+            if len(m) != 1:
+                raise ValueError(f"mask {args.mask} holds {len(m)} frames; expected one")
+            mask = np.array(m[0])
+    error_model = None if args.error_model == "none" else args.error_model
+    options = dict(npt=args.npt, unit=args.unit, radial_range=args.radial_range, solid_angle=args.solid_angle,
+                   polarization=args.polarization, error_model=error_model, saturation=args.saturation,
+                   dummy=args.dummy)
+    integrator = Integrator(geometry, mask=mask, **options)
+    shape = geometry.shape
+    per_call = max(1, min(_FRAMES_PER_CALL, _PIXELS_PER_CALL // (shape[0] * shape[1])))
+    settings = {**options, "poni": os.path.abspath(args.poni), "mask": args.mask and os.path.abspath(args.mask),
+                "dataset": args.dataset}
+    tmp = args.out + ".partial"  # renamed to args.out at the end: a failed run leaves an older output intact
+    writer = CurvesWriter(tmp, integrator.radial, integrator.unit, geometry, with_sigma=error_model is not None,
+                          settings=settings)
+    pending = []  # (frame, source, file number) not yet integrated
+    failed = []  # files left out
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    bar = tqdm(total=len(args.images), unit="frame", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+    def flush():
+        if not pending:
+            return
+        res = integrator.integrate(np.stack([p[0] for p in pending]))
+        writer.append(res.intensity, res.sigma, res.count, [p[1] for p in pending])
+        bar.update(len(pending))
+        pending.clear()
+
+    n_known = n_ok = 0  # frames in, and number of, the files read so far
+    try:
+        for i, path in enumerate(args.images):
+            start = len(writer) + len(pending)  # this file's first row
+            try:
+                with read_frames(path, args.dataset) as ff:
+                    if ff.frame_shape != shape:
+                        raise ValueError(f"{path}: frames are {ff.frame_shape[0]} x {ff.frame_shape[1]} pixels, "
+                                         f"the detector in {args.poni} {shape[0]} x {shape[1]}")
+                    mean = (n_known + len(ff)) / (n_ok + 1)  # frames per good file so far: estimate the total
+                    bar.total = n_known + len(ff) + round(mean * (len(args.images) - i - 1))
+                    bar.refresh()
+                    for k in range(len(ff)):
+                        frame = ff[k]
+                        if pending and frame.dtype != pending[-1][0].dtype:
+                            flush()
+                        pending.append((frame, ff.source(k), i))
+                        if len(pending) >= per_call:
+                            flush()
+                    n_known, n_ok = n_known + len(ff), n_ok + 1
+            except ValueError as exc:  # this file is left out: its frames, integrated or not, are taken back
+                failed.append(path)
+                rest = len(args.images) - i - 1
+                bar.total = max(bar.n, n_known + (round(n_known / n_ok * rest) if n_ok else rest))
+                tqdm.write(f"xstructure: error: {exc}", file=sys.stderr)
+                pending[:] = [p for p in pending if p[2] != i]
+                if len(writer) > start:
+                    bar.update(start - len(writer))
+                    writer.truncate(start)
+        flush()
+        bar.total = bar.n
+    finally:  # an exception (Ctrl-C) leaves the .partial file behind
+        bar.close()
+        writer.close()
+    n = len(writer)
+    if n:
+        os.replace(tmp, args.out)
+    else:
+        os.remove(tmp)
+
+    nfiles = len(args.images)
+    if n == 0:
+        print(f"xstructure: error: no frame could be integrated: {len(failed)} of {nfiles} file(s) failed",
+              file=sys.stderr)
+        return 2
+    summary = (f"integrated {n} frame(s) from {nfiles - len(failed)} file(s) into {args.out} "
+               f"({integrator.npt} points, {integrator.unit})")
+    if failed:
+        summary += f"; {len(failed)} of {nfiles} file(s) failed (see the errors above)"
+    print(summary)
+    if args.plot:
+        _plot_curves(args.out, args.plot, _unit(integrator.unit).label, args.logy)
+        print(f"wrote plot {args.plot}")
+    return 1 if failed else 0
+
+
+def _plot_curves(h5path, png, xlabel, logy, most=20):
+    """PNG of the profiles in an integrate output: all of them when at most ``most``, else their mean and
+    a few evenly spaced ones.  Empty bins are not drawn."""
+    import h5py
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with h5py.File(h5path, "r") as f:
+        radial = f["radial"][:]
+        I, count, src = f["intensity"], f["count"], f["source"]
+        F = I.shape[0]
+        total, hits = np.zeros_like(radial), np.zeros_like(radial)
+        for a in range(0, F, 1024):  # the mean, without loading every profile at once
+            good = count[a:a + 1024] > 0
+            total += np.where(good, I[a:a + 1024], 0.0).sum(axis=0)
+            hits += good.sum(axis=0)
+        picks = np.arange(F) if F <= most else np.unique(np.linspace(0, F - 1, 8).round().astype(int))
+        curves = [(np.where(count[k] > 0, I[k], np.nan), src[k].decode() if isinstance(src[k], bytes) else src[k])
+                  for k in picks]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    for y, name in curves:
+        ax.plot(radial, y, lw=0.8 if F > most else 1.2, alpha=0.6 if F > most else 1.0, label=name if F <= 5 else None)
+    if F > most:
+        mean = np.divide(total, hits, out=np.full_like(total, np.nan), where=hits > 0)
+        ax.plot(radial, mean, color="k", lw=2.0, label=f"mean of {F} frames")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("intensity (a.u.)")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(f"{F} frame(s)" + (f": {len(curves)} shown, and the mean" if F > most else ""))
+    if F <= 5 or F > most:
+        ax.legend(frameon=False, fontsize="small")
+    fig.savefig(png, dpi=150)
+    plt.close(fig)
+
+
 def _cmd_info(args) -> int:
     from . import __version__, build_info
 
@@ -106,6 +257,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="CSV output: q and one column per structure")
     s.add_argument("--plot", help="PNG plot of the pattern(s)")
     s.set_defaults(func=_cmd_simulate)
+
+    g = sub.add_parser(
+        "integrate", help="radial (azimuthal) integration of detector images to I(q) curves in HDF5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Radially average every frame of every image file on one detector geometry (a pyFAI PONI "
+                    "file) and write the profiles to one HDF5 file.",
+        epilog="""\
+formats: TIFF, EDF, CBF and the rest of fabio's (multi-frame files give all their frames); HDF5 (.h5, .hdf5,
+  .nxs: --dataset, else the NeXus default signal or the first 3D/2D numeric dataset; 3D = a stack of frames);
+  NumPy .npy (2D or 3D) and .npz (its first array).  The mask is read the same way (non-zero = left out).
+output (HDF5): radial (npt,) with attrs units and long_name; intensity, sigma, count (frames, npt); source
+  (frames,) e.g. "run.h5::/entry/data/data[3]"; the PONI geometry and the options as root attributes.
+  See python -c "import xstructure.io; help(xstructure.io)".
+errors: a file that cannot be read, or whose frames do not match the PONI's detector shape, is reported
+  on stderr and left out (all its frames); the others are still integrated.
+exit status: 0 all files integrated; 1 some files failed, the rest written; 2 nothing integrated, or a bad
+  PONI, mask or option.
+examples:
+  xstructure integrate scan_*.tif --poni setup.poni --npt 1000 --out curves.h5 --plot curves.png
+  xstructure integrate run.h5 --dataset /entry/data/data --poni setup.poni --unit 2th_deg \\
+      --mask mask.edf --polarization 0.99 --error-model azimuthal --out run_curves.h5""")
+    g.add_argument("images", nargs="+", help="image files (TIFF, EDF, CBF, HDF5, .npy, .npz, ...)")
+    g.add_argument("--poni", required=True, help="pyFAI PONI file; its Detector_config max_shape sets the shape")
+    g.add_argument("--npt", type=int, default=1000, help="number of radial bins (default 1000)")
+    g.add_argument("--unit", choices=["q_A^-1", "q_nm^-1", "2th_deg", "2th_rad", "r_mm", "r_m"], default="q_A^-1",
+                   help="radial unit (default q_A^-1)")
+    g.add_argument("--mask", help="mask image (.npy, .edf, .tif, ...): non-zero pixels are left out")
+    g.add_argument("--polarization", type=float, default=None,
+                   help="polarisation factor to correct for, in [-1, 1] (pyFAI's: 0.99 for a horizontally "
+                        "polarised synchrotron beam); default: no correction")
+    g.add_argument("--no-solid-angle", dest="solid_angle", action="store_false",
+                   help="do not correct for the pixels' solid angle")
+    g.add_argument("--error-model", choices=["poisson", "azimuthal", "none"], default="poisson",
+                   help="sigma from Poisson statistics (default), the azimuthal scatter, or none (no sigma)")
+    g.add_argument("--saturation", type=float, help="leave out pixels above this value")
+    g.add_argument("--dummy", type=float, help="leave out pixels equal to this value")
+    g.add_argument("--radial-range", type=parse_range, metavar="MIN:MAX",
+                   help="bin only this radial range, in --unit (default: the unmasked pixels' span)")
+    g.add_argument("--dataset", help="HDF5 dataset of the frames, e.g. /entry/data/data")
+    g.add_argument("--out", required=True, help="output HDF5 file of the curves")
+    g.add_argument("--plot", help="PNG plot of the curves (up to 20; else 8 of them and the mean)")
+    g.add_argument("--logy", action="store_true", help="logarithmic intensity axis in --plot")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    g.set_defaults(func=_cmd_integrate)
 
     i = sub.add_parser("info", help="version and build information (OpenMP, CPU instruction set, CUDA)")
     i.set_defaults(func=_cmd_info)
