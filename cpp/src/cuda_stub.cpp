@@ -4,6 +4,7 @@
 #include "xstructure/debye.hpp"
 #include "xstructure/kabsch.hpp"
 #include "xstructure/radial.hpp"
+#include "xstructure/crystal.hpp"
 
 namespace xstructure {
 
@@ -44,6 +45,16 @@ template void radial_histogram_cuda<int32_t>(const RadialProblem&, const int32_t
 template void radial_histogram_cuda<uint32_t>(const RadialProblem&, const uint32_t*, const RadialOutputs&, void*);
 template void radial_histogram_cuda<float>(const RadialProblem&, const float*, const RadialOutputs&, void*);
 template void radial_histogram_cuda<double>(const RadialProblem&, const double*, const RadialOutputs&, void*);
+
+void structure_factors_cuda(const StructureFactorProblem&, double*, void*) { no_cuda(); }
+template <typename T>
+void density_grid_cuda(const DensityProblem&, const T*, T*, void*) { no_cuda(); }
+template <typename T>
+void density_grid_backward_cuda(const DensityProblem&, const T*, const T*, T*, void*) { no_cuda(); }
+template void density_grid_cuda<float>(const DensityProblem&, const float*, float*, void*);
+template void density_grid_cuda<double>(const DensityProblem&, const double*, double*, void*);
+template void density_grid_backward_cuda<float>(const DensityProblem&, const float*, const float*, float*, void*);
+template void density_grid_backward_cuda<double>(const DensityProblem&, const double*, const double*, double*, void*);
 
 int cuda_device_count() { return 0; }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from ._backend import build_info, cuda_available
+from . import crystal
 from .align import rmsd
 from .factors import electron_form_factor, xray_form_factor
 from .geometry import Geometry
@@ -33,6 +34,7 @@ __all__ = [
     "IntegrateResult",
     "LegendreResult",
     "radial_average",
+    "crystal",
     "xray_form_factor",
     "electron_form_factor",
     "build_info",

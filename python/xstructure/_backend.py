@@ -16,7 +16,7 @@ from . import _core
 
 __all__ = ["array_kind", "device_of", "cuda_available", "build_info", "to_numpy", "to_like", "empty_like",
            "contiguous", "all_finite", "debye_forward", "debye_backward", "kabsch_rmsd", "kabsch_rmsd_backward",
-           "radial_histogram"]
+           "radial_histogram", "structure_factors", "density_grid", "density_grid_backward"]
 
 
 def array_kind(x: Any) -> str:
@@ -219,3 +219,35 @@ def radial_histogram(frames, *, F: int, npix: int, nbins: int, index, index16: b
                                p(weight), bool(check), float(lo), float(hi), bool(has_dummy), float(dummy),
                                float(delta_dummy), int(mode), p(mean), _ptr(frames), p(signal), p(var),
                                p(removed_w), p(removed_w2), p(removed_count), stream, int(num_threads))
+
+
+def structure_factors(type_of, frac, occ, H: int, hkl, g, F, *, num_threads: int = 0):
+    """F (M,) complex128 from (N,) types, (N, 3) fractional coordinates, (N,) occupancies and (T, M) form factors;
+    the box h, k, l in [-H, H] when H >= 0, else the (M, 3) int32 hkl list (all numpy, CPU)."""
+    _core.structure_factors("cpu", int(frac.shape[0]), int(g.shape[0]), _ptr(type_of), _ptr(frac), _ptr(occ), int(H),
+                            int(F.shape[0]), _ptr(hkl) if H < 0 else 0, _ptr(g), _ptr(F), 0, int(num_threads))
+
+
+def _density_args(spec: dict, weight, sigma, cutoff: float):
+    return ([int(n) for n in spec["shape"]], [float(v) for v in np.ravel(spec["cell"])],
+            [float(v) for v in np.ravel(spec["step"])], [float(v) for v in spec["origin"]], _ptr(weight),
+            _ptr(sigma), float(cutoff))
+
+
+def density_grid(pos, rho, spec: dict, weight, sigma, cutoff: float, *, num_threads: int = 0):
+    """rho (B, n0, n1, n2) from pos (B, N, 3) contiguous; weight and sigma (N,) float64 on pos's device."""
+    B, N = int(pos.shape[0]), int(pos.shape[1])
+    with _on_device(pos) as stream:
+        _core.density_grid(device_of(pos), _dtype_name(pos), B, N, *_density_args(spec, weight, sigma, cutoff),
+                           _ptr(pos), _ptr(rho), stream, int(num_threads))
+    return rho
+
+
+def density_grid_backward(pos, grad_rho, grad_pos, spec: dict, weight, sigma, cutoff: float, *, num_threads: int = 0):
+    """grad_pos (B, N, 3) = Σ_grid grad_rho · ∂rho/∂pos."""
+    B, N = int(pos.shape[0]), int(pos.shape[1])
+    with _on_device(pos) as stream:
+        _core.density_grid_backward(device_of(pos), _dtype_name(pos), B, N,
+                                    *_density_args(spec, weight, sigma, cutoff), _ptr(pos), _ptr(grad_rho),
+                                    _ptr(grad_pos), stream, int(num_threads))
+    return grad_pos

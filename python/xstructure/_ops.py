@@ -143,3 +143,57 @@ def _kabsch_backward(ctx, grad):
 
 
 kabsch_rmsd.register_autograd(_kabsch_backward, setup_context=_kabsch_setup)
+
+
+# ----------------------------------------------------------------------------------------------- density grids
+def _spec(shape, cell, step, origin) -> dict:
+    return {"shape": list(shape), "cell": list(cell), "step": list(step), "origin": list(origin)}
+
+
+@torch.library.custom_op("xstructure::density_grid", mutates_args=(), device_types=("cpu", "cuda"))
+def density_grid(positions: Tensor, weight: Tensor, sigma: Tensor, shape: list[int], cell: list[float],
+                 step: list[float], origin: list[float], cutoff: float) -> Tensor:
+    """Gaussian density (B, n0, n1, n2) of positions (B, N, 3) on a periodic cell grid."""
+    _check_same_device(positions, weight, sigma)
+    pos = positions.contiguous()
+    rho = torch.empty((pos.shape[0], *shape), dtype=pos.dtype, device=pos.device)
+    _backend.density_grid(pos, rho, _spec(shape, cell, step, origin), weight.contiguous(), sigma.contiguous(), cutoff)
+    return rho
+
+
+@density_grid.register_fake
+def _(positions, weight, sigma, shape, cell, step, origin, cutoff):
+    return positions.new_empty((positions.shape[0], *shape))
+
+
+@torch.library.custom_op("xstructure::density_grid_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def density_grid_backward(grad: Tensor, positions: Tensor, weight: Tensor, sigma: Tensor, shape: list[int],
+                          cell: list[float], step: list[float], origin: list[float], cutoff: float) -> Tensor:
+    """Σ_grid grad · ∂ρ/∂positions, (B, N, 3)."""
+    pos = positions.contiguous()
+    out = torch.empty_like(pos)
+    _backend.density_grid_backward(pos, grad.to(pos.dtype).contiguous(), out, _spec(shape, cell, step, origin),
+                                   weight.contiguous(), sigma.contiguous(), cutoff)
+    return out
+
+
+@density_grid_backward.register_fake
+def _(grad, positions, weight, sigma, shape, cell, step, origin, cutoff):
+    return torch.empty_like(positions)
+
+
+def _density_setup(ctx, inputs, output):
+    positions, weight, sigma, shape, cell, step, origin, cutoff = inputs
+    ctx.save_for_backward(positions, weight, sigma)
+    ctx.args = (shape, cell, step, origin, cutoff)
+
+
+def _density_backward(ctx, grad):
+    positions, weight, sigma = ctx.saved_tensors
+    g = None
+    if ctx.needs_input_grad[0]:
+        g = density_grid_backward(grad, positions, weight, sigma, *ctx.args)
+    return g, None, None, None, None, None, None, None
+
+
+density_grid.register_autograd(_density_backward, setup_context=_density_setup)

@@ -124,8 +124,12 @@ def xray_form_factor(element, q) -> np.ndarray:
         float64 array shaped like q.
     """
     q = _check_q(q)
-    a, b, c = _wk(_key(element))
-    s2 = (q / (4 * np.pi)) ** 2
+    return _xray_f0(_key(element), (q / (4 * np.pi)) ** 2)
+
+
+def _xray_f0(key: str, s2) -> np.ndarray:
+    """Waasmaier–Kirfel f0 at s² = (sinθ/λ)², no range check (beyond s = 6 the fit is extrapolated)."""
+    a, b, c = _wk(key)
     return c + np.sum(a * np.exp(-np.multiply.outer(s2, b)), axis=-1)
 
 
@@ -160,15 +164,20 @@ def electron_form_factor(element, q, energy_kev: float | None = None) -> np.ndar
     if isinstance(element, str) and element.strip()[-1:] in "+-":
         raise ValueError(f"electron scattering factors are for neutral atoms; got the ion {element!r}")
     q = _check_q(q)
-    a, b, _ = _wk(_key(element))
-    x = np.multiply.outer((q / (4 * np.pi)) ** 2, b)  # b_i s²
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # (1 - e^-x)/x -> 1 at x = 0; x < 0 occurs (C and others have a term with b < 0)
-        g = np.where(x != 0, -np.expm1(-x) / np.where(x != 0, x, 1.0), 1.0)
-    fe = (2.0 / A0) * np.sum(a * b * g, axis=-1) / (16 * np.pi**2)
+    fe = _electron_fe(_key(element), (q / (4 * np.pi)) ** 2)
     if energy_kev is not None:
         fe = fe * relativistic_factor(energy_kev)
     return fe
+
+
+def _electron_fe(key: str, s2) -> np.ndarray:
+    """Mott–Bethe f_e (Å) at s² = (sinθ/λ)² from the Waasmaier–Kirfel fit, no range check, no γ."""
+    a, b, _ = _wk(key)
+    x = np.multiply.outer(s2, b)  # b_i s²
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # (1 - e^-x)/x -> 1 at x = 0; x < 0 occurs (C and others have a term with b < 0)
+        g = np.where(x != 0, -np.expm1(-x) / np.where(x != 0, x, 1.0), 1.0)
+    return (2.0 / A0) * np.sum(a * b * g, axis=-1) / (16 * np.pi**2)
 
 
 def form_factor_table(numbers, q, probe: str = "xray", energy_kev: float | None = None):

@@ -15,7 +15,7 @@ from . import _ops
 from .scattering import PROBES, SIGNALS, as_q, debye_tables
 from .structures import _numbers
 
-__all__ = ["debye", "debye_sum", "kabsch_rmsd"]
+__all__ = ["debye", "debye_sum", "kabsch_rmsd", "density_grid"]
 
 debye_sum = _ops.debye_sum
 
@@ -88,3 +88,60 @@ def kabsch_rmsd(a: Tensor, b: Tensor, *, weights=None, align: bool = True, refle
     wt = None if w is None else torch.as_tensor(w, device=a3.device)
     out = _ops.kabsch_rmsd(a3.to(dtype), b3.to(dtype), wt, align, reflection)
     return out[0] if single else out
+
+
+def density_grid(positions: Tensor, cell, *, numbers=None, weights=None, shape=(20, 20, 20), sigma=0.5,
+                 frame: str = "fractional", cutoff: float = 6.0) -> Tensor:
+    """Differentiable Gaussian density of atoms on a periodic unit-cell grid (see
+    :func:`xstructure.crystal.density_grid` for the definition).
+
+    Args:
+        positions: (N, 3) or (B, N, 3) Cartesian Å, float32 or float64, CPU or CUDA.
+        cell: (3, 3) rows a, b, c in Å (the same for the whole batch).
+        numbers: (N,) atomic numbers, weights w_j = Z_j (unless ``weights`` is given).
+        weights: (N,) weights; default Z (with ``numbers``) else 1.
+        shape, sigma, frame, cutoff: grid shape, Gaussian width(s) in Å, "fractional" or "cartesian", cutoff
+            in sigmas.
+
+    Returns:
+        (n0, n1, n2) or (B, n0, n1, n2), positions' dtype and device; gradients flow to positions.
+    """
+    import numpy as np
+
+    from .crystal import grid_spec
+
+    if not isinstance(positions, torch.Tensor):
+        raise ValueError("density_grid takes a torch tensor of positions; use xstructure.crystal.density_grid "
+                         "for structures")
+    single = positions.dim() == 2
+    pos = positions[None] if single else positions
+    if pos.dim() != 3 or pos.shape[-1] != 3:
+        raise ValueError(f"positions must be (N, 3) or (B, N, 3), got {tuple(positions.shape)}")
+    if pos.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"positions must be float32 or float64, got {pos.dtype}")
+    if not bool(torch.isfinite(pos.detach()).all()):
+        raise ValueError("positions contain NaN or inf")
+    N = pos.shape[1]
+    cell = np.asarray(cell.detach().cpu() if isinstance(cell, torch.Tensor) else cell, dtype=np.float64)
+    if cell.shape != (3, 3) or abs(np.linalg.det(cell)) < 1e-6:
+        raise ValueError("cell must be a (3, 3) matrix of non-zero volume")
+    spec = grid_spec(cell, shape, frame)
+    if weights is not None:
+        w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (N,))
+    elif numbers is not None:
+        from .factors import atomic_number
+
+        w = np.array([atomic_number(int(z)) for z in np.asarray(numbers).reshape(-1)], dtype=np.float64)
+        if w.shape != (N,):
+            raise ValueError(f"numbers has {w.size} entries for {N} atoms")
+    else:
+        w = np.ones(N)
+    s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (N,))
+    if np.any(s <= 0) or not np.all(np.isfinite(s)):
+        raise ValueError("sigma must be positive")
+    dev = pos.device
+    rho = _ops.density_grid(pos, torch.as_tensor(np.ascontiguousarray(w), device=dev),
+                            torch.as_tensor(np.ascontiguousarray(s), device=dev), list(spec["shape"]),
+                            [float(v) for v in np.ravel(spec["cell"])], [float(v) for v in np.ravel(spec["step"])],
+                            [float(v) for v in spec["origin"]], float(cutoff))
+    return rho[0] if single else rho

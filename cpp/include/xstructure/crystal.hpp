@@ -1,0 +1,62 @@
+// Crystal kernels: structure factors F(hkl) and Gaussian density grids of a unit cell.
+//
+// Structure factors (crystallographic sign convention, as in gemmi, cctbx and the International Tables):
+//
+//     F(h) = sum_j  occ_j * g_{t(j)}(h) * exp(+2 pi i h . x_j)
+//
+// with x_j fractional coordinates and g_t(h) the form factor of scattering type t (an element with one
+// isotropic displacement B) at the reflection, exp(-B s^2) included; the Python layer evaluates g.  Two
+// layouts: the full box h, k, l in [-H, H] (output index ((h+H)(2H+1) + k+H)(2H+1) + l+H), computed with
+// per-axis phase tables so that the inner loop over l is complex multiply-adds; or a list of M reflections.
+// Output: interleaved complex float64 (re, im).  No Python and no torch here.
+#pragma once
+
+#include <cstdint>
+
+namespace xstructure {
+
+struct StructureFactorProblem {
+    int64_t N = 0;                    // atoms
+    int32_t T = 0;                    // scattering types
+    const int32_t* type = nullptr;    // (N,) type of each atom, in [0, T)
+    const double* frac = nullptr;     // (N, 3) fractional coordinates
+    const double* occ = nullptr;      // (N,) occupancies
+    int32_t H = -1;                   // box half-width (box mode when >= 0)
+    int64_t M = 0;                    // reflections (list mode), or (2H+1)^3 in box mode
+    const int32_t* hkl = nullptr;     // (M, 3) list mode
+    const double* g = nullptr;        // (T, M) form factor of each type at each reflection
+    int num_threads = 0;
+};
+
+void structure_factors_cpu(const StructureFactorProblem& p, double* F);
+void structure_factors_cuda(const StructureFactorProblem& p, double* F, void* stream);
+
+// Gaussian density on a periodic grid:  rho(r) = sum_j w_j (2 pi sigma_j^2)^{-3/2} exp(-|r - r_j - R|^2 / 2 sigma_j^2)
+// summed over the lattice translations R whose contribution can exceed `cutoff` sigmas.  Grid point
+// (a, b, c) sits at  origin + a * step0 + b * step1 + c * step2  (Cartesian, Angstrom): fractional grids use
+// step_i = cell_i / n_i, Cartesian grids axis-aligned steps.
+struct DensityProblem {
+    int64_t B = 0;                    // structures (batch), all with the same cell and atom count
+    int64_t N = 0;                    // atoms per structure
+    int64_t n0 = 0, n1 = 0, n2 = 0;   // grid shape
+    double cell[9] = {};              // rows a, b, c (Angstrom)
+    double step[9] = {};              // rows step0, step1, step2 (Angstrom)
+    double origin[3] = {};
+    const double* weight = nullptr;   // (N,) w_j
+    const double* sigma = nullptr;    // (N,) sigma_j (Angstrom)
+    double cutoff = 5.0;              // in sigmas
+    int num_threads = 0;
+};
+
+// pos: (B, N, 3) Cartesian Angstrom; rho: (B, n0, n1, n2).  T = float | double, accumulation in double.
+template <typename T>
+void density_grid_cpu(const DensityProblem& p, const T* pos, T* rho);
+// grad_pos[b, j] = sum_grid grad_rho * d rho / d r_j
+template <typename T>
+void density_grid_backward_cpu(const DensityProblem& p, const T* pos, const T* grad_rho, T* grad_pos);
+template <typename T>
+void density_grid_cuda(const DensityProblem& p, const T* pos, T* rho, void* stream);
+template <typename T>
+void density_grid_backward_cuda(const DensityProblem& p, const T* pos, const T* grad_rho, T* grad_pos, void* stream);
+
+}  // namespace xstructure

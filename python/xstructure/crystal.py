@@ -1,0 +1,274 @@
+"""Crystals: structure factors F(hkl), powder patterns and density grids of a unit cell.
+
+Structure factors use the crystallographic sign convention (International Tables Vol. B §1.2; the same as
+gemmi, cctbx and pymatgen):
+
+    F(hkl) = Σ_j occ_j · f_j(s) · exp(−B_j s²) · exp(+2πi (h x_j + k y_j + l z_j)),     s = sinθ/λ = 1/(2d)
+
+with (x_j, y_j, z_j) fractional coordinates, s = |h a* + k b* + l c*| / 2 and f_j the X-ray form factor
+(Waasmaier & Kirfel 1995, electrons), the electron scattering factor (Mott–Bethe from the same fit, Å), the
+atomic number Z (``factors="Z"``, the point-atom simplification of ../shared/seeds/001), or any callable
+``f(symbol, s) -> array``.  Beyond s = 6 Å⁻¹ (d < 0.083 Å) the Waasmaier–Kirfel fit is extrapolated.
+
+The compiled kernel sums over atoms with per-axis phase tables on the full box h, k, l ∈ [−H, H] (the loop
+over l is complex multiply-adds), or directly on a list of reflections; form factors are evaluated once per
+scattering type (element and B) and reflection.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _backend
+from .factors import _electron_fe, _key, _xray_f0, atomic_number, relativistic_factor
+
+__all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell"]
+
+
+@dataclass
+class Cell:
+    """A unit cell with its atoms (what the kernels need), built by :func:`as_cell`."""
+
+    cell: np.ndarray          # (3, 3) rows a, b, c in Å
+    frac: np.ndarray          # (N, 3) fractional coordinates
+    symbols: list             # (N,) element symbols
+    numbers: np.ndarray       # (N,) atomic numbers
+    occupancy: np.ndarray     # (N,)
+    b_factors: np.ndarray     # (N,) isotropic B in Å²
+
+    @property
+    def volume(self) -> float:
+        return float(abs(np.linalg.det(self.cell)))
+
+    @property
+    def reciprocal(self) -> np.ndarray:
+        """Rows a*, b*, c* (Å⁻¹, without 2π)."""
+        return np.linalg.inv(self.cell).T
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.frac @ self.cell
+
+
+def _per_atom(name, value, n, default, low=None, high=None):
+    if value is None:
+        return np.full(n, float(default))
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must be a number or one value per atom ({n}), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if low is not None and np.any(arr < low):
+        raise ValueError(f"{name} must be >= {low}, got {arr.min():g}")
+    if high is not None and np.any(arr > high):
+        raise ValueError(f"{name} must be <= {high}, got {arr.max():g}")
+    return arr
+
+
+def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
+    """An ``ase.Atoms`` with a cell (or a file ase.io reads, CIF included) as a :class:`Cell`.
+
+    ``occupancy`` and ``b_factors`` (Å²) are numbers or per-atom arrays; by default they come from the
+    atoms' arrays ``"occupancy"`` and ``"B"`` when present, else 1 and 0.
+    """
+    if isinstance(atoms, Cell):
+        return atoms
+    if isinstance(atoms, (str, os.PathLike)):
+        import ase.io
+
+        path = os.fspath(atoms)
+        if not os.path.exists(path):
+            raise ValueError(f"structure file not found: {path!r}")
+        try:
+            atoms = ase.io.read(path)
+        except Exception as exc:  # ase raises many kinds for a bad file
+            raise ValueError(f"cannot read crystal file {path!r}: {type(exc).__name__}: {exc}") from None
+    if not (type(atoms).__name__ == "Atoms" and hasattr(atoms, "cell")):
+        raise ValueError(f"expected an ase.Atoms with a unit cell or a structure file, got {type(atoms).__name__}")
+    cell = np.asarray(atoms.cell[:], dtype=np.float64)
+    if cell.shape != (3, 3) or not np.all(np.isfinite(cell)) or abs(np.linalg.det(cell)) < 1e-6:
+        raise ValueError("the structure has no unit cell (or a cell of zero volume); structure factors need one")
+    n = len(atoms)
+    if n == 0:
+        raise ValueError("the crystal has no atoms")
+    pos = np.asarray(atoms.get_positions(), dtype=np.float64)
+    if not np.all(np.isfinite(pos)):
+        raise ValueError("atom positions contain NaN or inf")
+    frac = np.linalg.solve(cell.T, pos.T).T
+    if occupancy is None and "occupancy" in atoms.arrays:
+        occupancy = atoms.arrays["occupancy"]
+    if b_factors is None and "B" in atoms.arrays:
+        b_factors = atoms.arrays["B"]
+    numbers = np.array([atomic_number(int(z)) for z in atoms.get_atomic_numbers()], dtype=np.int64)
+    return Cell(cell=cell, frac=frac, symbols=list(atoms.get_chemical_symbols()), numbers=numbers,
+                occupancy=_per_atom("occupancy", occupancy, n, 1.0, 0.0, 1.0),
+                b_factors=_per_atom("b_factors", b_factors, n, 0.0, 0.0))
+
+
+def _form_factors(factors, symbol: str, z: int, s: np.ndarray, energy_kev) -> np.ndarray:
+    s2 = s * s
+    if callable(factors):
+        f = np.asarray(factors(symbol, s), dtype=np.float64)
+        if f.shape != s.shape or not np.all(np.isfinite(f)):
+            raise ValueError(f"the form-factor callable returned shape {f.shape} or non-finite values for {symbol}")
+        return f
+    if factors == "Z":
+        return np.full(s.shape, float(z))
+    if factors == "xray":
+        return _xray_f0(_key(symbol), s2)
+    if factors == "electron":
+        fe = _electron_fe(_key(symbol), s2)
+        return fe * relativistic_factor(energy_kev) if energy_kev is not None else fe
+    raise ValueError(f"unknown factors {factors!r}: use 'xray', 'electron', 'Z' or a callable f(symbol, s)")
+
+
+def _types(c: Cell):
+    """Scattering types (symbol, number, B) and the type of each atom."""
+    keys = list(zip(c.symbols, c.numbers.tolist(), c.b_factors.tolist()))
+    uniq = sorted(set(keys), key=lambda k: (k[1], k[2]))
+    index = {k: i for i, k in enumerate(uniq)}
+    return uniq, np.array([index[k] for k in keys], dtype=np.int32)
+
+
+def _box_hkl(H: int) -> np.ndarray:
+    r = np.arange(-H, H + 1, dtype=np.int32)
+    return np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def structure_factors(atoms, hmax: int = 10, *, hkl=None, factors="xray", d_min: float | None = None,
+                      grid: bool = False, occupancy=None, b_factors=None, energy_kev: float | None = None,
+                      num_threads: int = 0):
+    """Structure factors F(hkl) of a crystal (or a list of crystals: a list of results).
+
+    Args:
+        atoms: ``ase.Atoms`` with a cell, a file ase.io reads (CIF, POSCAR, ...), or a list of them.
+        hmax: H for the full box h, k, l ∈ [−H, H] (ignored when ``hkl`` is given).
+        hkl: (M, 3) integer Miller indices to compute instead of the box.
+        factors: ``"xray"``, ``"electron"``, ``"Z"`` or a callable ``f(symbol, s) -> array`` (s = sinθ/λ, Å⁻¹).
+        d_min: resolution cutoff (Å): reflections with d < d_min are left out (set to 0 on a grid).
+        grid: return the (2H+1)³ complex array indexed ``[h+H, k+H, l+H]`` instead of (hkl, F).
+        occupancy, b_factors: per-atom occupancies (0..1) and isotropic B (Å²); see :func:`as_cell`.
+        energy_kev: electron kinetic energy for the relativistic factor γ (``factors="electron"``).
+
+    Returns:
+        ``(hkl, F)``: hkl (M, 3) int32 and F (M,) complex128, in electrons (X-ray), Å (electron) or Z units;
+        or the grid.  The box includes (0, 0, 0), where F = Σ occ f(0).
+    """
+    if isinstance(atoms, (list, tuple)):
+        return [structure_factors(a, hmax, hkl=hkl, factors=factors, d_min=d_min, grid=grid, occupancy=occupancy,
+                                  b_factors=b_factors, energy_kev=energy_kev, num_threads=num_threads)
+                for a in atoms]
+    c = as_cell(atoms, occupancy, b_factors)
+    if hkl is None:
+        if int(hmax) != hmax or hmax < 0:
+            raise ValueError(f"hmax must be a non-negative integer, got {hmax!r}")
+        H = int(hmax)
+        hkl_arr = _box_hkl(H)
+    else:
+        if grid:
+            raise ValueError("grid=True needs the box (hmax), not a list of hkl")
+        hkl_arr = np.asarray(hkl)
+        if hkl_arr.ndim != 2 or hkl_arr.shape[1] != 3 or (hkl_arr.size and hkl_arr.dtype.kind not in "iu" and
+                                                          not np.all(hkl_arr == np.round(hkl_arr))):
+            raise ValueError(f"hkl must be an (M, 3) array of integers, got shape {hkl_arr.shape}")
+        hkl_arr = np.ascontiguousarray(hkl_arr, dtype=np.int32)
+        H = -1
+    if d_min is not None and not (np.isfinite(d_min) and d_min > 0):
+        raise ValueError(f"d_min must be a positive number of Å, got {d_min!r}")
+    s = 0.5 * np.linalg.norm(hkl_arr @ c.reciprocal, axis=1)
+    keep = np.ones(len(hkl_arr), bool) if d_min is None else s <= 0.5 / d_min * (1 + 1e-12)
+    if H < 0 and d_min is not None:
+        hkl_arr, s = hkl_arr[keep], s[keep]
+        keep = np.ones(len(hkl_arr), bool)
+    types, type_of = _types(c)
+    M = len(hkl_arr)
+    g = np.zeros((len(types), M))
+    for t, (sym, z, B) in enumerate(types):
+        g[t] = _form_factors(factors, sym, z, s, energy_kev) * np.exp(-B * s * s)
+    g[:, ~keep] = 0.0
+    F = np.empty(M, dtype=np.complex128)
+    _backend.structure_factors(type_of, np.ascontiguousarray(c.frac), np.ascontiguousarray(c.occupancy), H, hkl_arr,
+                               np.ascontiguousarray(g), F, num_threads=num_threads)
+    if grid:
+        L = 2 * H + 1
+        return F.reshape(L, L, L)
+    if H >= 0 and d_min is not None:
+        return hkl_arr[keep], F[keep]
+    return hkl_arr, F
+
+
+def intensities(atoms, hmax: int = 10, **kwargs):
+    """|F(hkl)|²: like :func:`structure_factors`, with the complex F replaced by its squared modulus."""
+    out = structure_factors(atoms, hmax, **kwargs)
+
+    def sq(r):
+        if isinstance(r, tuple):
+            return r[0], np.abs(r[1]) ** 2
+        return np.abs(r) ** 2
+
+    return [sq(r) for r in out] if isinstance(out, list) else sq(out)
+
+
+def density_grid(atoms, shape=(20, 20, 20), sigma: float = 0.5, *, frame: str = "fractional", weights="Z",
+                 spacing=None, cutoff: float = 6.0, num_threads: int = 0):
+    """Density of Gaussian atoms on a grid over the unit cell, periodic images included.
+
+    ρ(r) = Σ_j w_j (2πσ²)^(−3/2) exp(−|r − r_j − R|² / 2σ²) summed over lattice translations R (atoms per Å³
+    times w).  ``frame="fractional"``: grid point (a, b, c) at fractional (a/n0, b/n1, c/n2), parallelepiped
+    voxels; ``frame="cartesian"``: an axis-aligned grid over the cell's bounding box (cuboid voxels; points
+    outside the cell see the periodic crystal).  ``weights``: "Z" (atomic numbers), "ones", or (N,) values.
+    Each Gaussian is cut off at ``cutoff`` σ (6 σ leaves out 7e-8 of its weight).  For a list of crystals,
+    a list of grids.  Differentiable in the positions:
+    :func:`xstructure.ops.density_grid`.
+
+    Returns:
+        float64 array of ``shape``.
+    """
+    if isinstance(atoms, (list, tuple)):
+        return [density_grid(a, shape, sigma, frame=frame, weights=weights, spacing=spacing, cutoff=cutoff,
+                             num_threads=num_threads) for a in atoms]
+    c = as_cell(atoms)
+    spec = grid_spec(c.cell, shape, frame)
+    w = _weights(c, weights)
+    sig = _per_atom("sigma", sigma, len(c.numbers), 0.5, 1e-6)
+    out = np.empty(spec["shape"], dtype=np.float64)
+    _backend.density_grid(np.ascontiguousarray(c.positions[None]), out[None], spec, w, sig, float(cutoff),
+                          num_threads=num_threads)
+    return out
+
+
+def _weights(c: Cell, weights) -> np.ndarray:
+    if isinstance(weights, str):
+        if weights == "Z":
+            return c.numbers.astype(np.float64) * c.occupancy
+        if weights == "ones":
+            return c.occupancy.copy()
+        raise ValueError(f"unknown weights {weights!r}: use 'Z', 'ones' or one number per atom")
+    return _per_atom("weights", weights, len(c.numbers), 1.0)
+
+
+def grid_spec(cell, shape, frame: str = "fractional") -> dict:
+    """Grid shape, steps (rows, Å) and origin for :func:`density_grid` on a cell."""
+    try:
+        shape = tuple(int(n) for n in shape)
+    except TypeError:
+        shape = (int(shape),) * 3
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"grid shape must be three positive integers, got {shape!r}")
+    cell = np.asarray(cell, dtype=np.float64)
+    if frame == "fractional":
+        step = cell / np.array(shape, dtype=np.float64)[:, None]
+        origin = np.zeros(3)
+    elif frame == "cartesian":
+        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=np.float64) @ cell
+        lo, hi = corners.min(0), corners.max(0)
+        step = np.diag((hi - lo) / np.array(shape, dtype=np.float64))
+        origin = lo
+    else:
+        raise ValueError(f"unknown frame {frame!r}: use 'fractional' or 'cartesian'")
+    return {"shape": shape, "cell": cell, "step": step, "origin": origin}
