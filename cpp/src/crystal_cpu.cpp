@@ -149,16 +149,8 @@ void density_grid_backward_cpu(const DensityProblem& p, const T* pos, const T* g
         for (int64_t j = 0; j < p.N; ++j) {
             const T* q = pos + (b * p.N + j) * 3;
             const double r[3] = {double(q[0]), double(q[1]), double(q[2])};
-            const double w = p.weight[j], s2 = p.sigma[j] * p.sigma[j];
-            const T* gr = grad_rho + b * G;
-            double acc[3] = {0.0, 0.0, 0.0};
-            // d/dr_j of w g(|p - r_j|) = w g (p - r_j) / sigma^2
-            grid::visit(p, gg, r, p.sigma[j], [&](int64_t idx, double dx, double dy, double dz, double g) {
-                const double f = double(gr[idx]) * w * g / s2;
-                acc[0] += f * dx;
-                acc[1] += f * dy;
-                acc[2] += f * dz;
-            });
+            double acc[3];
+            grid::atom_gradient(p, gg, r, p.weight[j], p.sigma[j], grad_rho + b * G, acc);
             T* out = grad_pos + (b * p.N + j) * 3;
             for (int k = 0; k < 3; ++k) out[k] = static_cast<T>(acc[k]);
         }

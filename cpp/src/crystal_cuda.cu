@@ -68,15 +68,8 @@ __global__ void density_backward_kernel(DensityProblem p, grid::GridGeometry gg,
     const int64_t b = i / p.N, j = i % p.N;
     const int64_t G = p.n0 * p.n1 * p.n2;
     const double r[3] = {double(pos[3 * i]), double(pos[3 * i + 1]), double(pos[3 * i + 2])};
-    const double w = p.weight[j], s2 = p.sigma[j] * p.sigma[j];
-    const T* gr = grad_rho + b * G;
-    double acc[3] = {0.0, 0.0, 0.0};
-    grid::visit(p, gg, r, p.sigma[j], [&](int64_t idx, double dx, double dy, double dz, double g) {
-        const double f = double(gr[idx]) * w * g / s2;
-        acc[0] += f * dx;
-        acc[1] += f * dy;
-        acc[2] += f * dz;
-    });
+    double acc[3];
+    grid::atom_gradient(p, gg, r, p.weight[j], p.sigma[j], grad_rho + b * G, acc);
     for (int k = 0; k < 3; ++k) grad_pos[3 * i + k] = static_cast<T>(acc[k]);
 }
 

@@ -6,13 +6,7 @@
 
 #include "xstructure/crystal.hpp"
 
-#ifndef XS_HD
-#if defined(__CUDACC__)
-#define XS_HD __host__ __device__ inline
-#else
-#define XS_HD inline
-#endif
-#endif
+#include "xstructure/hd.hpp"
 
 namespace xstructure {
 namespace grid {
@@ -136,6 +130,20 @@ XS_HD void visit(const DensityProblem& p, const GridGeometry& gg, const double r
             }
 }
 
+
+// d/dr_j of sum_grid grad_rho * w g(|p - r_j|) = sum_grid grad_rho * w g (p - r_j) / sigma^2, into acc[3].
+template <typename T>
+XS_HD void atom_gradient(const DensityProblem& p, const GridGeometry& gg, const double r[3], double w, double sigma,
+                         const T* grad_rho, double acc[3]) {
+    const double s2 = sigma * sigma;
+    acc[0] = acc[1] = acc[2] = 0.0;
+    visit(p, gg, r, sigma, [&](int64_t idx, double dx, double dy, double dz, double g) {
+        const double f = double(grad_rho[idx]) * w * g / s2;
+        acc[0] += f * dx;
+        acc[1] += f * dy;
+        acc[2] += f * dz;
+    });
+}
 
 }  // namespace grid
 }  // namespace xstructure

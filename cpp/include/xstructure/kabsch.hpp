@@ -14,11 +14,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define XS_HD __host__ __device__ inline
-#else
-#define XS_HD inline
-#endif
+#include "xstructure/hd.hpp"
 
 namespace xstructure {
 

@@ -19,13 +19,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifndef XS_HD
-#if defined(__CUDACC__)
-#define XS_HD __host__ __device__ inline
-#else
-#define XS_HD inline
-#endif
-#endif
+#include "xstructure/hd.hpp"
 
 namespace xstructure {
 
