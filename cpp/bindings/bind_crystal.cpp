@@ -18,8 +18,9 @@ template <typename T>
 T* ptr(std::uintptr_t x) { return reinterpret_cast<T*>(x); }
 
 void structure_factors(const std::string& device, int64_t N, int32_t T, std::uintptr_t type, std::uintptr_t frac,
-                       std::uintptr_t occ, int32_t H, int64_t M, std::uintptr_t hkl, std::uintptr_t g,
-                       std::uintptr_t F, std::uintptr_t stream, int num_threads) {
+                       std::uintptr_t occ, int32_t H, int64_t M, std::uintptr_t hkl, std::uintptr_t g, int32_t K,
+                       std::uintptr_t ga, std::uintptr_t gb, std::uintptr_t gc, double s2max, std::uintptr_t B,
+                       std::array<double, 6> metric, std::uintptr_t F, std::uintptr_t stream, int num_threads) {
     if (N < 0 || T < 1 || M < 0) throw std::invalid_argument("structure_factors: need N >= 0, T >= 1, M >= 0");
     if (H >= 0 && M != int64_t(2 * H + 1) * (2 * H + 1) * (2 * H + 1))
         throw std::invalid_argument("structure_factors: M must be (2H+1)^3 in box mode");
@@ -27,6 +28,11 @@ void structure_factors(const std::string& device, int64_t N, int32_t T, std::uin
     p.N = N; p.T = T; p.type = ptr<const int32_t>(type); p.frac = ptr<const double>(frac);
     p.occ = ptr<const double>(occ); p.H = H; p.M = M; p.hkl = ptr<const int32_t>(hkl);
     p.g = ptr<const double>(g); p.num_threads = num_threads;
+    p.B = ptr<const double>(B);
+    p.K = K; p.ga = ptr<const double>(ga); p.gb = ptr<const double>(gb); p.gc = ptr<const double>(gc);
+    p.s2max = s2max;
+    if (!g && !gc) throw std::invalid_argument("structure_factors: give form factors g or Gaussian coefficients");
+    for (int i = 0; i < 6; ++i) p.metric[i] = metric[i];
     if (device == "cpu") structure_factors_cpu(p, ptr<double>(F));
     else if (device == "cuda") structure_factors_cuda(p, ptr<double>(F), reinterpret_cast<void*>(stream));
     else throw std::invalid_argument("structure_factors: unknown device '" + device + "'");

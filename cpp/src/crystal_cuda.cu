@@ -32,15 +32,28 @@ __global__ void sf_kernel(StructureFactorProblem p, double* F) {
         k = p.hkl[3 * m + 1];
         l = p.hkl[3 * m + 2];
     }
+    const double* G = p.metric;
+    const double s2 = 0.25 * (G[0] * h * h + G[1] * k * k + G[2] * l * l + 2.0 * (G[3] * h * k + G[4] * h * l + G[5] * k * l));
     double fr = 0.0, fi = 0.0;
-    for (int64_t j = 0; j < p.N; ++j) {
-        double t = h * p.frac[3 * j] + k * p.frac[3 * j + 1] + l * p.frac[3 * j + 2];
-        t -= rint(t);
-        double s, c;
-        sincospi(2.0 * t, &s, &c);
-        const double w = p.occ[j] * p.g[int64_t(p.type[j]) * p.M + m];
-        fr += w * c;
-        fi += w * s;
+    if (p.s2max < 0.0 || s2 <= p.s2max) {
+        for (int64_t j = 0; j < p.N; ++j) {
+            double t = h * p.frac[3 * j] + k * p.frac[3 * j + 1] + l * p.frac[3 * j + 2];
+            t -= rint(t);
+            double s, c;
+            sincospi(2.0 * t, &s, &c);
+            const int ty = p.type[j];
+            double f;
+            if (p.g) {
+                f = p.g[int64_t(ty) * p.M + m];
+            } else {
+                f = p.gc[ty];
+                for (int i = 0; i < p.K; ++i) f += p.ga[ty * p.K + i] * exp(-p.gb[ty * p.K + i] * s2);
+            }
+            double w = p.occ[j] * f;
+            if (p.B) w *= exp(-p.B[j] * s2);
+            fr += w * c;
+            fi += w * s;
+        }
     }
     F[2 * m] = fr;
     F[2 * m + 1] = fi;

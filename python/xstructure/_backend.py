@@ -221,11 +221,21 @@ def radial_histogram(frames, *, F: int, npix: int, nbins: int, index, index16: b
                                p(removed_w), p(removed_w2), p(removed_count), stream, int(num_threads))
 
 
-def structure_factors(type_of, frac, occ, H: int, hkl, g, F, *, num_threads: int = 0):
-    """F (M,) complex128 from (N,) types, (N, 3) fractional coordinates, (N,) occupancies and (T, M) form factors;
-    the box h, k, l in [-H, H] when H >= 0, else the (M, 3) int32 hkl list (all numpy, CPU)."""
-    _core.structure_factors("cpu", int(frac.shape[0]), int(g.shape[0]), _ptr(type_of), _ptr(frac), _ptr(occ), int(H),
-                            int(F.shape[0]), _ptr(hkl) if H < 0 else 0, _ptr(g), _ptr(F), 0, int(num_threads))
+def structure_factors(type_of, frac, occ, H: int, hkl, g, gauss, s2max: float, B, metric, F, *,
+                      num_threads: int = 0):
+    """F (M,) complex128 from (N,) types, (N, 3) fractional coordinates, (N,) occupancies, form factors as a
+    (T, M) table g or as Gaussian sums gauss = (K, a (T, K), b (T, K), c (T,)), the s² cutoff (negative: none),
+    (N,) B factors (or None) and the reciprocal metric (g11, g22, g33, g12, g13, g23); the box h, k, l in
+    [-H, H] when H >= 0, else the (M, 3) int32 hkl list (all numpy, CPU)."""
+    T = g.shape[0] if g is not None else gauss[3].shape[0]
+    if gauss is not None:
+        K, ga, gb, gc = gauss[0], *(np.ascontiguousarray(x, dtype=np.float64) for x in gauss[1:])
+    else:
+        K, ga, gb, gc = 0, None, None, None
+    p = lambda a: _ptr(a) if a is not None else 0  # noqa: E731
+    _core.structure_factors("cpu", int(frac.shape[0]), int(T), _ptr(type_of), _ptr(frac), _ptr(occ), int(H),
+                            int(F.shape[0]), _ptr(hkl) if H < 0 else 0, p(g), int(K), p(ga), p(gb), p(gc),
+                            float(s2max), p(B), [float(v) for v in metric], _ptr(F), 0, int(num_threads))
 
 
 def _density_args(spec: dict, weight, sigma, cutoff: float):

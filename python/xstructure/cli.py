@@ -2,6 +2,8 @@
 
     xstructure simulate FILE|NAME|SMILES --q 0.5:12:500 --probe xray --signal total --out p.csv --plot p.png
     xstructure integrate run_*.h5 --poni setup.poni --npt 1000 --out curves.h5 --plot curves.png
+    xstructure crystal NaCl.cif --pxrd --wavelength CuKa1 --two-theta 5:90:8501 --plot pxrd.png --peaks peaks.csv
+    xstructure crystal NaCl.cif --hkl-grid 8 --out grid.npz
     xstructure info
 """
 
@@ -232,6 +234,99 @@ def _plot_curves(h5path, png, xlabel, logy, most=20):
     plt.close(fig)
 
 
+def parse_two_theta(text: str) -> np.ndarray:
+    """'START:STOP:N' in degrees 2θ (N points, both ends included)."""
+    try:
+        start, stop, n = text.split(":")
+        start, stop, n = float(start), float(stop), int(n)
+        if n < 2 or not 0 <= start < stop <= 180:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--two-theta must be START:STOP:N with 0 <= START < STOP <= 180 and N >= 2 (e.g. 5:90:8501), "
+            f"got {text!r}") from None
+    return np.linspace(start, stop, n)
+
+
+def _cmd_crystal(args) -> int:
+    from .crystal import as_cell, structure_factors
+    from .powder import powder_pattern, powder_peaks
+
+    cell = as_cell(args.structure)  # missing file, no cell, zero volume: ValueError, exit 2
+    if args.hkl_grid is not None and not args.out:
+        raise ValueError("--hkl-grid needs --out FILE.npz")
+    if args.out and args.hkl_grid is None:
+        raise ValueError("--out is the --hkl-grid output; give --hkl-grid H too")
+    if args.hkl_grid is not None and not 0 <= args.hkl_grid <= 100:
+        raise ValueError(f"--hkl-grid H must be in 0..100 (a (2H+1)³ grid), got {args.hkl_grid}")
+    lengths = np.linalg.norm(cell.cell, axis=1)
+    a, b, c = cell.cell
+
+    def angle(u, v):
+        return np.degrees(np.arccos(np.clip(u @ v / np.linalg.norm(u) / np.linalg.norm(v), -1, 1)))
+
+    symbols, counts = np.unique(cell.symbols, return_counts=True)
+    formula = "".join(f"{s}{n if n > 1 else ''}" for s, n in zip(symbols, counts))
+    wavelength = args.wavelength
+    try:
+        wavelength = float(wavelength)
+    except ValueError:
+        pass
+    tth = args.two_theta
+    pxrd = args.pxrd or args.plot or args.peaks
+    if pxrd:  # a bad wavelength fails here, before anything is printed
+        peaks = powder_peaks(cell, wavelength, (tth[0], tth[-1]), factors=args.factors, doublet=args.doublet)
+    print(f"{args.structure}: {formula}, {len(cell.symbols)} atoms; a b c = {lengths[0]:.4f} {lengths[1]:.4f} "
+          f"{lengths[2]:.4f} Å, α β γ = {angle(b, c):.3f} {angle(a, c):.3f} {angle(a, b):.3f}°, "
+          f"V = {cell.volume:.3f} Å³")
+    if pxrd:
+        lam = ", ".join(f"{v:.5f}" for v in np.unique(peaks.wavelength)) or str(wavelength)
+        print(f"{len(peaks)} peaks in 2θ = {tth[0]:g}..{tth[-1]:g}° at λ = {lam} Å ({args.wavelength}), "
+              f"factors {args.factors}; the {min(args.top, len(peaks))} strongest:")
+        top = np.sort(np.argsort(-peaks.intensity, kind="stable")[:args.top])
+        print(f"{'2θ (°)':>10} {'d (Å)':>9} {'h':>4} {'k':>3} {'l':>3} {'mult':>5} {'I (rel.)':>9}")
+        for i in top:
+            h, k, l = peaks.hkl[i]
+            print(f"{peaks.two_theta[i]:10.4f} {peaks.d[i]:9.5f} {h:4d} {k:3d} {l:3d} {peaks.multiplicity[i]:5d} "
+                  f"{peaks.intensity[i]:9.2f}")
+        if args.peaks:
+            table = np.column_stack([peaks.two_theta, peaks.d, peaks.hkl, peaks.multiplicity, peaks.intensity,
+                                     peaks.wavelength])
+            np.savetxt(args.peaks, table, delimiter=",", fmt=["%.6f", "%.6f", "%d", "%d", "%d", "%d", "%.6g", "%.6f"],
+                       header="two_theta_deg,d_A,h,k,l,multiplicity,intensity,wavelength_A", comments="")
+            print(f"wrote {len(peaks)} peaks to {args.peaks}")
+        if args.plot:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            x, y = powder_pattern(cell, tth, wavelength, factors=args.factors, doublet=args.doublet)
+            scale = 100.0 / y.max() if y.max() > 0 else 1.0
+            fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+            ax.vlines(peaks.two_theta, 0, peaks.intensity, color="C3", lw=0.8, alpha=0.7, zorder=1, label="peaks")
+            ax.plot(x, y * scale, lw=1.0, color="C0", zorder=2, label="pattern (pseudo-Voigt, FWHM 0.1°)")
+            for i in top:
+                ax.annotate("".join(str(v) for v in peaks.hkl[i]) if np.all(np.abs(peaks.hkl[i]) < 10)
+                            else " ".join(str(v) for v in peaks.hkl[i]),
+                            (peaks.two_theta[i], peaks.intensity[i]), fontsize=7, ha="center", va="bottom")
+            ax.set_xlabel("2θ (°)")
+            ax.set_ylabel("intensity (rel.)")
+            ax.set_xlim(tth[0], tth[-1])
+            ax.set_ylim(0, 110)
+            ax.set_title(f"powder pattern of {formula}, λ = {lam} Å")
+            ax.legend(frameon=False, fontsize="small")
+            fig.savefig(args.plot, dpi=150)
+            plt.close(fig)
+            print(f"wrote plot {args.plot}")
+    if args.hkl_grid is not None:
+        H = args.hkl_grid
+        F = structure_factors(cell, H, grid=True, factors=args.factors)
+        np.savez(args.out, hkl_grid=F, H=H, cell=cell.cell, intensity=np.abs(F) ** 2)
+        print(f"wrote F(hkl) on h, k, l in [-{H}, {H}] ({2 * H + 1}³, index [h+H, k+H, l+H]) to {args.out}")
+    return 0
+
+
 def _cmd_info(args) -> int:
     from . import __version__, build_info
 
@@ -240,7 +335,8 @@ def _cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xstructure", description="X-ray and electron scattering of molecules.")
+    p = argparse.ArgumentParser(prog="xstructure",
+                                description="X-ray and electron scattering of molecules and crystals.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="scattering pattern of a molecule (IAM, Debye formula)")
@@ -302,6 +398,37 @@ examples:
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     g.set_defaults(func=_cmd_integrate)
+
+    x = sub.add_parser(
+        "crystal", help="a crystal's powder X-ray pattern (peaks, plot) and structure-factor grid",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read a crystal (CIF or any file ase.io reads with a cell), print its cell, and on request "
+                    "its powder diffraction peaks (|F|² · Lorentz-polarisation, symmetry-equivalent reflections "
+                    "merged by 2θ) and F(hkl) on a box of Miller indices.",
+        epilog="""\
+outputs: --peaks CSV: two_theta_deg,d_A,h,k,l,multiplicity,intensity,wavelength_A (strongest = 100);
+  --plot PNG: the pattern (pseudo-Voigt, FWHM 0.1°) and the peaks as sticks; --hkl-grid H --out NPZ:
+  hkl_grid (complex, (2H+1)³, index [h+H, k+H, l+H]), intensity |F|², H, cell (rows a, b, c in Å).
+exit status: 0 done; 2 a missing or unreadable file, no cell (or zero volume), or a bad option.
+examples:
+  xstructure crystal NaCl.cif --pxrd
+  xstructure crystal TiO2.cif --pxrd --wavelength CuKa --doublet --plot pxrd.png --peaks peaks.csv
+  xstructure crystal NaCl.cif --hkl-grid 8 --out grid.npz --factors electron""")
+    x.add_argument("structure", help="crystal file with a unit cell (CIF, POSCAR, extxyz, ...)")
+    x.add_argument("--pxrd", action="store_true", help="print the strongest powder peaks (2θ, d, hkl, mult, I)")
+    x.add_argument("--wavelength", default="1.5406",
+                   help="X-ray wavelength in Å or a line name: CuKa1, CuKa, MoKa1, CoKa, ... (default 1.5406)")
+    x.add_argument("--doublet", action="store_true", help="Kα1 and Kα2 peaks (a named Kα line only)")
+    x.add_argument("--two-theta", type=parse_two_theta, default=parse_two_theta("5:90:8501"), metavar="START:STOP:N",
+                   help="2θ range (degrees) of the peaks, and the grid of --plot (default 5:90:8501)")
+    x.add_argument("--top", type=int, default=10, help="how many of the strongest peaks --pxrd prints (default 10)")
+    x.add_argument("--plot", help="PNG plot of the pattern with the peaks as sticks")
+    x.add_argument("--peaks", help="CSV output of all peaks")
+    x.add_argument("--factors", choices=["xray", "electron", "Z"], default="xray",
+                   help="scattering factors: X-ray (Waasmaier-Kirfel, default), electron (Mott-Bethe) or Z")
+    x.add_argument("--hkl-grid", type=int, metavar="H", help="F(hkl) for h, k, l in [-H, H] to --out (NPZ)")
+    x.add_argument("--out", help="NPZ output of --hkl-grid")
+    x.set_defaults(func=_cmd_crystal)
 
     i = sub.add_parser("info", help="version and build information (OpenMP, CPU instruction set, CUDA)")
     i.set_defaults(func=_cmd_info)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from . import _backend
-from .factors import _electron_fe, _key, _xray_f0, atomic_number, relativistic_factor
+from .factors import _electron_fe, _key, _wk, _xray_f0, atomic_number, relativistic_factor
 
 __all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell"]
 
@@ -128,16 +129,41 @@ def _form_factors(factors, symbol: str, z: int, s: np.ndarray, energy_kev) -> np
 
 
 def _types(c: Cell):
-    """Scattering types (symbol, number, B) and the type of each atom."""
-    keys = list(zip(c.symbols, c.numbers.tolist(), c.b_factors.tolist()))
-    uniq = sorted(set(keys), key=lambda k: (k[1], k[2]))
+    """Scattering types (symbol, atomic number), one per element or ion, and the type of each atom."""
+    keys = list(zip(c.symbols, c.numbers.tolist()))
+    uniq = sorted(set(keys), key=lambda k: (k[1], k[0]))
     index = {k: i for i, k in enumerate(uniq)}
     return uniq, np.array([index[k] for k in keys], dtype=np.int32)
 
 
-def _box_hkl(H: int) -> np.ndarray:
+def _metric(c: Cell) -> list:
+    """The reciprocal metric G* as (g11, g22, g33, g12, g13, g23), 1/Å²."""
+    R = c.reciprocal
+    G = R @ R.T
+    return [float(G[0, 0]), float(G[1, 1]), float(G[2, 2]), float(G[0, 1]), float(G[0, 2]), float(G[1, 2])]
+
+
+@lru_cache(maxsize=8)
+def _box_hkl_cached(H: int) -> np.ndarray:
     r = np.arange(-H, H + 1, dtype=np.int32)
-    return np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    out = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    out.setflags(write=False)
+    return out
+
+
+def _box_hkl(H: int) -> np.ndarray:
+    return _box_hkl_cached(H).copy()
+
+
+def _gaussians(factors, types):
+    """(K, a (T, K), b (T, K), c (T,)) when every type's form factor is a Gaussian sum (X-ray, Z), else None."""
+    if isinstance(factors, str) and factors == "Z":
+        return 0, np.zeros((len(types), 0)), np.zeros((len(types), 0)), np.array([float(z) for _, z in types])
+    if isinstance(factors, str) and factors == "xray":
+        coef = [_wk(_key(sym)) for sym, _ in types]
+        return (5, np.stack([a for a, _, _ in coef]), np.stack([b for _, b, _ in coef]),
+                np.array([c for _, _, c in coef]))
+    return None
 
 
 def structure_factors(atoms, hmax: int = 10, *, hkl=None, factors="xray", d_min: float | None = None,
@@ -180,25 +206,28 @@ def structure_factors(atoms, hmax: int = 10, *, hkl=None, factors="xray", d_min:
         H = -1
     if d_min is not None and not (np.isfinite(d_min) and d_min > 0):
         raise ValueError(f"d_min must be a positive number of Å, got {d_min!r}")
-    s = 0.5 * np.linalg.norm(hkl_arr @ c.reciprocal, axis=1)
-    keep = np.ones(len(hkl_arr), bool) if d_min is None else s <= 0.5 / d_min * (1 + 1e-12)
-    if H < 0 and d_min is not None:
-        hkl_arr, s = hkl_arr[keep], s[keep]
-        keep = np.ones(len(hkl_arr), bool)
+    s2max = -1.0 if d_min is None else (0.5 / d_min) ** 2 * (1 + 1e-12)
     types, type_of = _types(c)
+    metric = _metric(c)
     M = len(hkl_arr)
-    g = np.zeros((len(types), M))
-    for t, (sym, z, B) in enumerate(types):
-        g[t] = _form_factors(factors, sym, z, s, energy_kev) * np.exp(-B * s * s)
-    g[:, ~keep] = 0.0
+    gauss = _gaussians(factors, types)
+    g = None
+    if gauss is None:  # tabulate the form factors at every reflection
+        s = 0.5 * np.linalg.norm(hkl_arr @ c.reciprocal, axis=1)
+        g = np.stack([_form_factors(factors, sym, z, s, energy_kev) for sym, z in types])
     F = np.empty(M, dtype=np.complex128)
-    _backend.structure_factors(type_of, np.ascontiguousarray(c.frac), np.ascontiguousarray(c.occupancy), H, hkl_arr,
-                               np.ascontiguousarray(g), F, num_threads=num_threads)
+    B = np.ascontiguousarray(c.b_factors) if np.any(c.b_factors != 0) else None
+    H_kernel = H
+    if B is not None and H >= 0 and B.max() * max(map(abs, metric[3:])) * H * H / 2 > 600:
+        H_kernel = -1  # the box's separable Debye-Waller tables would overflow: sum reflection by reflection
+    _backend.structure_factors(type_of, np.ascontiguousarray(c.frac), np.ascontiguousarray(c.occupancy), H_kernel,
+                               hkl_arr, g, gauss, s2max, B, metric, F, num_threads=num_threads)
+    if d_min is not None and not grid:
+        keep = 0.5 * np.linalg.norm(hkl_arr @ c.reciprocal, axis=1) <= 0.5 / d_min * (1 + 1e-12)
+        hkl_arr, F = hkl_arr[keep], F[keep]
     if grid:
         L = 2 * H + 1
         return F.reshape(L, L, L)
-    if H >= 0 and d_min is not None:
-        return hkl_arr[keep], F[keep]
     return hkl_arr, F
 
 

@@ -2,12 +2,14 @@
 //
 // Structure factors (crystallographic sign convention, as in gemmi, cctbx and the International Tables):
 //
-//     F(h) = sum_j  occ_j * g_{t(j)}(h) * exp(+2 pi i h . x_j)
+//     F(h) = sum_j  occ_j * g_{t(j)}(h) * exp(-B_j s^2) * exp(+2 pi i h . x_j),    s^2 = h^T G* h / 4
 //
-// with x_j fractional coordinates and g_t(h) the form factor of scattering type t (an element with one
-// isotropic displacement B) at the reflection, exp(-B s^2) included; the Python layer evaluates g.  Two
-// layouts: the full box h, k, l in [-H, H] (output index ((h+H)(2H+1) + k+H)(2H+1) + l+H), computed with
-// per-axis phase tables so that the inner loop over l is complex multiply-adds; or a list of M reflections.
+// with x_j fractional coordinates, g_t(h) the form factor of scattering type t (an element) at the
+// reflection (the Python layer evaluates g) and G* the reciprocal metric.  Two layouts: the full box
+// h, k, l in [-H, H] (output index ((h+H)(2H+1) + k+H)(2H+1) + l+H), computed with per-axis phase tables so
+// that the inner loop over l is complex multiply-adds; or a list of M reflections.  In the box the
+// Debye-Waller factor is separable too: exp(-B s^2) = prod of exp(-B G*_ii h_i^2 / 4) and
+// exp(-B G*_ij h_i h_j / 2) (i < j), so it costs per-atom tables and no exponential per reflection.
 // Output: interleaved complex float64 (re, im).  No Python and no torch here.
 #pragma once
 
@@ -24,7 +26,14 @@ struct StructureFactorProblem {
     int32_t H = -1;                   // box half-width (box mode when >= 0)
     int64_t M = 0;                    // reflections (list mode), or (2H+1)^3 in box mode
     const int32_t* hkl = nullptr;     // (M, 3) list mode
-    const double* g = nullptr;        // (T, M) form factor of each type at each reflection
+    const double* g = nullptr;        // (T, M) form factor of each type at each reflection, or null:
+    int32_t K = 0;                    // ... then g_t(s) = c_t + sum_k a_tk exp(-b_tk s^2), K Gaussians per type
+    const double* ga = nullptr;       // (T, K)
+    const double* gb = nullptr;       // (T, K)
+    const double* gc = nullptr;       // (T,)
+    double s2max = -1.0;              // reflections with s^2 > s2max give F = 0 (negative: no cutoff)
+    const double* B = nullptr;        // (N,) isotropic displacement parameters (Angstrom^2), or null for none
+    double metric[6] = {};            // G*: g11, g22, g33, g12, g13, g23 (1/Angstrom^2)
     int num_threads = 0;
 };
 
