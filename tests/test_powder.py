@@ -252,3 +252,32 @@ def test_cli_crystal(tmp_path, capsys):
     assert "wavelength" in capsys.readouterr().err
     assert main(["crystal", str(cif), "--hkl-grid", "3"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_compiled_batch_path_equals_the_numpy_path():
+    """'xray' and 'Z' run in the compiled batch kernel; the same tables as callables take the NumPy path."""
+    from ase.build import bulk
+    from ase.spacegroup import crystal as sgc
+
+    from xstructure.factors import xray_form_factor
+
+    crystals = [bulk("NaCl", "rocksalt", a=5.64, cubic=True),
+                sgc(["Ti", "O"], basis=[(0, 0, 0), (0.305, 0.305, 0)], spacegroup=136,
+                    cellpar=[4.594, 4.594, 2.959, 90, 90, 90]),
+                sgc(["Zn", "S", "O"], basis=[(0.1, 0.2, 0.3), (0.7, 0.1, 0.45), (0.3, 0.6, 0.1)], spacegroup=14,
+                    cellpar=[5.1, 6.3, 7.2, 90, 103.0, 90])]
+    wk = lambda sym, s: xray_form_factor(sym, 4 * np.pi * s)  # noqa: E731
+    from xstructure.factors import atomic_number
+
+    z = lambda sym, s: np.full(s.shape, float(atomic_number(sym)))  # noqa: E731
+    for name, table in (("xray", wk), ("Z", z)):
+        batch = powder_peaks(crystals, "CuKa", (5, 120), factors=name, doublet=True, b_factors=0.7)
+        for atoms, got in zip(crystals, batch):
+            ref = powder_peaks(atoms, "CuKa", (5, 120), factors=table, doublet=True, b_factors=0.7)
+            assert len(got) == len(ref) > 10
+            np.testing.assert_allclose(got.two_theta, ref.two_theta, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(got.intensity, ref.intensity, rtol=1e-10)
+            np.testing.assert_array_equal(got.multiplicity, ref.multiplicity)
+            np.testing.assert_array_equal(got.hkl, ref.hkl)
+            for a, b in zip(got.families, ref.families):
+                np.testing.assert_array_equal(a, b)

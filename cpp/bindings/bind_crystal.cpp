@@ -1,5 +1,6 @@
 // Python bindings of the crystal kernels (raw buffers; see xstructure/crystal.py).
 #include <pybind11/pybind11.h>
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <array>
@@ -92,9 +93,53 @@ void density_backward(const std::string& device, const std::string& dtype, int64
     }
 }
 
+template <typename T>
+py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+    py::array_t<T> a(shape);
+    if (!v.empty()) std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
+
+py::dict powder(int64_t C, std::uintptr_t atom_off, std::uintptr_t type, std::uintptr_t frac, std::uintptr_t occ,
+                std::uintptr_t B, std::uintptr_t type_off, int32_t K, std::uintptr_t ga, std::uintptr_t gb,
+                std::uintptr_t gc, std::uintptr_t cells, double lambda, double tth_lo,
+                double tth_hi, double tolerance, bool lp, int num_threads) {
+    if (C < 0 || K < 0) throw std::invalid_argument("powder: need C >= 0 crystals and K >= 0");
+    if (!(lambda > 0) || !(tth_lo >= 0) || !(tth_hi > tth_lo) || !(tth_hi <= 180) || !(tolerance >= 0))
+        throw std::invalid_argument("powder: need lambda > 0, 0 <= tth_lo < tth_hi <= 180, tolerance >= 0");
+    PowderBatch p;
+    p.C = C; p.atom_off = ptr<const int64_t>(atom_off); p.type = ptr<const int32_t>(type);
+    p.frac = ptr<const double>(frac); p.occ = ptr<const double>(occ); p.B = ptr<const double>(B);
+    p.type_off = ptr<const int64_t>(type_off); p.K = K; p.ga = ptr<const double>(ga); p.gb = ptr<const double>(gb);
+    p.gc = ptr<const double>(gc); p.cells = ptr<const double>(cells);
+    p.lambda = lambda; p.tth_lo = tth_lo; p.tth_hi = tth_hi; p.tolerance = tolerance; p.lp = lp;
+    p.num_threads = num_threads;
+    PowderResult r;
+    {
+        py::gil_scoped_release release;
+        r = powder_reflections_cpu(p);
+    }
+    const py::ssize_t R = static_cast<py::ssize_t>(r.tth.size()), P = static_cast<py::ssize_t>(r.peak_tth.size());
+    py::dict d;
+    d["hkl"] = to_array(r.hkl, {R, 3});
+    d["tth"] = to_array(r.tth, {R});
+    d["g"] = to_array(r.g, {R});
+    d["I"] = to_array(r.I, {R});
+    d["refl_off"] = to_array(r.refl_off, {C + 1});
+    d["peak_tth"] = to_array(r.peak_tth, {P});
+    d["peak_d"] = to_array(r.peak_d, {P});
+    d["peak_I"] = to_array(r.peak_I, {P});
+    d["peak_first"] = to_array(r.peak_first, {P});
+    d["peak_n"] = to_array(r.peak_n, {P});
+    d["peak_off"] = to_array(r.peak_off, {C + 1});
+    d["peak_hkl"] = to_array(r.peak_hkl, {P, 3});
+    return d;
+}
+
 }  // namespace
 
 void bind_crystal(py::module_& m) {
+    m.def("powder_reflections", &powder, "powder reflections and merged peaks of a batch of crystals (internal)");
     m.def("structure_factors", &structure_factors, py::call_guard<py::gil_scoped_release>(),
           "structure factors on an hkl box or list (raw buffers; internal)");
     m.def("density_grid", &density, py::call_guard<py::gil_scoped_release>(),

@@ -98,12 +98,26 @@ void box(const StructureFactorProblem& p, double* F) {
     if (dw) {
         xhl.resize(N * L * L);
         xkl.resize(N * L * L);
-        for (int64_t j = 0; j < N; ++j)
-            for (int h = -H; h <= H; ++h)
-                for (int l = -H; l <= H; ++l) {
-                    xhl[(j * L + h + H) * L + l + H] = std::exp(-0.5 * p.B[j] * G[4] * h * l);
-                    xkl[(j * L + h + H) * L + l + H] = std::exp(-0.5 * p.B[j] * G[5] * h * l);
+        // exp(-B g h l / 2) = r^l with r = exp(-B g h / 2): one exponential per (atom, h), then powers
+        // outwards from l = 0 (|l| <= H multiplications, ~1e-15 relative)
+        auto fill = [&](std::vector<double>& x, double gij, int64_t j) {
+            for (int h = -H; h <= H; ++h) {
+                double* row = x.data() + (j * L + h + H) * L + H;
+                const double r = std::exp(-0.5 * p.B[j] * gij * h), ri = 1.0 / r;
+                row[0] = 1.0;
+                double up = 1.0, dn = 1.0;
+                for (int l = 1; l <= H; ++l) {
+                    up *= r;
+                    dn *= ri;
+                    row[l] = up;
+                    row[-l] = dn;
                 }
+            }
+        };
+        for (int64_t j = 0; j < N; ++j) {
+            fill(xhl, G[4], j);
+            fill(xkl, G[5], j);
+        }
     }
     const int T = p.T;
 #pragma omp parallel num_threads(threads(p.num_threads))
@@ -273,5 +287,196 @@ template void density_grid_cpu<float>(const DensityProblem&, const float*, float
 template void density_grid_cpu<double>(const DensityProblem&, const double*, double*);
 template void density_grid_backward_cpu<float>(const DensityProblem&, const float*, const float*, float*);
 template void density_grid_backward_cpu<double>(const DensityProblem&, const double*, const double*, double*);
+
+}  // namespace xstructure
+
+namespace xstructure {
+
+PowderResult powder_reflections_cpu(const PowderBatch& p) {
+    constexpr double kDeg = 57.295779513082320876798154814105;
+    struct Refl {
+        int32_t h, k, l;
+        double tth, g, I;
+    };
+    std::vector<std::vector<Refl>> per(p.C);
+    const double gmax = 2.0 * std::sin(p.tth_hi / kDeg / 2.0) / p.lambda;
+    const double gmin = 2.0 * std::sin(p.tth_lo / kDeg / 2.0) / p.lambda;
+    const double hi2 = gmax * gmax * (1 + 1e-12), lo2 = gmin * gmin * (1 - 1e-12);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads(p.num_threads))
+    for (int64_t c = 0; c < p.C; ++c) {
+        // reciprocal metric G* = R R^T with R = inv(cell)^T (rows a*, b*, c*), and |h| <= |G| |a|
+        const double* cell = p.cells + 9 * c;
+        double inv[9];
+        grid::invert3(cell, inv);
+        double R[9];
+        for (int i = 0; i < 3; ++i)
+            for (int k2 = 0; k2 < 3; ++k2) R[3 * i + k2] = inv[3 * k2 + i];
+        auto dot = [&](int i, int k2) { return R[3 * i] * R[3 * k2] + R[3 * i + 1] * R[3 * k2 + 1] + R[3 * i + 2] * R[3 * k2 + 2]; };
+        const double G[6] = {dot(0, 0), dot(1, 1), dot(2, 2), dot(0, 1), dot(0, 2), dot(1, 2)};
+        const int64_t a0 = p.atom_off[c], a1 = p.atom_off[c + 1], t0 = p.type_off[c];
+        const int T = static_cast<int>(p.type_off[c + 1] - t0);
+        int n[3];
+        for (int i = 0; i < 3; ++i) {
+            const double len = std::sqrt(cell[3 * i] * cell[3 * i] + cell[3 * i + 1] * cell[3 * i + 1] + cell[3 * i + 2] * cell[3 * i + 2]);
+            n[i] = static_cast<int>(std::floor(gmax * len + 1e-9));
+        }
+        std::vector<double> f(T);
+        std::vector<Refl>& out = per[c];
+        // per-axis phase tables exp(2 pi i h x_j), laid out (h, atom) so that the atom loop is contiguous: a
+        // reflection's phase is then two complex products
+        const int64_t na = a1 - a0;
+        std::vector<double> pr[3], pi[3];
+        for (int ax = 0; ax < 3; ++ax) {
+            const int w = 2 * n[ax] + 1;
+            pr[ax].resize(na * w);
+            pi[ax].resize(na * w);
+            for (int h = -n[ax]; h <= n[ax]; ++h)
+                for (int64_t j = 0; j < na; ++j)
+                    phase(h * p.frac[3 * (a0 + j) + ax], pr[ax][(h + n[ax]) * na + j], pi[ax][(h + n[ax]) * na + j]);
+        }
+        // atoms come sorted by type: type t owns atoms [ts[t], ts[t + 1])
+        std::vector<int64_t> ts(T + 1, na);
+        for (int t = T - 1; t >= 0; --t)
+            for (int64_t j = 0; j < na; ++j)
+                if (p.type[a0 + j] == t) { ts[t] = j; break; }
+        for (int t = T - 1; t >= 0; --t) ts[t] = std::min(ts[t], ts[t + 1]);
+        // Along a row (h, k), s^2 = (q0 + q1 l + q2 l^2) / 4: every exp(-b s^2) (form-factor Gaussians and
+        // Debye-Waller factors) follows its neighbour in l by a ratio that changes by a constant factor.
+        const int KT = T * p.K;
+        std::vector<double> gval(KT), grat(KT), gkap(KT), dval, drat, dkap, wj(na);
+        if (p.B) {
+            dval.resize(na);
+            drat.resize(na);
+            dkap.resize(na);
+        }
+        const double q2 = G[2];
+        for (int h = 0; h <= n[0]; ++h)
+            for (int k = -n[1]; k <= n[1]; ++k) {
+                if (h == 0 && k < 0) continue;
+                const double q0 = G[0] * h * h + G[1] * k * k + 2.0 * G[3] * h * k;
+                const double q1 = 2.0 * (G[4] * h + G[5] * k);
+                const double l0 = -n[2];
+                const double qs = q0 + q1 * l0 + q2 * l0 * l0, dq = q1 + q2 * (2.0 * l0 + 1.0);
+                for (int t = 0; t < T; ++t)
+                    for (int i = 0; i < p.K; ++i) {
+                        const double b = 0.25 * p.gb[(t0 + t) * p.K + i];
+                        gval[t * p.K + i] = p.ga[(t0 + t) * p.K + i] * std::exp(-b * qs);
+                        grat[t * p.K + i] = std::exp(-b * dq);
+                        gkap[t * p.K + i] = std::exp(-2.0 * b * q2);
+                    }
+                if (p.B)
+                    for (int64_t j = 0; j < na; ++j) {
+                        const double b = 0.25 * p.B[a0 + j];
+                        dval[j] = std::exp(-b * qs);
+                        drat[j] = std::exp(-b * dq);
+                        dkap[j] = std::exp(-2.0 * b * q2);
+                    }
+                for (int l = -n[2]; l <= n[2]; ++l) {
+                    const double q = q0 + q1 * l + q2 * l * l;
+                    const bool take = !(h == 0 && k == 0 && l <= 0) && q <= hi2 && q >= lo2 && q > 0;
+                    if (take) {
+                        const double g = std::sqrt(q);
+                        const double x = std::min(1.0, p.lambda * g / 2.0);
+                        const double tth = 2.0 * std::asin(x) * kDeg;
+                        if (tth >= p.tth_lo && tth <= p.tth_hi && tth < 180.0) {
+                            for (int t = 0; t < T; ++t) {
+                                double v = p.gc[t0 + t];
+                                for (int i = 0; i < p.K; ++i) v += gval[t * p.K + i];
+                                f[t] = v;
+                            }
+                            const double* __restrict__ Ar = pr[0].data() + (h + n[0]) * na;
+                            const double* __restrict__ Ai = pi[0].data() + (h + n[0]) * na;
+                            const double* __restrict__ Br = pr[1].data() + (k + n[1]) * na;
+                            const double* __restrict__ Bi = pi[1].data() + (k + n[1]) * na;
+                            const double* __restrict__ Cr = pr[2].data() + (l + n[2]) * na;
+                            const double* __restrict__ Ci = pi[2].data() + (l + n[2]) * na;
+                            const double* __restrict__ occ = p.occ + a0;
+                            for (int64_t j = 0; j < na; ++j) wj[j] = p.B ? occ[j] * dval[j] : occ[j];
+                            double fr = 0.0, fi = 0.0;
+                            for (int t = 0; t < T; ++t) {
+                                double sr = 0.0, si = 0.0;
+#pragma omp simd reduction(+ : sr, si)
+                                for (int64_t j = ts[t]; j < ts[t + 1]; ++j) {
+                                    const double abr = Ar[j] * Br[j] - Ai[j] * Bi[j], abi = Ar[j] * Bi[j] + Ai[j] * Br[j];
+                                    sr += wj[j] * (abr * Cr[j] - abi * Ci[j]);
+                                    si += wj[j] * (abr * Ci[j] + abi * Cr[j]);
+                                }
+                                fr += f[t] * sr;
+                                fi += f[t] * si;
+                            }
+                            double I = 2.0 * (fr * fr + fi * fi);
+                            if (p.lp) {
+                                const double th = tth / kDeg / 2.0, st = std::sin(th), c2 = std::cos(2.0 * th);
+                                I *= (1.0 + c2 * c2) / (st * st * std::cos(th));
+                            }
+                            out.push_back({h, k, l, tth, g, I});
+                        }
+                    }
+                    for (int i = 0; i < KT; ++i) {
+                        gval[i] *= grat[i];
+                        grat[i] *= gkap[i];
+                    }
+                    if (p.B)
+                        for (int64_t j = 0; j < na; ++j) {
+                            dval[j] *= drat[j];
+                            drat[j] *= dkap[j];
+                        }
+                }
+            }
+        std::sort(out.begin(), out.end(), [](const Refl& a, const Refl& b) {
+            if (a.tth != b.tth) return a.tth < b.tth;
+            if (a.h != b.h) return a.h > b.h;
+            if (a.k != b.k) return a.k > b.k;
+            return a.l > b.l;
+        });
+    }
+    PowderResult r;
+    r.refl_off.assign(p.C + 1, 0);
+    r.peak_off.assign(p.C + 1, 0);
+    for (int64_t c = 0; c < p.C; ++c) {
+        const std::vector<Refl>& v = per[c];
+        const int64_t base = static_cast<int64_t>(r.tth.size());
+        for (size_t i = 0; i < v.size(); ++i) {
+            const Refl& x = v[i];
+            r.hkl.insert(r.hkl.end(), {x.h, x.k, x.l});
+            r.tth.push_back(x.tth);
+            r.g.push_back(x.g);
+            r.I.push_back(x.I);
+            if (i == 0 || x.tth - v[i - 1].tth > p.tolerance) {
+                r.peak_first.push_back(base + static_cast<int64_t>(i));
+                r.peak_hkl.insert(r.peak_hkl.end(), {0, 0, 0});
+                r.peak_n.push_back(0);
+                r.peak_tth.push_back(0.0);
+                r.peak_d.push_back(0.0);
+                r.peak_I.push_back(0.0);
+            }
+            r.peak_n.back() += 1;
+            {  // the peak's representative: the largest (h, k, l) among its members and their Friedel mates
+                int32_t* rep = &r.peak_hkl[r.peak_hkl.size() - 3];
+                const bool fresh = r.peak_n.back() == 1;
+                const int32_t cand[2][3] = {{x.h, x.k, x.l}, {-x.h, -x.k, -x.l}};
+                for (int m = 0; m < 2; ++m) {
+                    const int32_t* cd = cand[m];
+                    const bool larger = cd[0] != rep[0] ? cd[0] > rep[0] : cd[1] != rep[1] ? cd[1] > rep[1] : cd[2] > rep[2];
+                    if ((fresh && m == 0) || larger) {
+                        rep[0] = cd[0];
+                        rep[1] = cd[1];
+                        rep[2] = cd[2];
+                    }
+                }
+            }
+            r.peak_tth.back() += x.tth;
+            r.peak_d.back() += 1.0 / x.g;
+            r.peak_I.back() += x.I;
+        }
+        r.refl_off[c + 1] = static_cast<int64_t>(r.tth.size());
+        r.peak_off[c + 1] = static_cast<int64_t>(r.peak_tth.size());
+    }
+    for (size_t q = 0; q < r.peak_tth.size(); ++q) {
+        r.peak_tth[q] /= double(r.peak_n[q]);
+        r.peak_d[q] /= double(r.peak_n[q]);
+    }
+    return r;
+}
 
 }  // namespace xstructure

@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import _backend
-from .factors import _electron_fe, _key, _wk, _xray_f0, atomic_number, relativistic_factor
+from .factors import Z_MAX, _electron_fe, _key, _wk, _xray_f0, atomic_number, relativistic_factor
 
 __all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell"]
 
@@ -100,12 +100,15 @@ def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
     pos = np.asarray(atoms.get_positions(), dtype=np.float64)
     if not np.all(np.isfinite(pos)):
         raise ValueError("atom positions contain NaN or inf")
-    frac = np.linalg.solve(cell.T, pos.T).T
+    frac = pos @ np.linalg.inv(cell)
     if occupancy is None and "occupancy" in atoms.arrays:
         occupancy = atoms.arrays["occupancy"]
     if b_factors is None and "B" in atoms.arrays:
         b_factors = atoms.arrays["B"]
-    numbers = np.array([atomic_number(int(z)) for z in atoms.get_atomic_numbers()], dtype=np.int64)
+    numbers = np.asarray(atoms.get_atomic_numbers(), dtype=np.int64)
+    if numbers.min() < 1 or numbers.max() > Z_MAX:
+        bad = numbers[(numbers < 1) | (numbers > Z_MAX)][0]
+        atomic_number(int(bad))  # raises the usual "unknown element" error
     return Cell(cell=cell, frac=frac, symbols=list(atoms.get_chemical_symbols()), numbers=numbers,
                 occupancy=_per_atom("occupancy", occupancy, n, 1.0, 0.0, 1.0),
                 b_factors=_per_atom("b_factors", b_factors, n, 0.0, 0.0))
@@ -157,13 +160,18 @@ def _box_hkl(H: int) -> np.ndarray:
 
 def _gaussians(factors, types):
     """(K, a (T, K), b (T, K), c (T,)) when every type's form factor is a Gaussian sum (X-ray, Z), else None."""
-    if isinstance(factors, str) and factors == "Z":
-        return 0, np.zeros((len(types), 0)), np.zeros((len(types), 0)), np.array([float(z) for _, z in types])
-    if isinstance(factors, str) and factors == "xray":
-        coef = [_wk(_key(sym)) for sym, _ in types]
-        return (5, np.stack([a for a, _, _ in coef]), np.stack([b for _, b, _ in coef]),
-                np.array([c for _, _, c in coef]))
+    if isinstance(factors, str) and factors in ("Z", "xray"):
+        return _gaussians_cached(factors, tuple(types))
     return None
+
+
+@lru_cache(maxsize=4096)
+def _gaussians_cached(factors, types):
+    if factors == "Z":
+        return 0, np.zeros((len(types), 0)), np.zeros((len(types), 0)), np.array([float(z) for _, z in types])
+    coef = [_wk(_key(sym)) for sym, _ in types]
+    return (5, np.stack([a for a, _, _ in coef]), np.stack([b for _, b, _ in coef]),
+            np.array([c for _, _, c in coef]))
 
 
 def structure_factors(atoms, hmax: int = 10, *, hkl=None, factors="xray", d_min: float | None = None,

@@ -61,11 +61,22 @@ class PowderPeaks:
     hkl: np.ndarray           # (P, 3) int: one hkl per peak, the largest of its family in (h, k, l) order
     multiplicity: np.ndarray  # (P,) int: number of reflections merged into the peak
     intensity: np.ndarray     # (P,) strongest = 100 when scaled, else Σ |F|² LP (F in the factors' unit)
-    families: list = field(repr=False)  # P int arrays (multiplicity_i, 3): every merged hkl, Friedel mates too
     wavelength: np.ndarray = field(repr=False)  # (P,) Å: the line of each peak (Kα1 or Kα2 with doublet=True)
+    _refl: np.ndarray = field(repr=False, default=None)      # (R, 3) the half-space reflections, by 2θ
+    _spans: np.ndarray = field(repr=False, default=None)     # (P, 2): peak p merged _refl[a:b] (and −_refl[a:b])
 
     def __len__(self) -> int:
         return len(self.two_theta)
+
+    @property
+    def families(self) -> list:
+        """P int arrays (multiplicity_p, 3): every hkl merged into each peak, Friedel mates included, from the
+        largest in (h, k, l) order down."""
+        out = []
+        for a, b in self._spans:
+            m = np.concatenate([self._refl[a:b], -self._refl[a:b]])
+            out.append(m[np.lexsort((-m[:, 2], -m[:, 1], -m[:, 0]))])
+        return out
 
     @property
     def q(self) -> np.ndarray:
@@ -146,44 +157,111 @@ def _half_space_hkl(reciprocal: np.ndarray, g_min: float, g_max: float):
     return np.concatenate(out_hkl).astype(np.int32), np.concatenate(out_g)
 
 
-def _empty():
-    z = np.zeros(0)
-    return dict(two_theta=z, d=z, hkl=np.zeros((0, 3), np.int32), multiplicity=np.zeros(0, np.int64),
-                intensity=z, families=[], wavelength=z)
+def _peaks(hkl, tth, g, I, first, n, lam):
+    """Peak fields (one wavelength) from reflections sorted by 2θ and the runs (first, n) merged into peaks."""
+    P = len(first)
+    group = np.repeat(np.arange(P), n)
+    members = np.concatenate([hkl, -hkl]).astype(np.int32)
+    gm = np.concatenate([group, group])
+    members = members[np.lexsort((-members[:, 2], -members[:, 1], -members[:, 0], gm))]
+    bounds = np.r_[0, np.cumsum(2 * n)].astype(np.intp)
+    return dict(two_theta=np.add.reduceat(tth, first) / n if P else tth[:0],
+                d=np.add.reduceat(1 / g, first) / n if P else g[:0], hkl=members[bounds[:-1]],
+                multiplicity=2 * np.asarray(n, dtype=np.int64), intensity=np.add.reduceat(I, first) if P else I[:0],
+                wavelength=np.full(P, lam), refl=np.asarray(hkl, dtype=np.int32),
+                spans=np.stack([first, first + n], axis=1).astype(np.intp))
 
 
 def _line_peaks(c, lam, lo, hi, factors, lp, tolerance):
-    """Unscaled peaks of one wavelength, as a dict of PowderPeaks fields."""
+    """Peaks of one crystal at one wavelength, any form factors (NumPy enumeration and merging)."""
     g_max = 2 * np.sin(np.radians(hi) / 2) / lam
     g_min = 2 * np.sin(np.radians(lo) / 2) / lam
     hkl, g = _half_space_hkl(c.reciprocal, g_min, g_max)
     tth = np.degrees(2 * np.arcsin(np.clip(lam * g / 2, 0.0, 1.0)))
     keep = (tth >= lo) & (tth <= hi) & (tth < 180)
     hkl, g, tth = hkl[keep], g[keep], tth[keep]
-    if len(hkl) == 0:
-        return _empty()
     order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], tth))
     hkl, g, tth = hkl[order], g[order], tth[order]
-    _, F = _crystal().structure_factors(c, hkl=hkl, factors=factors)
-    I = 2 * np.abs(F) ** 2 * (lorentz_polarization(tth) if lp else 1.0)  # 2: the Friedel mate −hkl
-    starts = np.r_[0, np.flatnonzero(np.diff(tth) > tolerance) + 1]
-    n = np.diff(np.r_[starts, len(tth)])
-    group = np.repeat(np.arange(len(starts)), n)
-    # families: the half-space members and their Friedel mates, each family sorted from largest hkl down
-    members = np.concatenate([hkl, -hkl])
-    gm = np.concatenate([group, group])
-    fo = np.lexsort((-members[:, 2], -members[:, 1], -members[:, 0], gm))
-    members = members[fo]
-    bounds = np.r_[0, np.cumsum(2 * n)]
-    return dict(two_theta=np.add.reduceat(tth, starts) / n, d=np.add.reduceat(1 / g, starts) / n,
-                hkl=members[bounds[:-1]], multiplicity=2 * n, intensity=np.add.reduceat(I, starts),
-                families=np.split(members, bounds[1:-1]), wavelength=np.full(len(starts), lam))
+    if len(hkl):
+        _, F = _crystal().structure_factors(c, hkl=hkl, factors=factors)
+        I = 2 * np.abs(F) ** 2 * (lorentz_polarization(tth) if lp else 1.0)  # 2: the Friedel mate −hkl
+    else:
+        I = np.zeros(0)
+    first = np.r_[0, np.flatnonzero(np.diff(tth) > tolerance) + 1] if len(tth) else np.zeros(0, np.intp)
+    n = np.diff(np.r_[first, len(tth)])
+    return _peaks(hkl, tth, g, I, first, n, lam)
+
+
+def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0):
+    """Peaks of every crystal at one wavelength, from the compiled batch kernel (Gaussian-sum factors)."""
+    from . import _core
+
+    cr = _crystal()
+    atom_off = np.zeros(len(cells) + 1, np.int64)
+    type_off = np.zeros(len(cells) + 1, np.int64)
+    type_of, frac, occ, B, cell, ga, gb, gc = [], [], [], [], [], [], [], []
+    K = 0
+    for i, c in enumerate(cells):
+        types, t = cr._types(c)
+        K, a, b, cc = cr._gaussians(factors, types)
+        atom_off[i + 1] = atom_off[i] + len(t)
+        type_off[i + 1] = type_off[i] + len(types)
+        by_type = np.argsort(t, kind="stable")  # the kernel takes each type's atoms together
+        type_of.append(t[by_type])
+        frac.append(c.frac[by_type])
+        occ.append(c.occupancy[by_type])
+        B.append(c.b_factors[by_type])
+        cell.append(c.cell)
+        ga.append(a)
+        gb.append(b)
+        gc.append(cc)
+    cat = lambda xs, dt=np.float64: np.ascontiguousarray(np.concatenate(xs), dtype=dt)  # noqa: E731
+    Bs = cat(B)
+    arrays = dict(atom_off=atom_off, type=cat(type_of, np.int32), frac=cat(frac), occ=cat(occ),
+                  B=Bs if np.any(Bs != 0) else None, type_off=type_off, ga=cat(ga), gb=cat(gb), gc=cat(gc),
+                  cells=np.ascontiguousarray(cell, dtype=np.float64))
+    ptr = lambda a: int(a.ctypes.data) if a is not None and a.size else 0  # noqa: E731
+    r = _core.powder_reflections(len(cells), ptr(arrays["atom_off"]), ptr(arrays["type"]), ptr(arrays["frac"]),
+                                 ptr(arrays["occ"]), ptr(arrays["B"]), ptr(arrays["type_off"]), int(K),
+                                 ptr(arrays["ga"]), ptr(arrays["gb"]), ptr(arrays["gc"]), ptr(arrays["cells"]),
+                                 float(lam), float(lo), float(hi), float(tolerance), bool(lp), int(num_threads))
+    out = []
+    for i in range(len(cells)):
+        r0, r1 = r["refl_off"][i], r["refl_off"][i + 1]
+        p0, p1 = r["peak_off"][i], r["peak_off"][i + 1]
+        first = r["peak_first"][p0:p1] - r0
+        n = r["peak_n"][p0:p1]
+        out.append(dict(two_theta=r["peak_tth"][p0:p1], d=r["peak_d"][p0:p1], hkl=r["peak_hkl"][p0:p1],
+                        multiplicity=2 * n, intensity=r["peak_I"][p0:p1], wavelength=np.full(p1 - p0, lam),
+                        refl=r["hkl"][r0:r1], spans=np.stack([first, first + n], axis=1)))
+    return out
+
+
+def _finish(parts, scaled, min_intensity):
+    """One PowderPeaks from the peaks of each line (weighted already): sorted, thresholded, scaled."""
+    if len(parts) == 1:
+        merged = dict(parts[0])
+    else:
+        offsets = np.cumsum([0] + [len(p["refl"]) for p in parts[:-1]])
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "spans"}
+        merged["spans"] = np.concatenate([p["spans"] + o for p, o in zip(parts, offsets)])
+    refl, spans = merged.pop("refl"), merged.pop("spans")
+    I = merged["intensity"]
+    top = I.max() if len(I) else 0.0
+    keep = I > min_intensity / 100 * top if top > 0 else np.zeros(len(I), bool)
+    if len(parts) > 1:  # interleave the lines' peaks by 2θ
+        order = np.argsort(merged["two_theta"], kind="stable")
+        keep = order[keep[order]]
+    out = {k: v[keep] for k, v in merged.items()}
+    if scaled and top > 0:
+        out["intensity"] = out["intensity"] * (100.0 / top)
+    return PowderPeaks(_refl=refl, _spans=spans[keep], **out)
 
 
 def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="xray", b_factors=None,
                  occupancy=None, lorentz_polarization: bool = True, tolerance: float = 1e-5, scaled: bool = True,
-                 doublet: bool = False, min_intensity: float = 1e-3):
-    """Bragg peaks of a powder (a list of crystals: a list of results).
+                 doublet: bool = False, min_intensity: float = 1e-3, num_threads: int = 0):
+    """Bragg peaks of a powder (a list of crystals: a list of results, computed in one batch).
 
     Args:
         atoms: ``ase.Atoms`` with a cell, a file ase.io reads (CIF, ...), a :class:`~xstructure.crystal.Cell`,
@@ -192,7 +270,8 @@ def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="
             ("CuKa1", "CuKa" = (2 Kα1 + Kα2) / 3, "MoKa1", ...).
         two_theta_range: (min, max) 2θ in degrees, 0 <= min < max <= 180; reflections on the ends included.
         factors: ``"xray"`` (Waasmaier–Kirfel), ``"electron"``, ``"Z"`` or a callable ``f(symbol, s)``
-            (s = sinθ/λ in Å⁻¹), as in :func:`~xstructure.crystal.structure_factors`.
+            (s = sinθ/λ in Å⁻¹), as in :func:`~xstructure.crystal.structure_factors`.  "xray" and "Z" run
+            entirely in the compiled kernel (enumeration, F, LP, merging; OpenMP over crystals).
         b_factors, occupancy: per-atom isotropic B (Å²) and occupancies; default from the atoms, else 0 and 1.
         lorentz_polarization: multiply |F|² by LP(θ) = (1 + cos² 2θ) / (sin² θ cos θ).
         tolerance: reflections closer than this in 2θ (degrees, >= 0) are one peak (keep it > 0: equivalent
@@ -204,36 +283,31 @@ def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="
             0 keeps every reflection, systematic absences included).
 
     Returns:
-        :class:`PowderPeaks`.
+        :class:`PowderPeaks` (a list of them for a list of crystals).
     """
-    if isinstance(atoms, (list, tuple)):
-        return [powder_peaks(a, wavelength, two_theta_range, factors=factors, b_factors=b_factors,
-                             occupancy=occupancy, lorentz_polarization=lorentz_polarization, tolerance=tolerance,
-                             scaled=scaled, doublet=doublet, min_intensity=min_intensity) for a in atoms]
+    single = not isinstance(atoms, (list, tuple))
+    crystals = [atoms] if single else list(atoms)
     lines = _wavelength(wavelength, doublet)
     lo, hi = _range(two_theta_range)
     if not (np.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance must be a number of degrees >= 0, got {tolerance!r}")
     if not (np.isfinite(min_intensity) and 0 <= min_intensity < 100):
         raise ValueError(f"min_intensity must be a percentage in [0, 100), got {min_intensity!r}")
-    c = _crystal().as_cell(atoms, occupancy, b_factors)
-    parts = []
+    cr = _crystal()
+    cells = [cr.as_cell(a, occupancy, b_factors) for a in crystals]
+    compiled = isinstance(factors, str) and factors in ("xray", "Z")
+    parts = [[] for _ in cells]
     for lam, weight in lines:
-        p = _line_peaks(c, lam, lo, hi, factors, lorentz_polarization, tolerance)
-        p["intensity"] = p["intensity"] * weight
-        parts.append(p)
-    merged = {k: (sum((p[k] for p in parts), []) if k == "families" else np.concatenate([p[k] for p in parts]))
-              for k in parts[0]}
-    order = np.argsort(merged["two_theta"], kind="stable")
-    I = merged["intensity"][order]
-    top = I.max() if len(I) else 0.0
-    keep = I > min_intensity / 100 * top if top > 0 else np.zeros(len(I), bool)
-    order = order[keep]
-    fam = merged.pop("families")
-    out = {k: v[order] for k, v in merged.items()}
-    if scaled and top > 0:
-        out["intensity"] = out["intensity"] * (100.0 / top)
-    return PowderPeaks(families=[fam[i] for i in order], **out)
+        if compiled:
+            per = _kernel_peaks(cells, lam, lo, hi, factors, lorentz_polarization, tolerance, num_threads)
+        else:
+            per = [_line_peaks(c, lam, lo, hi, factors, lorentz_polarization, tolerance) for c in cells]
+        for i, p in enumerate(per):
+            if weight != 1.0:
+                p["intensity"] = p["intensity"] * weight
+            parts[i].append(p)
+    out = [_finish(p, scaled, min_intensity) for p in parts]
+    return out[0] if single else out
 
 
 def _profile_block(x, centre, fwhm, profile, eta):

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace xstructure {
 
@@ -67,5 +68,45 @@ template <typename T>
 void density_grid_cuda(const DensityProblem& p, const T* pos, T* rho, void* stream);
 template <typename T>
 void density_grid_backward_cuda(const DensityProblem& p, const T* pos, const T* grad_rho, T* grad_pos, void* stream);
+
+}  // namespace xstructure
+
+namespace xstructure {
+
+// Powder reflections of a batch of crystals (CPU).  For each crystal c, every reflection of the Friedel
+// half-space (h > 0, or h = 0 and k > 0, or h = k = 0 and l > 0) with 2θ in [tth_lo, tth_hi] at wavelength
+// lambda, its intensity I = 2 |F|² (× LP(θ) = (1 + cos² 2θ) / (sin² θ cos θ) when lp; 2: the Friedel mate),
+// with F as in StructureFactorProblem with Gaussian-sum form factors; reflections sorted by 2θ, then by
+// descending h, k, l; and peaks: runs of reflections whose neighbours are within `tolerance` degrees.
+struct PowderBatch {
+    int64_t C = 0;
+    const int64_t* atom_off = nullptr;   // (C + 1)
+    const int32_t* type = nullptr;       // per atom, index into the crystal's own types
+    const double* frac = nullptr;        // (atoms, 3)
+    const double* occ = nullptr;
+    const double* B = nullptr;           // per atom, may be null
+    const int64_t* type_off = nullptr;   // (C + 1) offsets into the per-type Gaussian coefficients
+    int32_t K = 0;
+    const double* ga = nullptr;          // (types, K)
+    const double* gb = nullptr;
+    const double* gc = nullptr;          // (types,)
+    const double* cells = nullptr;       // (C, 3, 3) rows a, b, c (Angstrom)
+    double lambda = 1.5406, tth_lo = 0.0, tth_hi = 90.0, tolerance = 1e-5;
+    bool lp = true;
+    int num_threads = 0;
+};
+
+struct PowderResult {
+    // reflections, concatenated over crystals: refl_off[c] .. refl_off[c + 1]
+    std::vector<int32_t> hkl;            // (R, 3)
+    std::vector<double> tth, g, I;       // 2θ (deg), |G| = 1/d (1/Å), intensity
+    std::vector<int64_t> refl_off;       // (C + 1)
+    // peaks, concatenated: peak_off[c] .. peak_off[c + 1]; reflections peak_first[p] .. + peak_n[p]
+    std::vector<double> peak_tth, peak_d, peak_I;
+    std::vector<int64_t> peak_first, peak_n, peak_off;
+    std::vector<int32_t> peak_hkl;       // (P, 3): the largest (h, k, l) of each peak's family
+};
+
+PowderResult powder_reflections_cpu(const PowderBatch& p);
 
 }  // namespace xstructure
