@@ -93,11 +93,12 @@ void box(const StructureFactorProblem& p, double* F) {
                 }
             }
     }
-    // Cross terms with l: exp(-B g13 h l / 2) and exp(-B g23 k l / 2), (N, L, L) each.
-    std::vector<double> xhl, xkl;
+    // Cross terms exp(-B g13 h l / 2), exp(-B g23 k l / 2) and exp(-B g12 h k / 2), (N, L, L) each.
+    std::vector<double> xhl, xkl, xhk;
     if (dw) {
         xhl.resize(N * L * L);
         xkl.resize(N * L * L);
+        xhk.resize(N * L * L);
         // exp(-B g h l / 2) = r^l with r = exp(-B g h / 2): one exponential per (atom, h), then powers
         // outwards from l = 0 (|l| <= H multiplications, ~1e-15 relative)
         auto fill = [&](std::vector<double>& x, double gij, int64_t j) {
@@ -117,6 +118,7 @@ void box(const StructureFactorProblem& p, double* F) {
         for (int64_t j = 0; j < N; ++j) {
             fill(xhl, G[4], j);
             fill(xkl, G[5], j);
+            fill(xhk, G[3], j);
         }
     }
     const int T = p.T;
@@ -130,9 +132,7 @@ void box(const StructureFactorProblem& p, double* F) {
                     const double ar = cre[0][j * L + hi], ai = cim[0][j * L + hi];
                     const double br = cre[1][j * L + ki], bi = cim[1][j * L + ki];
                     double w = p.occ[j];
-                    if (dw)
-                        w *= diag[0][j * L + hi] * diag[1][j * L + ki] *
-                             std::exp(-0.5 * p.B[j] * G[3] * double(hi - H) * double(ki - H));
+                    if (dw) w *= diag[0][j * L + hi] * diag[1][j * L + ki] * xhk[(j * L + hi) * L + ki];
                     ur[j] = w * (ar * br - ai * bi);
                     ui[j] = w * (ar * bi + ai * br);
                 }
@@ -298,7 +298,13 @@ PowderResult powder_reflections_cpu(const PowderBatch& p) {
         int32_t h, k, l;
         double tth, g, I;
     };
+    struct Peak {
+        int64_t first, n;
+        double tth, d, I;
+        int32_t rep[3];
+    };
     std::vector<std::vector<Refl>> per(p.C);
+    std::vector<std::vector<Peak>> peaks(p.C);
     const double gmax = 2.0 * std::sin(p.tth_hi / kDeg / 2.0) / p.lambda;
     const double gmin = 2.0 * std::sin(p.tth_lo / kDeg / 2.0) / p.lambda;
     const double hi2 = gmax * gmax * (1 + 1e-12), lo2 = gmin * gmin * (1 - 1e-12);
@@ -330,9 +336,21 @@ PowderResult powder_reflections_cpu(const PowderBatch& p) {
             const int w = 2 * n[ax] + 1;
             pr[ax].resize(na * w);
             pi[ax].resize(na * w);
-            for (int h = -n[ax]; h <= n[ax]; ++h)
-                for (int64_t j = 0; j < na; ++j)
-                    phase(h * p.frac[3 * (a0 + j) + ax], pr[ax][(h + n[ax]) * na + j], pi[ax][(h + n[ax]) * na + j]);
+            // e^{2 pi i h x} = (e^{2 pi i x})^h: powers of one phase (|h| <= n, ~n ulps), conjugates for h < 0
+            for (int64_t j = 0; j < na; ++j) {
+                double c1, s1;
+                phase(p.frac[3 * (a0 + j) + ax], c1, s1);
+                double cr = 1.0, ci = 0.0;
+                for (int h = 0; h <= n[ax]; ++h) {
+                    pr[ax][(h + n[ax]) * na + j] = cr;
+                    pi[ax][(h + n[ax]) * na + j] = ci;
+                    pr[ax][(n[ax] - h) * na + j] = cr;
+                    pi[ax][(n[ax] - h) * na + j] = -ci;
+                    const double t = cr * c1 - ci * s1;
+                    ci = cr * s1 + ci * c1;
+                    cr = t;
+                }
+            }
         }
         // atoms come sorted by type: type t owns atoms [ts[t], ts[t + 1])
         std::vector<int64_t> ts(T + 1, na);
@@ -405,9 +423,9 @@ PowderResult powder_reflections_cpu(const PowderBatch& p) {
                                 fi += f[t] * si;
                             }
                             double I = 2.0 * (fr * fr + fi * fi);
-                            if (p.lp) {
-                                const double th = tth / kDeg / 2.0, st = std::sin(th), c2 = std::cos(2.0 * th);
-                                I *= (1.0 + c2 * c2) / (st * st * std::cos(th));
+                            if (p.lp) {  // sin θ = x: sin²θ = x², cos θ = √(1 − x²), cos 2θ = 1 − 2x²
+                                const double c2 = 1.0 - 2.0 * x * x;
+                                I *= (1.0 + c2 * c2) / (x * x * std::sqrt(1.0 - x * x));
                             }
                             out.push_back({h, k, l, tth, g, I});
                         }
@@ -429,52 +447,65 @@ PowderResult powder_reflections_cpu(const PowderBatch& p) {
             if (a.k != b.k) return a.k > b.k;
             return a.l > b.l;
         });
+        // runs of reflections within `tolerance` of their neighbour are one peak
+        std::vector<Peak>& pks = peaks[c];
+        for (size_t i = 0; i < out.size(); ++i) {
+            const Refl& x = out[i];
+            if (i == 0 || x.tth - out[i - 1].tth > p.tolerance) pks.push_back({static_cast<int64_t>(i), 0, 0.0, 0.0, 0.0, {0, 0, 0}});
+            Peak& pk = pks.back();
+            const int32_t cand[2][3] = {{x.h, x.k, x.l}, {-x.h, -x.k, -x.l}};
+            for (int m = 0; m < 2; ++m) {  // the representative: the largest (h, k, l), Friedel mates included
+                const int32_t* cd = cand[m];
+                const bool larger = cd[0] != pk.rep[0] ? cd[0] > pk.rep[0] : cd[1] != pk.rep[1] ? cd[1] > pk.rep[1] : cd[2] > pk.rep[2];
+                if ((pk.n == 0 && m == 0) || larger)
+                    for (int e = 0; e < 3; ++e) pk.rep[e] = cd[e];
+            }
+            pk.n += 1;
+            pk.tth += x.tth;
+            pk.d += 1.0 / x.g;
+            pk.I += x.I;
+        }
     }
+    // Offsets, then every crystal's reflections and peaks copied into place in parallel.
     PowderResult r;
     r.refl_off.assign(p.C + 1, 0);
     r.peak_off.assign(p.C + 1, 0);
     for (int64_t c = 0; c < p.C; ++c) {
-        const std::vector<Refl>& v = per[c];
-        const int64_t base = static_cast<int64_t>(r.tth.size());
-        for (size_t i = 0; i < v.size(); ++i) {
-            const Refl& x = v[i];
-            r.hkl.insert(r.hkl.end(), {x.h, x.k, x.l});
-            r.tth.push_back(x.tth);
-            r.g.push_back(x.g);
-            r.I.push_back(x.I);
-            if (i == 0 || x.tth - v[i - 1].tth > p.tolerance) {
-                r.peak_first.push_back(base + static_cast<int64_t>(i));
-                r.peak_hkl.insert(r.peak_hkl.end(), {0, 0, 0});
-                r.peak_n.push_back(0);
-                r.peak_tth.push_back(0.0);
-                r.peak_d.push_back(0.0);
-                r.peak_I.push_back(0.0);
-            }
-            r.peak_n.back() += 1;
-            {  // the peak's representative: the largest (h, k, l) among its members and their Friedel mates
-                int32_t* rep = &r.peak_hkl[r.peak_hkl.size() - 3];
-                const bool fresh = r.peak_n.back() == 1;
-                const int32_t cand[2][3] = {{x.h, x.k, x.l}, {-x.h, -x.k, -x.l}};
-                for (int m = 0; m < 2; ++m) {
-                    const int32_t* cd = cand[m];
-                    const bool larger = cd[0] != rep[0] ? cd[0] > rep[0] : cd[1] != rep[1] ? cd[1] > rep[1] : cd[2] > rep[2];
-                    if ((fresh && m == 0) || larger) {
-                        rep[0] = cd[0];
-                        rep[1] = cd[1];
-                        rep[2] = cd[2];
-                    }
-                }
-            }
-            r.peak_tth.back() += x.tth;
-            r.peak_d.back() += 1.0 / x.g;
-            r.peak_I.back() += x.I;
-        }
-        r.refl_off[c + 1] = static_cast<int64_t>(r.tth.size());
-        r.peak_off[c + 1] = static_cast<int64_t>(r.peak_tth.size());
+        r.refl_off[c + 1] = r.refl_off[c] + static_cast<int64_t>(per[c].size());
+        r.peak_off[c + 1] = r.peak_off[c] + static_cast<int64_t>(peaks[c].size());
     }
-    for (size_t q = 0; q < r.peak_tth.size(); ++q) {
-        r.peak_tth[q] /= double(r.peak_n[q]);
-        r.peak_d[q] /= double(r.peak_n[q]);
+    const size_t R = static_cast<size_t>(r.refl_off[p.C]), P = static_cast<size_t>(r.peak_off[p.C]);
+    r.hkl.resize(3 * R);
+    r.tth.resize(R);
+    r.g.resize(R);
+    r.I.resize(R);
+    r.peak_tth.resize(P);
+    r.peak_d.resize(P);
+    r.peak_I.resize(P);
+    r.peak_first.resize(P);
+    r.peak_n.resize(P);
+    r.peak_hkl.resize(3 * P);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads(p.num_threads))
+    for (int64_t c = 0; c < p.C; ++c) {
+        const int64_t b = r.refl_off[c], q0 = r.peak_off[c];
+        for (size_t i = 0; i < per[c].size(); ++i) {
+            const Refl& x = per[c][i];
+            r.hkl[3 * (b + i)] = x.h;
+            r.hkl[3 * (b + i) + 1] = x.k;
+            r.hkl[3 * (b + i) + 2] = x.l;
+            r.tth[b + i] = x.tth;
+            r.g[b + i] = x.g;
+            r.I[b + i] = x.I;
+        }
+        for (size_t i = 0; i < peaks[c].size(); ++i) {
+            const Peak& pk = peaks[c][i];
+            r.peak_tth[q0 + i] = pk.tth / double(pk.n);
+            r.peak_d[q0 + i] = pk.d / double(pk.n);
+            r.peak_I[q0 + i] = pk.I;
+            r.peak_first[q0 + i] = b + pk.first;
+            r.peak_n[q0 + i] = pk.n;
+            for (int m = 0; m < 3; ++m) r.peak_hkl[3 * (q0 + i) + m] = pk.rep[m];
+        }
     }
     return r;
 }

@@ -132,11 +132,9 @@ def _form_factors(factors, symbol: str, z: int, s: np.ndarray, energy_kev) -> np
 
 
 def _types(c: Cell):
-    """Scattering types (symbol, atomic number), one per element or ion, and the type of each atom."""
-    keys = list(zip(c.symbols, c.numbers.tolist()))
-    uniq = sorted(set(keys), key=lambda k: (k[1], k[0]))
-    index = {k: i for i, k in enumerate(uniq)}
-    return uniq, np.array([index[k] for k in keys], dtype=np.int32)
+    """Scattering types (symbol, atomic number), one per element, and the type of each atom."""
+    z, first, inverse = np.unique(c.numbers, return_index=True, return_inverse=True)
+    return [(c.symbols[i], int(n)) for i, n in zip(first.tolist(), z.tolist())], inverse.astype(np.int32).ravel()
 
 
 def _metric(c: Cell) -> list:

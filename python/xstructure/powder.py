@@ -225,15 +225,19 @@ def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0):
                                  ptr(arrays["occ"]), ptr(arrays["B"]), ptr(arrays["type_off"]), int(K),
                                  ptr(arrays["ga"]), ptr(arrays["gb"]), ptr(arrays["gc"]), ptr(arrays["cells"]),
                                  float(lam), float(lo), float(hi), float(tolerance), bool(lp), int(num_threads))
+    first = r["peak_first"]
+    n = r["peak_n"]
+    spans = np.stack([first, first + n], axis=1)
+    mult = 2 * n
+    lams = np.full(len(n), float(lam))
+    ro, po = r["refl_off"].tolist(), r["peak_off"].tolist()
+    tth, d, hkl, inten, refl = r["peak_tth"], r["peak_d"], r["peak_hkl"], r["peak_I"], r["hkl"]
     out = []
     for i in range(len(cells)):
-        r0, r1 = r["refl_off"][i], r["refl_off"][i + 1]
-        p0, p1 = r["peak_off"][i], r["peak_off"][i + 1]
-        first = r["peak_first"][p0:p1] - r0
-        n = r["peak_n"][p0:p1]
-        out.append(dict(two_theta=r["peak_tth"][p0:p1], d=r["peak_d"][p0:p1], hkl=r["peak_hkl"][p0:p1],
-                        multiplicity=2 * n, intensity=r["peak_I"][p0:p1], wavelength=np.full(p1 - p0, lam),
-                        refl=r["hkl"][r0:r1], spans=np.stack([first, first + n], axis=1)))
+        p0, p1 = po[i], po[i + 1]
+        out.append(dict(two_theta=tth[p0:p1], d=d[p0:p1], hkl=hkl[p0:p1], multiplicity=mult[p0:p1],
+                        intensity=inten[p0:p1], wavelength=lams[p0:p1], refl=refl[ro[i]:ro[i + 1]],
+                        spans=spans[p0:p1] - ro[i]))
     return out
 
 
@@ -252,6 +256,8 @@ def _finish(parts, scaled, min_intensity):
     if len(parts) > 1:  # interleave the lines' peaks by 2θ
         order = np.argsort(merged["two_theta"], kind="stable")
         keep = order[keep[order]]
+    elif keep.all():
+        keep = slice(None)
     out = {k: v[keep] for k, v in merged.items()}
     if scaled and top > 0:
         out["intensity"] = out["intensity"] * (100.0 / top)
