@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from ._backend import build_info, cuda_available
-from . import crystal
+from . import crystal, powder
 from .align import rmsd
 from .factors import electron_form_factor, xray_form_factor
 from .geometry import Geometry
@@ -35,6 +35,7 @@ __all__ = [
     "LegendreResult",
     "radial_average",
     "crystal",
+    "powder",
     "xray_form_factor",
     "electron_form_factor",
     "build_info",

@@ -26,7 +26,8 @@ import numpy as np
 from . import _backend
 from .factors import Z_MAX, _electron_fe, _key, _wk, _xray_f0, atomic_number, relativistic_factor
 
-__all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell"]
+__all__ = ["structure_factors", "intensities", "density_grid", "powder_peaks", "powder_pattern", "PowderPeaks", "Cell",
+           "as_cell", "grid_spec"]
 
 
 @dataclass
@@ -100,7 +101,7 @@ def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
     pos = np.asarray(atoms.get_positions(), dtype=np.float64)
     if not np.all(np.isfinite(pos)):
         raise ValueError("atom positions contain NaN or inf")
-    frac = pos @ np.linalg.inv(cell)
+    frac = np.einsum("nj,jk->nk", pos, np.linalg.inv(cell))  # not BLAS: its idle threads would spin
     if occupancy is None and "occupancy" in atoms.arrays:
         occupancy = atoms.arrays["occupancy"]
     if b_factors is None and "B" in atoms.arrays:
@@ -307,3 +308,7 @@ def grid_spec(cell, shape, frame: str = "fractional") -> dict:
     else:
         raise ValueError(f"unknown frame {frame!r}: use 'fractional' or 'cartesian'")
     return {"shape": shape, "cell": cell, "step": step, "origin": origin}
+
+
+# Powder diffraction lives in xstructure.powder; the crystal namespace offers it too (the API).
+from .powder import PowderPeaks, powder_pattern, powder_peaks  # noqa: E402
