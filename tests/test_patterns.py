@@ -282,3 +282,20 @@ def test_bad_structures_and_geometry():
         simulate_detector((WATER.numbers, WATER.positions * np.nan), SMALL, orientation="fixed")
     with pytest.raises(ValueError, match="dipole"):
         anisotropic_components(WATER, [1.0, 2.0], dipole=None)
+
+
+def test_differentiable_detector_pattern_matches_simulate_and_has_gradients():
+    torch = pytest.importorskip("torch")
+    import xstructure
+
+    g = xstructure.Geometry.simple((24, 20), pixel=400e-6, dist=0.05, energy_kev=12.0)
+    mol = xstructure.molecule("H2O")
+    pos = torch.tensor(mol.positions, dtype=torch.float64, requires_grad=True)
+    for orientation in ("isotropic", "fixed"):
+        img = xstructure.ops.detector_pattern(mol.numbers, pos, g, orientation=orientation)
+        ref = xstructure.simulate(mol, g, orientation=orientation)
+        np.testing.assert_allclose(img.detach().numpy(), ref, rtol=1e-9)
+        w = torch.rand(g.shape, dtype=torch.float64)
+        assert torch.autograd.gradcheck(
+            lambda p: (xstructure.ops.detector_pattern(mol.numbers, p, g, orientation=orientation) * w).sum(),
+            (pos,), eps=1e-6, atol=1e-6)

@@ -15,7 +15,7 @@ from . import _ops
 from .scattering import PROBES, SIGNALS, as_q, debye_tables
 from .structures import _numbers
 
-__all__ = ["debye", "debye_sum", "kabsch_rmsd", "density_grid"]
+__all__ = ["debye", "debye_sum", "kabsch_rmsd", "density_grid", "detector_pattern"]
 
 debye_sum = _ops.debye_sum
 
@@ -145,3 +145,62 @@ def density_grid(positions: Tensor, cell, *, numbers=None, weights=None, shape=(
                             [float(v) for v in np.ravel(spec["cell"])], [float(v) for v in np.ravel(spec["step"])],
                             [float(v) for v in spec["origin"]], float(cutoff))
     return rho[0] if single else rho
+
+
+def detector_pattern(numbers, positions: Tensor, geometry, *, orientation: str = "isotropic", probe=None,
+                     polarization: float | None = 0.99, solid_angle: bool = True) -> Tensor:
+    """Differentiable 2D detector image of a molecule on a :class:`~xstructure.Geometry` (X-ray total
+    intensity with the polarisation and solid-angle factors, or electrons without them).
+
+    ``orientation="isotropic"``: the Debye intensity at each pixel's |q| (the :func:`debye` custom op on the
+    pixels' q, analytic backward).  ``orientation="fixed"``: the coordinates are lab-frame positions and
+    I = |Σ_j f_j(|q|) exp(i q·r_j)|² at each pixel's q vector (torch operations; autograd).
+
+    Args:
+        numbers: (N,) atomic numbers or symbols.
+        positions: (N, 3) or (B, N, 3) tensor in Å (float32/float64, CPU or CUDA).
+        geometry: the detector; ``probe`` defaults to ``geometry.probe``.
+
+    Returns:
+        (n1, n2) or (B, n1, n2) tensor of positions' dtype and device; gradients flow to positions.
+    """
+    import numpy as np
+
+    from .factors import form_factor_table
+
+    probe = geometry.probe if probe is None else probe
+    if orientation not in ("isotropic", "fixed"):
+        raise ValueError(f"unknown orientation {orientation!r}: use 'isotropic' or 'fixed' (aligned ensembles: "
+                         "xstructure.simulate)")
+    if not isinstance(positions, torch.Tensor):
+        raise ValueError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
+    single = positions.dim() == 2
+    pos = positions.unsqueeze(0) if single else positions
+    dev, dt = pos.device, pos.dtype
+    qpix = geometry.q.ravel()
+    energy = geometry.electron_energy_kev if probe == "electron" else None
+    if orientation == "isotropic":
+        img = debye(numbers, pos, qpix, probe=probe, signal="total", energy_kev=energy)
+    else:
+        nums = _numbers(numbers)
+        if pos.dim() != 3 or pos.shape[1:] != (len(nums), 3):
+            raise ValueError(f"positions must have shape (N, 3) or (B, N, 3) with N = {len(nums)}, "
+                             f"got {tuple(positions.shape)}")
+        if not bool(torch.isfinite(pos.detach()).all()):
+            raise ValueError("positions contain NaN or inf")
+        _, species, f = form_factor_table(nums, qpix, probe, energy)
+        fa = torch.as_tensor(f[species], device=dev, dtype=dt)                     # (N, K)
+        qv = torch.as_tensor(geometry.q_vectors.reshape(-1, 3), device=dev, dtype=dt)
+        phase = pos @ qv.T                                                          # (B, N, K)
+        re = (fa * torch.cos(phase)).sum(1)
+        im = (fa * torch.sin(phase)).sum(1)
+        img = re * re + im * im
+    if probe == "xray":
+        corr = np.ones(geometry.shape)
+        if polarization is not None:
+            corr = corr * geometry.polarization(polarization)
+        if solid_angle:
+            corr = corr * geometry.solid_angle
+        img = img * torch.as_tensor(corr.ravel(), device=dev, dtype=dt)
+    img = img.reshape(-1, *geometry.shape)
+    return img[0] if single else img
