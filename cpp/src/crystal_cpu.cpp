@@ -361,7 +361,7 @@ PowderResult powder_reflections_cpu(const PowderBatch& p) {
         // Along a row (h, k), s^2 = (q0 + q1 l + q2 l^2) / 4: every exp(-b s^2) (form-factor Gaussians and
         // Debye-Waller factors) follows its neighbour in l by a ratio that changes by a constant factor.
         const int KT = T * p.K;
-        std::vector<double> gval(KT), grat(KT), gkap(KT), dval, drat, dkap, wj(na);
+        std::vector<double> gval(KT), grat(KT), gkap(KT), dval, drat, dkap, wj(na), ur(na), ui(na);
         if (p.B) {
             dval.resize(na);
             drat.resize(na);
@@ -382,6 +382,12 @@ PowderResult powder_reflections_cpu(const PowderBatch& p) {
                         grat[t * p.K + i] = std::exp(-b * dq);
                         gkap[t * p.K + i] = std::exp(-2.0 * b * q2);
                     }
+                for (int64_t j = 0; j < na; ++j) {  // u_j = occ_j e_h(x_j) e_k(y_j), fixed along the row
+                    const double ar = pr[0][(h + n[0]) * na + j], ai = pi[0][(h + n[0]) * na + j];
+                    const double br = pr[1][(k + n[1]) * na + j], bi = pi[1][(k + n[1]) * na + j];
+                    ur[j] = p.occ[a0 + j] * (ar * br - ai * bi);
+                    ui[j] = p.occ[a0 + j] * (ar * bi + ai * br);
+                }
                 if (p.B)
                     for (int64_t j = 0; j < na; ++j) {
                         const double b = 0.25 * p.B[a0 + j];
@@ -402,22 +408,27 @@ PowderResult powder_reflections_cpu(const PowderBatch& p) {
                                 for (int i = 0; i < p.K; ++i) v += gval[t * p.K + i];
                                 f[t] = v;
                             }
-                            const double* __restrict__ Ar = pr[0].data() + (h + n[0]) * na;
-                            const double* __restrict__ Ai = pi[0].data() + (h + n[0]) * na;
-                            const double* __restrict__ Br = pr[1].data() + (k + n[1]) * na;
-                            const double* __restrict__ Bi = pi[1].data() + (k + n[1]) * na;
                             const double* __restrict__ Cr = pr[2].data() + (l + n[2]) * na;
                             const double* __restrict__ Ci = pi[2].data() + (l + n[2]) * na;
-                            const double* __restrict__ occ = p.occ + a0;
-                            for (int64_t j = 0; j < na; ++j) wj[j] = p.B ? occ[j] * dval[j] : occ[j];
+                            const double* __restrict__ Ur = ur.data();
+                            const double* __restrict__ Ui = ui.data();
+                            if (p.B)
+                                for (int64_t j = 0; j < na; ++j) wj[j] = dval[j];
                             double fr = 0.0, fi = 0.0;
                             for (int t = 0; t < T; ++t) {
                                 double sr = 0.0, si = 0.0;
+                                if (p.B) {
 #pragma omp simd reduction(+ : sr, si)
-                                for (int64_t j = ts[t]; j < ts[t + 1]; ++j) {
-                                    const double abr = Ar[j] * Br[j] - Ai[j] * Bi[j], abi = Ar[j] * Bi[j] + Ai[j] * Br[j];
-                                    sr += wj[j] * (abr * Cr[j] - abi * Ci[j]);
-                                    si += wj[j] * (abr * Ci[j] + abi * Cr[j]);
+                                    for (int64_t j = ts[t]; j < ts[t + 1]; ++j) {
+                                        sr += wj[j] * (Ur[j] * Cr[j] - Ui[j] * Ci[j]);
+                                        si += wj[j] * (Ur[j] * Ci[j] + Ui[j] * Cr[j]);
+                                    }
+                                } else {
+#pragma omp simd reduction(+ : sr, si)
+                                    for (int64_t j = ts[t]; j < ts[t + 1]; ++j) {
+                                        sr += Ur[j] * Cr[j] - Ui[j] * Ci[j];
+                                        si += Ur[j] * Ci[j] + Ui[j] * Cr[j];
+                                    }
                                 }
                                 fr += f[t] * sr;
                                 fi += f[t] * si;

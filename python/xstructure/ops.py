@@ -177,7 +177,7 @@ def detector_pattern(numbers, positions: Tensor, geometry, *, orientation: str =
     single = positions.dim() == 2
     pos = positions.unsqueeze(0) if single else positions
     dev, dt = pos.device, pos.dtype
-    qpix = geometry.q.ravel()
+    qpix = np.array(geometry.q.ravel())  # a writable copy (torch refuses read-only buffers)
     energy = geometry.electron_energy_kev if probe == "electron" else None
     if orientation == "isotropic":
         img = debye(numbers, pos, qpix, probe=probe, signal="total", energy_kev=energy)
