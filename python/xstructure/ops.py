@@ -190,7 +190,7 @@ def detector_pattern(numbers, positions: Tensor, geometry, *, orientation: str =
             raise ValueError("positions contain NaN or inf")
         _, species, f = form_factor_table(nums, qpix, probe, energy)
         fa = torch.as_tensor(f[species], device=dev, dtype=dt)                     # (N, K)
-        qv = torch.as_tensor(geometry.q_vectors.reshape(-1, 3), device=dev, dtype=dt)
+        qv = torch.as_tensor(np.array(geometry.q_vectors.reshape(-1, 3)), device=dev, dtype=dt)
         phase = pos @ qv.T                                                          # (B, N, K)
         re = (fa * torch.cos(phase)).sum(1)
         im = (fa * torch.sin(phase)).sum(1)
