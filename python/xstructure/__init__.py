@@ -7,7 +7,8 @@ The first call most users make is :func:`simulate`::
     I = xstructure.simulate(xstructure.molecule("NMM"), q, probe="xray", signal="total")
 
 PyTorch custom ops (differentiable, CPU and CUDA) live in :mod:`xstructure.ops`, imported on first use
-so that the numpy API never needs torch.
+so that the numpy API never needs torch.  Sampling (:mod:`xstructure.sampling`, needs RDKit) and pools
+(:class:`xstructure.Pool`, a zarr store) are imported on first use as well.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ __all__ = [
     "electron_form_factor",
     "build_info",
     "cuda_available",
+    "Pool",
+    "sampling",
+    "pool",
     "ops",
     "__version__",
 ]
 
 
 def __getattr__(name):
-    if name == "ops":
-        return import_module(".ops", __name__)
+    if name in ("ops", "sampling", "pool"):
+        return import_module("." + name, __name__)
+    if name == "Pool":
+        return import_module(".pool", __name__).Pool
     raise AttributeError(f"module 'xstructure' has no attribute {name!r}")
