@@ -13,11 +13,15 @@ import numpy as np
 import xstructure
 
 
-def timeit(fn, repeats: int = 3, warmup=None) -> float:
-    """Median wall time of fn() over `repeats` runs, after one warm-up call of warmup (default fn)."""
+def timeit(fn, repeats: int = 3, warmup=None, min_time: float = 0.0, max_repeats: int = 500) -> float:
+    """Median wall time of fn() over `repeats` runs, after one warm-up call of warmup (default fn).
+
+    With ``min_time`` > 0, runs continue past ``repeats`` until they add up to ``min_time`` seconds (at most
+    ``max_repeats`` runs): on a shared virtual machine a sub-millisecond call is now and then stalled for
+    tens of milliseconds, and the median of a handful of runs can land on a stall."""
     (warmup or fn)()
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or (sum(times) < min_time and len(times) < max_repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

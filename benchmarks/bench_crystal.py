@@ -23,6 +23,9 @@ What is measured (one run, the same crystals for every method, built with ``np.r
     3. Density grids 64³ (σ = 0.5 Å, Z weights, periodic images, fractional frame): xstructure
        ``crystal.density_grid`` vs numpy (the grid points against each atom's 27 nearest images, chunked).
 
+    Times are medians over runs that add up to at least 0.3–0.5 s per method (at least 3–5 runs, at most
+    500), the same rule for every method: on a shared virtual machine single calls stall now and then.
+
 Usage: ``python benchmarks/bench_crystal.py [--quick] [--json out.json]``
 """
 
@@ -120,8 +123,8 @@ def bench_structure_factors(cr, quick):
             err_gemmi = float(np.max(np.abs(F92 - g)) / np.max(np.abs(g)))
             assert err_gemmi < 1e-6, err_gemmi
             reps = 2 if quick else 5
-            t_ours = timeit(lambda: crystal.structure_factors(atoms, H, b_factors=B), reps)
-            t_np = timeit(lambda: numpy_box(atoms, H, B), 1 if quick or H == 20 else 3)
+            t_ours = timeit(lambda: crystal.structure_factors(atoms, H, b_factors=B), reps, min_time=0.5)
+            t_np = timeit(lambda: numpy_box(atoms, H, B), 1 if quick or H == 20 else 3, min_time=0.5)
             n_sub = min(len(hkl), 2000 if quick else 10000)
             part = hkl[:n_sub]
 
@@ -129,7 +132,7 @@ def bench_structure_factors(cr, quick):
                 for a, b, c in part:
                     calc.calculate_sf_from_small_structure(ss, [int(a), int(b), int(c)])
 
-            t_gemmi = timeit(run_gemmi, 1) * len(hkl) / n_sub
+            t_gemmi = timeit(run_gemmi, 1, min_time=0.5) * len(hkl) / n_sub
             row = {"reflections": len(hkl), "xstructure_s": t_ours, "numpy_outer_s": t_np,
                    "gemmi_s_extrapolated": t_gemmi, "gemmi_timed_reflections": n_sub,
                    "speedup_vs_numpy": t_np / t_ours, "speedup_vs_gemmi": t_gemmi / t_ours,
@@ -164,16 +167,19 @@ def bench_powder(quick):
         theirs = calc.get_pattern(st, two_theta_range=(5, 90))
         strong = np.asarray(theirs.y) > 1.0
         d2t = max(float(np.min(np.abs(ours.two_theta - t))) for t in np.asarray(theirs.x)[strong])
-        t_ours = timeit(lambda: powder_peaks(atoms, wavelength=1.54056, two_theta_range=(5, 90)), 3 if quick else 5)
+        t_ours = timeit(lambda: powder_peaks(atoms, wavelength=1.54056, two_theta_range=(5, 90)), 3 if quick else 5,
+                        min_time=0.3)
         batch = []
         for k in range(64):  # 64 distinct crystals: the same structure, rattled
             b = atoms.copy()
             b.rattle(0.02, seed=k)
             batch.append(b)
         cells = [as_cell(b) for b in batch]  # our native structure, as pymatgen's Structure is theirs
-        t_batch = timeit(lambda: powder_peaks(batch, wavelength=1.54056, two_theta_range=(5, 90)), 3) / len(batch)
-        t_cells = timeit(lambda: powder_peaks(cells, wavelength=1.54056, two_theta_range=(5, 90)), 3) / len(batch)
-        t_pmg = timeit(lambda: calc.get_pattern(st, two_theta_range=(5, 90)), 1 if quick else 3)
+        t_batch = timeit(lambda: powder_peaks(batch, wavelength=1.54056, two_theta_range=(5, 90)), 3,
+                         min_time=0.3) / len(batch)
+        t_cells = timeit(lambda: powder_peaks(cells, wavelength=1.54056, two_theta_range=(5, 90)), 3,
+                         min_time=0.3) / len(batch)
+        t_pmg = timeit(lambda: calc.get_pattern(st, two_theta_range=(5, 90)), 1 if quick else 3, min_time=0.3)
         out[name] = {"xstructure_s": t_ours, "xstructure_batched_atoms_s_per_crystal": t_batch,
                      "xstructure_batched_cells_s_per_crystal": t_cells, "pymatgen_s": t_pmg,
                      "speedup_single": t_pmg / t_ours, "speedup_batched_atoms": t_pmg / t_batch,

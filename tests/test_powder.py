@@ -270,10 +270,16 @@ def test_compiled_batch_path_equals_the_numpy_path():
     from xstructure.factors import atomic_number
 
     z = lambda sym, s: np.full(s.shape, float(atomic_number(sym)))  # noqa: E731
-    for name, table in (("xray", wk), ("Z", z)):
-        batch = powder_peaks(crystals, "CuKa", (5, 120), factors=name, doublet=True, b_factors=0.7)
+    cases = [(name, table, dict(wavelength="CuKa", doublet=True), scaled, mi)  # two lines: merged in Python
+             for name, table in (("xray", wk), ("Z", z)) for scaled, mi in ((True, 1e-3),)]
+    cases += [(name, table, dict(wavelength="CuKa1"), scaled, mi)  # one line: finished for the batch at once
+              for name, table in (("xray", wk), ("Z", z)) for scaled, mi in ((True, 1e-3), (False, 0.5))]
+    for name, table, line, scaled, mi in cases:
+        batch = powder_peaks(crystals, two_theta_range=(5, 120), factors=name, b_factors=0.7, scaled=scaled,
+                             min_intensity=mi, **line)
         for atoms, got in zip(crystals, batch):
-            ref = powder_peaks(atoms, "CuKa", (5, 120), factors=table, doublet=True, b_factors=0.7)
+            ref = powder_peaks(atoms, two_theta_range=(5, 120), factors=table, b_factors=0.7, scaled=scaled,
+                               min_intensity=mi, **line)
             assert len(got) == len(ref) > 10
             np.testing.assert_allclose(got.two_theta, ref.two_theta, rtol=0, atol=1e-12)
             np.testing.assert_allclose(got.intensity, ref.intensity, rtol=1e-10)
@@ -281,3 +287,4 @@ def test_compiled_batch_path_equals_the_numpy_path():
             np.testing.assert_array_equal(got.hkl, ref.hkl)
             for a, b in zip(got.families, ref.families):
                 np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(got.wavelength, ref.wavelength)

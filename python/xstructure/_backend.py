@@ -122,6 +122,8 @@ def build_info() -> dict:
 
 
 def _ptr(x: Any) -> int:
+    if type(x) is np.ndarray:
+        return x.__array_interface__["data"][0]
     kind = array_kind(x)
     if kind == "numpy":
         return int(x.ctypes.data)

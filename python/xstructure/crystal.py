@@ -48,11 +48,26 @@ class Cell:
     @property
     def reciprocal(self) -> np.ndarray:
         """Rows a*, b*, c* (Å⁻¹, without 2π)."""
-        return np.linalg.inv(self.cell).T
+        return _inv3(self.cell).T
 
     @property
     def positions(self) -> np.ndarray:
         return self.frac @ self.cell
+
+
+def _inv3(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 3×3 matrix by cofactors (np.linalg's per-call overhead dominates at this size)."""
+    (a, b, c), (d, e, f), (g, h, i) = m.tolist()
+    A, B, C = e * i - f * h, f * g - d * i, d * h - e * g
+    det = a * A + b * B + c * C
+    return np.array([[A, c * h - b * i, b * f - c * e],
+                     [B, a * i - c * g, c * d - a * f],
+                     [C, b * g - a * h, a * e - b * d]]) / det
+
+
+def _det3(m: np.ndarray) -> float:
+    (a, b, c), (d, e, f), (g, h, i) = m.tolist()
+    return a * (e * i - f * h) + b * (f * g - d * i) + c * (d * h - e * g)
 
 
 def _per_atom(name, value, n, default, low=None, high=None):
@@ -63,12 +78,13 @@ def _per_atom(name, value, n, default, low=None, high=None):
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
         raise ValueError(f"{name} must be a number or one value per atom ({n}), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    lo, hi = arr.min(), arr.max()  # NaN propagates into both
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or inf")
-    if low is not None and np.any(arr < low):
-        raise ValueError(f"{name} must be >= {low}, got {arr.min():g}")
-    if high is not None and np.any(arr > high):
-        raise ValueError(f"{name} must be <= {high}, got {arr.max():g}")
+    if low is not None and lo < low:
+        raise ValueError(f"{name} must be >= {low}, got {lo:g}")
+    if high is not None and hi > high:
+        raise ValueError(f"{name} must be <= {high}, got {hi:g}")
     return arr
 
 
@@ -93,15 +109,15 @@ def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
     if not (type(atoms).__name__ == "Atoms" and hasattr(atoms, "cell")):
         raise ValueError(f"expected an ase.Atoms with a unit cell or a structure file, got {type(atoms).__name__}")
     cell = np.asarray(atoms.cell[:], dtype=np.float64)
-    if cell.shape != (3, 3) or not np.all(np.isfinite(cell)) or abs(np.linalg.det(cell)) < 1e-6:
+    if cell.shape != (3, 3) or not np.isfinite(cell).all() or not abs(_det3(cell)) >= 1e-6:
         raise ValueError("the structure has no unit cell (or a cell of zero volume); structure factors need one")
     n = len(atoms)
     if n == 0:
         raise ValueError("the crystal has no atoms")
-    pos = np.asarray(atoms.get_positions(), dtype=np.float64)
-    if not np.all(np.isfinite(pos)):
+    pos = np.asarray(atoms.positions, dtype=np.float64)
+    if not np.isfinite(pos).all():
         raise ValueError("atom positions contain NaN or inf")
-    frac = np.einsum("nj,jk->nk", pos, np.linalg.inv(cell))  # not BLAS: its idle threads would spin
+    frac = np.einsum("nj,jk->nk", pos, _inv3(cell))  # not BLAS: its idle threads would spin
     if occupancy is None and "occupancy" in atoms.arrays:
         occupancy = atoms.arrays["occupancy"]
     if b_factors is None and "B" in atoms.arrays:
@@ -134,8 +150,14 @@ def _form_factors(factors, symbol: str, z: int, s: np.ndarray, energy_kev) -> np
 
 def _types(c: Cell):
     """Scattering types (symbol, atomic number), one per element, and the type of each atom."""
-    z, first, inverse = np.unique(c.numbers, return_index=True, return_inverse=True)
-    return [(c.symbols[i], int(n)) for i, n in zip(first.tolist(), z.tolist())], inverse.astype(np.int32).ravel()
+    nums = c.numbers.tolist()
+    first = {}
+    for i, z in enumerate(nums):
+        first.setdefault(z, i)
+    zs = sorted(first)
+    lut = np.zeros(Z_MAX + 1, dtype=np.int32)
+    lut[zs] = np.arange(len(zs), dtype=np.int32)
+    return [(c.symbols[first[z]], int(z)) for z in zs], lut[c.numbers]
 
 
 def _metric(c: Cell) -> list:

@@ -655,13 +655,19 @@ class Pool:
                 block = sub["I"][int(c) * C:int(c) * C + C]
                 tot, sq, cnt = tot + block.sum(0), sq + (block ** 2).sum(0), cnt + len(block)
             q = s["q"]
+            # the molecular signal falls off like 1/q: q·I(q) shows its oscillations and spread at every q
+            scale, label = (q, f"q · {s['signal']} ({s['probe']})") if s["signal"] == "molecular" else \
+                (1.0, f"{s['signal']} ({s['probe']})")
             if cnt:
                 mean = tot / cnt
                 std = np.sqrt(np.maximum(sq / cnt - mean ** 2, 0.0))
-                ax.fill_between(q, mean - std, mean + std, alpha=0.3, lw=0)
-                ax.plot(q, mean, lw=1.2)
+                ax.fill_between(q, scale * (mean - std), scale * (mean + std), alpha=0.3, lw=0, label="± std")
+                ax.plot(q, scale * mean, lw=1.2, label="mean")
+                ax.legend(frameon=False, fontsize="small")
+                if s["signal"] in ("total", "atomic") and np.all(mean > 0):
+                    ax.set_yscale("log")
             ax.set_xlabel("q (Å⁻¹)")
-            ax.set_ylabel(f"{s['signal']} ({s['probe']})")
+            ax.set_ylabel(label)
             ax.set_title(f"{name}: mean ± std of {cnt}")
         fig.savefig(path, dpi=150)
         plt.close(fig)

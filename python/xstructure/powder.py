@@ -192,39 +192,41 @@ def _line_peaks(c, lam, lo, hi, factors, lp, tolerance):
     return _peaks(hkl, tth, g, I, first, n, lam)
 
 
-def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0):
-    """Peaks of every crystal at one wavelength, from the compiled batch kernel (Gaussian-sum factors)."""
+def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0, finish=None):
+    """Peaks of every crystal at one wavelength, from the compiled batch kernel (Gaussian-sum factors): a dict
+    of arrays per crystal for :func:`_finish`, or with ``finish=(scaled, min_intensity)`` the PowderPeaks."""
     from . import _core
 
     cr = _crystal()
-    atom_off = np.zeros(len(cells) + 1, np.int64)
-    type_off = np.zeros(len(cells) + 1, np.int64)
-    type_of, frac, occ, B, cell, ga, gb, gc = [], [], [], [], [], [], [], []
-    K = 0
-    for i, c in enumerate(cells):
-        types, t = cr._types(c)
-        K, a, b, cc = cr._gaussians(factors, types)
-        atom_off[i + 1] = atom_off[i] + len(t)
-        type_off[i + 1] = type_off[i] + len(types)
-        by_type = np.argsort(t, kind="stable")  # the kernel takes each type's atoms together
-        type_of.append(t[by_type])
-        frac.append(c.frac[by_type])
-        occ.append(c.occupancy[by_type])
-        B.append(c.b_factors[by_type])
-        cell.append(c.cell)
-        ga.append(a)
-        gb.append(b)
-        gc.append(cc)
+    C = len(cells)
+    # every crystal's atoms grouped by type (element, in increasing Z), as the kernel takes them, in one go
+    counts = np.array([len(c.numbers) for c in cells], np.int64)
+    atom_off = np.zeros(C + 1, np.int64)
+    np.cumsum(counts, out=atom_off[1:])
+    nums = np.concatenate([c.numbers for c in cells]).astype(np.int64)
+    key = np.repeat(np.arange(C, dtype=np.int64), counts) * 4096 + nums  # (crystal, Z), sortable
+    order = np.argsort(key, kind="stable")
+    ukey, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    type_crystal = ukey // 4096
+    type_off = np.searchsorted(type_crystal, np.arange(C + 1)).astype(np.int64)
+    local = inverse.ravel() - type_off[key // 4096]
+    symbols = [sym for c in cells for sym in c.symbols]
+    rows = [cr._gaussians(factors, [(symbols[i], int(z))]) for i, z in zip(first.tolist(), (ukey % 4096).tolist())]
+    K = rows[0][0] if rows else 0
     cat = lambda xs, dt=np.float64: np.ascontiguousarray(np.concatenate(xs), dtype=dt)  # noqa: E731
-    Bs = cat(B)
-    arrays = dict(atom_off=atom_off, type=cat(type_of, np.int32), frac=cat(frac), occ=cat(occ),
-                  B=Bs if np.any(Bs != 0) else None, type_off=type_off, ga=cat(ga), gb=cat(gb), gc=cat(gc),
-                  cells=np.ascontiguousarray(cell, dtype=np.float64))
+    Bs = cat([c.b_factors for c in cells])[order]
+    arrays = dict(atom_off=atom_off, type=np.ascontiguousarray(local[order], dtype=np.int32),
+                  frac=cat([c.frac for c in cells])[order], occ=cat([c.occupancy for c in cells])[order],
+                  B=Bs if np.any(Bs != 0) else None, type_off=type_off,
+                  ga=cat([r[1] for r in rows]), gb=cat([r[2] for r in rows]), gc=cat([r[3] for r in rows]),
+                  cells=np.ascontiguousarray([c.cell for c in cells], dtype=np.float64))
     ptr = lambda a: int(a.ctypes.data) if a is not None and a.size else 0  # noqa: E731
     r = _core.powder_reflections(len(cells), ptr(arrays["atom_off"]), ptr(arrays["type"]), ptr(arrays["frac"]),
                                  ptr(arrays["occ"]), ptr(arrays["B"]), ptr(arrays["type_off"]), int(K),
                                  ptr(arrays["ga"]), ptr(arrays["gb"]), ptr(arrays["gc"]), ptr(arrays["cells"]),
                                  float(lam), float(lo), float(hi), float(tolerance), bool(lp), int(num_threads))
+    if finish is not None:  # one line: straight to PowderPeaks, thresholded and scaled for all crystals at once
+        return _kernel_finish(r, float(lam), *finish)
     first = r["peak_first"]
     n = r["peak_n"]
     spans = np.stack([first, first + n], axis=1)
@@ -239,6 +241,33 @@ def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0):
                         intensity=inten[p0:p1], wavelength=lams[p0:p1], refl=refl[ro[i]:ro[i + 1]],
                         spans=spans[p0:p1] - ro[i]))
     return out
+
+
+def _kernel_finish(r, lam, scaled, min_intensity):
+    """PowderPeaks of every crystal of one kernel call (one line): what :func:`_finish` does, vectorised."""
+    po, ro = r["peak_off"], r["refl_off"]
+    C = len(po) - 1
+    I, n, first = r["peak_I"], r["peak_n"], r["peak_first"]
+    cid = np.repeat(np.arange(C), np.diff(po))
+    top = np.zeros(C)
+    if len(I):
+        np.maximum.at(top, cid, I)
+    keep = np.flatnonzero(I > (min_intensity / 100) * top[cid])
+    kc = cid[keep]
+    koff = np.zeros(C + 1, np.int64)
+    np.cumsum(np.bincount(kc, minlength=C), out=koff[1:])
+    inten = I[keep]
+    if scaled:
+        inten = inten * (100.0 / np.where(top > 0, top, 1.0))[kc]
+    tth, d, hkl = r["peak_tth"][keep], r["peak_d"][keep], r["peak_hkl"][keep]
+    mult = 2 * n[keep]
+    spans = np.stack([first[keep], first[keep] + n[keep]], axis=1) - ro[kc][:, None]
+    lams = np.full(len(keep), lam)
+    refl = r["hkl"]
+    ko, rl = koff.tolist(), ro.tolist()
+    return [PowderPeaks(two_theta=tth[a:b], d=d[a:b], hkl=hkl[a:b], multiplicity=mult[a:b], intensity=inten[a:b],
+                        wavelength=lams[a:b], _refl=refl[r0:r1], _spans=spans[a:b])
+            for a, b, r0, r1 in zip(ko[:-1], ko[1:], rl[:-1], rl[1:])]
 
 
 def _finish(parts, scaled, min_intensity):
@@ -302,6 +331,10 @@ def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="
     cr = _crystal()
     cells = [cr.as_cell(a, occupancy, b_factors) for a in crystals]
     compiled = isinstance(factors, str) and factors in ("xray", "Z")
+    if compiled and len(lines) == 1 and lines[0][1] == 1.0:
+        out = _kernel_peaks(cells, lines[0][0], lo, hi, factors, lorentz_polarization, tolerance, num_threads,
+                            finish=(scaled, min_intensity))
+        return out[0] if single else out
     parts = [[] for _ in cells]
     for lam, weight in lines:
         if compiled:
