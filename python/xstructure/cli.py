@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -392,6 +393,155 @@ def _cmd_pool_info(args) -> int:
     return 0
 
 
+def parse_noise(text: str):
+    """'gaussian:0.005' (relative σ per q point), 'poisson:1e6' (counts per pattern) or 'none'."""
+    from .learn.data import Noise
+
+    kind, _, value = text.partition(":")
+    try:
+        if kind == "none" and not value:
+            return Noise("none")
+        if kind == "gaussian":
+            return Noise("gaussian", level=float(value))
+        if kind == "poisson":
+            return Noise("poisson", counts=float(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    raise argparse.ArgumentTypeError(f"--noise must be gaussian:LEVEL, poisson:COUNTS or none, got {text!r}")
+
+
+def _cmd_train(args) -> int:
+    from .learn import TrainConfig, load_pool, train
+
+    datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
+    cfg = TrainConfig(model=args.model, d=args.d, layers=args.layers, epochs=args.epochs, batch=args.batch,
+                      lr=args.lr, noise=args.noise.to_dict(), seed=args.seed, max_minutes=args.max_minutes,
+                      patience=args.patience)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        model = train(datas if len(datas) > 1 else datas[0], args.out, cfg, progress=progress,
+                      resume=not args.restart)
+    except KeyboardInterrupt:
+        print(f"xstructure: interrupted; finished epochs are kept in {args.out}: run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
+    print(f"model {args.out}: {args.model} for {[m.name for m in model.molecules]}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .learn import InversionModel, evaluate, format_table, load_pool
+    from .learn.evaluate import report_plot, strip_private
+
+    model = InversionModel.load(args.model)
+    data = load_pool(args.pool, args.pattern_set, seed=args.seed)
+    if len(data.q) != len(model.q) or not np.allclose(data.q, model.q, rtol=0, atol=1e-9):
+        raise ValueError(f"the pool's q grid ({len(data.q)} points) is not the model's ({len(model.q)} points)")
+    rep = evaluate(data, args.noise, models={model.config["model"]: model}, n_test=args.n_test,
+                   refine_steps=args.refine_steps)
+    print(format_table(rep))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(strip_private(rep), f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        report_plot(rep, data, args.plot)
+        print(f"wrote plot {args.plot}")
+    return 0
+
+
+def _read_patterns(path: str):
+    """(B, Q) patterns and their q grid (or None) from .npy, .csv or .h5."""
+    ext = os.path.splitext(path)[1].lower()
+    if not os.path.isfile(path):
+        raise ValueError(f"pattern file not found: {path}")
+    try:
+        if ext == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            return np.atleast_2d(arr), None
+        if ext == ".csv":
+            arr = np.loadtxt(path, delimiter=",", comments="#", ndmin=2)
+            if arr.shape[1] == 2:  # q, I columns (as `xstructure simulate --out` writes them)
+                return arr[:, 1][None], arr[:, 0]
+            return arr.T if arr.shape[1] == 1 else arr, None
+        if ext in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                key = next((k for k in ("I", "intensity", "patterns") if k in f), None)
+                if key is None:
+                    raise ValueError(f"{path} has no dataset named I, intensity or patterns")
+                q = f["q"][()] if "q" in f else None
+                return np.atleast_2d(f[key][()]), q
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read patterns from {path}: {exc}") from None
+    raise ValueError(f"unknown pattern file type {ext!r}: use .npy, .csv or .h5")
+
+
+def _cmd_predict(args) -> int:
+    import ase
+    import ase.io
+
+    from .learn import InversionModel
+
+    model = InversionModel.load(args.model)
+    I, q = _read_patterns(args.pattern)
+    if q is not None and (len(q) != len(model.q) or not np.allclose(q, model.q, rtol=0, atol=1e-6)):
+        raise ValueError(f"the pattern's q grid ({len(q)} points, {q[0]:g}..{q[-1]:g} Å⁻¹) is not the model's "
+                         f"({len(model.q)} points, {model.q[0]:g}..{model.q[-1]:g} Å⁻¹)")
+    mol = model.molecule(args.molecule)
+    pos = model.predict(I, mol.name)
+    frames = [ase.Atoms(numbers=mol.numbers_np, positions=p) for p in pos]
+    ase.io.write(args.out, frames if len(frames) > 1 else frames[0])
+    print(f"wrote {len(frames)} structure(s) of {mol.name} to {args.out}")
+    return 0
+
+
+def _add_learn_parsers(sub):
+    t = sub.add_parser("train", help="train an inversion model (pattern -> structure) on pools",
+                       description="Train a model on one pool, or one model on several pools of different "
+                                   "molecules.  Checkpoints (safetensors + JSON) go to --out after every epoch; "
+                                   "running the same command again resumes.")
+    t.add_argument("pools", nargs="+", metavar="POOL")
+    t.add_argument("--model", default="transformer", choices=["transformer", "cnn_gru"])
+    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--pattern-set", help="pattern set of the pools (default: their only one)")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--batch", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--d", type=int, default=96, help="model width")
+    t.add_argument("--layers", type=int, default=2)
+    t.add_argument("--patience", type=int, default=8)
+    t.add_argument("--noise", type=parse_noise, default="gaussian:0.005",
+                   help="training noise: gaussian:LEVEL (relative per q point), poisson:COUNTS or none")
+    t.add_argument("--limit", type=int, help="use only this many members of each pool")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-minutes", type=float)
+    t.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    t.set_defaults(func=_cmd_train)
+    e = sub.add_parser("evaluate", help="score a model and the baselines on a pool's test split",
+                       description="Median/mean heavy-atom RMSD, all-atom RMSD and accuracy at 0.05/0.1/0.2 Å of "
+                                   "the model, the mean structure, pool fitting and ridge regression, and the best "
+                                   "of them refined, on one noisy draw of the test patterns.")
+    e.add_argument("model")
+    e.add_argument("pool")
+    e.add_argument("--pattern-set")
+    e.add_argument("--noise", type=parse_noise, default="gaussian:0.005")
+    e.add_argument("--n-test", type=int)
+    e.add_argument("--refine-steps", type=int, default=40)
+    e.add_argument("--seed", type=int, default=0, help="split seed (the model's training seed)")
+    e.add_argument("--json", help="write the report here")
+    e.add_argument("--plot", help="write a figure here (PNG)")
+    e.set_defaults(func=_cmd_evaluate)
+    r = sub.add_parser("predict", help="structures from patterns with a trained model")
+    r.add_argument("model")
+    r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column); .h5 (I and q)")
+    r.add_argument("--molecule", help="which of the model's molecules (default: its only one)")
+    r.add_argument("--out", required=True, help="structure file (any format ase writes: .xyz, .pdb, ...)")
+    r.set_defaults(func=_cmd_predict)
+
+
 def _add_pool_parser(sub):
     pool = sub.add_parser(
         "pool", help="pools of sampled geometries and their patterns in a resumable zarr store",
@@ -538,6 +688,7 @@ examples:
     x.set_defaults(func=_cmd_crystal)
 
     _add_pool_parser(sub)
+    _add_learn_parsers(sub)
 
     i = sub.add_parser("info", help="version and build information (OpenMP, CPU instruction set, CUDA)")
     i.set_defaults(func=_cmd_info)

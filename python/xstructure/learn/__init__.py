@@ -1,0 +1,14 @@
+"""Inversion by learning: from a scattering pattern (and the molecule) to its 3D structure.
+
+The data's path: :mod:`.data` (a pool's patterns and aligned geometries, split by sample; standardisation;
+noise) → :mod:`.models` (the Transformer interpreter, the seed's CNN+GRU) trained by :mod:`.train` with the
+losses of :mod:`.losses` → :mod:`.evaluate` against the baselines of :mod:`.baselines`, with
+:mod:`.refine` through the differentiable Debye op.  Needs torch.
+"""
+
+from .data import Noise, PoolData, Standardizer, load_pool
+from .evaluate import evaluate, format_table, scores
+from .train import InversionModel, TrainConfig, train
+
+__all__ = ["Noise", "PoolData", "Standardizer", "load_pool", "TrainConfig", "train", "InversionModel", "evaluate",
+           "format_table", "scores"]

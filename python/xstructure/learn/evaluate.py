@@ -1,0 +1,198 @@
+"""Evaluation of models and baselines on the same noisy test inputs, and the report."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .baselines import MeanStructure, PoolFit, Ridge
+from .data import Noise, PoolData, Standardizer, heavy_mask
+
+__all__ = ["scores", "evaluate", "THRESHOLDS", "format_table"]
+
+THRESHOLDS = (0.05, 0.1, 0.2)
+
+
+def scores(pred: np.ndarray, true: np.ndarray, numbers) -> dict:
+    """Heavy-atom RMSD (headline) and all-atom RMSD after superposition, mirror images allowed."""
+    from ..align import rmsd
+
+    h = heavy_mask(numbers)
+    rh = np.atleast_1d(rmsd(np.ascontiguousarray(pred[:, h]), np.ascontiguousarray(true[:, h]), reflection=True))
+    ra = np.atleast_1d(rmsd(pred, true, reflection=True))
+    out = {"median_rmsd": float(np.median(rh)), "mean_rmsd": float(np.mean(rh)),
+           "median_rmsd_all": float(np.median(ra)), "mean_rmsd_all": float(np.mean(ra))}
+    for t in THRESHOLDS:
+        out[f"accuracy@{t:g}"] = float(np.mean(rh <= t))
+    return out, rh
+
+
+def _bonds(numbers, reference, targets):
+    from .models import bond_graph
+
+    adj = bond_graph(numbers, reference)
+    i, j = np.nonzero(np.triu(adj))
+    d = np.linalg.norm(targets[:, i] - targets[:, j], axis=-1)
+    return np.stack([i, j], 1), d.mean(0), np.maximum(d.std(0), 1e-3)
+
+
+def evaluate(data: PoolData, noise: Noise, *, models: dict | None = None, baselines=("mean_structure", "pool_fit",
+             "ridge"), refine_methods=("best",), refine_steps: int = 40, n_test: int | None = None, seed: int = 1,
+             progress: bool = True, log=print) -> dict:
+    """Score every model and baseline on the test split with one noisy draw of its patterns.
+
+    Args:
+        data: the pool's data (its train split builds the baselines, its test split is scored).
+        noise: noise model of the test inputs (and of the ridge training inputs).
+        models: name -> :class:`~xstructure.learn.train.InversionModel`.
+        baselines: any of "mean_structure", "pool_fit", "ridge".
+        refine_methods: methods whose predictions are also refined (``name+refine``); "best": the method
+            with the lowest median heavy-atom RMSD.
+        n_test: score only the first n test members.
+
+    Returns:
+        the report: {"noise", "test_size", "molecule", "methods": {name: {median_rmsd, mean_rmsd,
+        median_rmsd_all, mean_rmsd_all, accuracy@0.05, accuracy@0.1, accuracy@0.2, seconds}}}.
+    """
+    from .refine import refine
+
+    I_true = data.patterns["test"][:n_test]
+    X_true = data.targets["test"][:n_test]
+    if len(I_true) == 0:
+        raise ValueError("the test split is empty")
+    I_obs = noise.apply(I_true, np.random.default_rng([seed, 7]))
+    report = {"molecule": data.molecule, "noise": noise.to_dict(), "test_size": int(len(I_true)),
+              "q": {"min": float(data.q[0]), "max": float(data.q[-1]), "points": int(len(data.q))},
+              "probe": data.probe, "signal": data.signal, "methods": {}}
+    preds, per = {}, {}
+
+    def record(name, fn):
+        t0 = time.perf_counter()
+        p = fn()
+        dt = time.perf_counter() - t0
+        s, rh = scores(p, X_true, data.numbers)
+        s["seconds"] = dt
+        report["methods"][name] = s
+        preds[name], per[name] = p, rh
+        if progress:
+            log(f"  {name:24s} median {s['median_rmsd']:.4f} Å  acc@0.05 {s['accuracy@0.05']:.1%}  ({dt:.1f} s)")
+
+    for name, m in (models or {}).items():
+        record(name, lambda m=m: m.predict(I_obs, data.molecule))
+    if "mean_structure" in baselines:
+        record("mean_structure", lambda: MeanStructure(data.targets["train"]).predict(I_obs))
+    if "pool_fit" in baselines:
+        record("pool_fit", lambda: PoolFit(data.patterns["train"], data.targets["train"], noise).predict(I_obs))
+    if "ridge" in baselines:
+        def ridge():
+            st = Standardizer.fit(data.patterns["train"])
+            xt = st(noise.apply(data.patterns["train"], np.random.default_rng([seed, 8])))
+            xv = st(noise.apply(data.patterns["val"], np.random.default_rng([seed, 9]))) if len(data.patterns["val"]) else None
+            r = Ridge(st, xt, data.targets["train"], xv, data.targets["val"] if xv is not None else None)
+            return r.predict(I_obs)
+        record("ridge", ridge)
+    todo = []
+    for r in refine_methods:
+        if r == "best" and report["methods"]:
+            r = min(report["methods"], key=lambda k: report["methods"][k]["median_rmsd"])
+        if r in preds and r not in todo:
+            todo.append(r)
+    if todo:
+        bonds, mu, sd = _bonds(data.numbers, data.reference, data.targets["train"])
+        sigma = noise.sigma(I_obs)
+        for r in todo:
+            record(f"{r}+refine", lambda r=r: refine(preds[r], I_obs, sigma, data.numbers, data.q, probe=data.probe,
+                                                      signal=data.signal, bonds=bonds, bond_mean=mu, bond_std=sd,
+                                                      steps=refine_steps))
+    report["_predictions"] = preds
+    report["_per_structure"] = per
+    report["_observed"] = I_obs
+    report["_true"] = X_true
+    return report
+
+
+def format_table(report: dict) -> str:
+    cols = ["median_rmsd", "mean_rmsd", "median_rmsd_all", "accuracy@0.05", "accuracy@0.1", "accuracy@0.2"]
+    head = f"{'method':26s} " + " ".join(f"{c:>15s}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for name, s in report["methods"].items():
+        vals = [f"{s[c]:15.4f}" if not c.startswith("acc") else f"{s[c]:15.1%}" for c in cols]
+        lines.append(f"{name:26s} " + " ".join(vals))
+    return "\n".join(lines)
+
+
+def strip_private(report: dict) -> dict:
+    """The report without its arrays (keys starting with '_'): what goes into JSON."""
+    return {k: v for k, v in report.items() if not k.startswith("_")}
+
+
+def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = None):
+    """Figure: RMSD distributions per method; the median test structure, true vs predicted (best method);
+    its observed pattern against the patterns of the prediction and of the truth; and, when given,
+    ``extra_noise`` {method: [(noise level, median RMSD), ...]} as error vs noise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..align import rmsd
+    from ..scattering import simulate
+
+    per, preds = report["_per_structure"], report["_predictions"]
+    best = min(report["methods"], key=lambda k: report["methods"][k]["median_rmsd"])
+    ncol = 4 if extra_noise else 3
+    fig, axes = plt.subplots(1, ncol, figsize=(4.4 * ncol, 3.8), constrained_layout=True)
+    ax = axes[0]
+    hi = max(float(np.percentile(v, 99)) for v in per.values())
+    for name, v in per.items():
+        ax.hist(v, bins=np.linspace(0, hi, 60), histtype="step", label=f"{name} ({np.median(v):.3f})")
+    for t in THRESHOLDS:
+        ax.axvline(t, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlabel("heavy-atom RMSD (Å)")
+    ax.set_ylabel("test structures")
+    ax.set_title(f"{report['molecule']}, noise {report['noise']['kind']} {report['noise']['level']:g}")
+    ax.legend(fontsize="x-small", frameon=False)
+    k = int(np.argsort(per[best])[len(per[best]) // 2])
+    true, pred = report["_true"][k], preds[best][k]
+    _, R, t = rmsd(pred, true, reflection=True, return_transform=True)
+    pred_al = pred @ R.T + t
+    ax = axes[1]
+    Z = np.asarray(data.numbers)
+    for P, style, lab in ((true, dict(marker="o", s=40, facecolors="none", edgecolors="k"), "true"),
+                          (pred_al, dict(marker="x", s=30, c="C3"), best)):
+        ax.scatter(P[:, 0], P[:, 1], **style, label=lab)
+    from .models import bond_graph
+
+    for i, j in zip(*np.nonzero(np.triu(bond_graph(Z, data.reference)))):
+        ax.plot(true[[i, j], 0], true[[i, j], 1], c="0.6", lw=0.8, zorder=0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (Å)")
+    ax.set_ylabel("y (Å)")
+    ax.set_title(f"median case: RMSD {per[best][k]:.3f} Å")
+    ax.legend(fontsize="small", frameon=False)
+    ax = axes[2]
+    q = data.q
+    I_obs = report["_observed"][k]
+    I_pred = simulate((Z, pred), q, probe=data.probe, signal=data.signal)
+    I_true = simulate((Z, true), q, probe=data.probe, signal=data.signal)
+    mean = data.patterns["train"].mean(0)
+    ax.plot(q, q * (I_obs - mean), lw=0.6, c="0.6", label="observed (noisy)")
+    ax.plot(q, q * (I_true - mean), lw=1.2, c="k", label="true")
+    ax.plot(q, q * (I_pred - mean), lw=1.0, c="C3", ls="--", label=best)
+    ax.set_xlabel("q (Å⁻¹)")
+    ax.set_ylabel("q · (I − pool mean)")
+    ax.set_title("pattern fit, median case")
+    ax.legend(fontsize="small", frameon=False)
+    if extra_noise:
+        ax = axes[3]
+        for name, pts in extra_noise.items():
+            lv, med = zip(*pts)
+            ax.plot(np.asarray(lv) * 100, med, "o-", label=name)
+        ax.set_xlabel("noise (% per q point)")
+        ax.set_ylabel("median heavy-atom RMSD (Å)")
+        ax.set_title("error vs noise")
+        ax.legend(fontsize="small", frameon=False)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

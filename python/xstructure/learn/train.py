@@ -1,0 +1,333 @@
+"""Training, checkpoints and loading of inversion models.
+
+A model directory holds:
+
+* ``config.json``: format tag and version, model kind and hyperparameters, the q grid, probe and signal, the
+  noise model used in training, and each molecule (name, atomic numbers, reference geometry);
+* ``model.safetensors``: the weights of the best epoch (lowest validation loss) and, per molecule, the
+  pattern standardisation (``std.<i>.mean``, ``std.<i>.std``);
+* while training: ``last.safetensors`` (weights and optimizer tensors of the last finished epoch) and
+  ``state.json`` (epoch, step, best loss, history): a stopped run resumes from there and, since every epoch's
+  noise and shuffling are drawn from ``default_rng([seed, epoch, ...])``, continues exactly as it would have.
+
+Nothing is unpickled: tensors are read with safetensors and everything else is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .data import Noise, PoolData, Standardizer, heavy_mask
+
+__all__ = ["TrainConfig", "train", "InversionModel", "FORMAT", "VERSION"]
+
+FORMAT = "xstructure-inversion-model"
+VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    model: str = "transformer"
+    d: int = 128
+    layers: int = 3
+    heads: int = 4
+    tokens: int = 16
+    hidden: int = 512
+    epochs: int = 40
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 200               # steps of linear warm-up, then cosine decay to 0 over all epochs
+    patience: int = 8               # epochs without a better validation loss before stopping
+    w_pair: float = 1.0             # weight of the pair-distance loss (Å² → added to the RMSD in Å)
+    w_pattern: float = 0.0          # weight of the pattern-consistency loss (simulates every prediction)
+    noise: dict = field(default_factory=lambda: Noise().to_dict())
+    seed: int = 0
+    threads: int = 0                # torch CPU threads (0: torch's default)
+    max_minutes: float | None = None
+
+    def hparams(self) -> dict:
+        return {"d": self.d, "layers": self.layers, "heads": self.heads, "tokens": self.tokens, "hidden": self.hidden} \
+            if self.model == "transformer" else {"d": self.d}
+
+
+def _save_safetensors(tensors: dict, path: str, metadata: dict | None = None):
+    from safetensors.torch import save_file
+
+    tmp = path + ".tmp"
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)  # a crash mid-write never leaves a half-written checkpoint
+
+
+def _load_safetensors(path: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def _write_json(obj, path: str):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+class _Molecule:
+    """One molecule's tensors and data for training and prediction."""
+
+    def __init__(self, name, numbers, reference, standardizer):
+        import torch
+
+        from .models import bond_graph
+
+        self.name = name
+        self.numbers_np = np.asarray(numbers, dtype=np.int64)
+        self.reference_np = np.asarray(reference, dtype=np.float64)
+        self.st = standardizer
+        self.numbers = torch.as_tensor(self.numbers_np)
+        self.reference = torch.as_tensor(self.reference_np, dtype=torch.float32)
+        self.adj = torch.as_tensor(bond_graph(self.numbers_np, self.reference_np))
+        self.heavy = heavy_mask(self.numbers_np)
+
+
+class InversionModel:
+    """A trained model: :meth:`load` a model directory, :meth:`predict` structures from raw patterns."""
+
+    def __init__(self, net, config: dict, molecules: list[_Molecule]):
+        self.net = net.eval()
+        self.config = config
+        self.molecules = molecules
+        self.q = np.asarray(config["q"], dtype=np.float64)
+
+    @classmethod
+    def load(cls, path) -> "InversionModel":
+        from .models import build_model
+
+        path = os.fspath(path)
+        cfg_path = os.path.join(path, "config.json")
+        if not os.path.isfile(cfg_path):
+            raise ValueError(f"{path} is not a model directory (no config.json)")
+        try:
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"corrupt model config {cfg_path}: {exc}") from None
+        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+            raise ValueError(f"{cfg_path} is not an xstructure inversion model (format {cfg.get('format') if isinstance(cfg, dict) else None!r})")
+        if cfg.get("version") != VERSION:
+            raise ValueError(f"{cfg_path} has model format version {cfg.get('version')!r}; this xstructure reads {VERSION}")
+        tensors = _load_safetensors(os.path.join(path, "model.safetensors"))
+        net = build_model(cfg["model"], len(cfg["q"]), **cfg["hparams"])
+        weights = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        try:
+            net.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint {path} does not match its config: {str(exc).splitlines()[0]}") from None
+        mols = []
+        for i, m in enumerate(cfg["molecules"]):
+            try:
+                st = Standardizer(tensors[f"std.{i}.mean"].numpy(), tensors[f"std.{i}.std"].numpy())
+            except KeyError:
+                raise ValueError(f"checkpoint {path} lacks the standardisation of molecule {i}") from None
+            mols.append(_Molecule(m["name"], m["numbers"], m["reference"], st))
+        return cls(net, cfg, mols)
+
+    def molecule(self, which=None) -> _Molecule:
+        if which is None:
+            if len(self.molecules) != 1:
+                raise ValueError(f"name the molecule: this model knows {[m.name for m in self.molecules]}")
+            return self.molecules[0]
+        for m in self.molecules:
+            if m.name == which:
+                return m
+        raise ValueError(f"this model does not know molecule {which!r}; it knows {[m.name for m in self.molecules]}")
+
+    def predict(self, patterns, molecule=None, *, batch: int = 8192, numbers=None) -> np.ndarray:
+        """(B, N, 3) structures (Å, centred, in the reference frame) for (B, Q) or (Q,) raw patterns on the
+        model's q grid."""
+        import torch
+
+        m = self.molecule(molecule)
+        if numbers is not None and not np.array_equal(np.asarray(numbers), m.numbers_np):
+            raise ValueError(f"the model's {m.name} has {len(m.numbers_np)} atoms {m.numbers_np.tolist()}; got "
+                             f"{np.asarray(numbers).tolist()}")
+        I = np.asarray(patterns, dtype=np.float64)
+        single = I.ndim == 1
+        I = I[None] if single else I
+        if I.ndim != 2:
+            raise ValueError(f"patterns must have shape (Q,) or (B, Q), got {np.shape(patterns)}")
+        x = torch.as_tensor(m.st(I))
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(x), batch):
+                out.append(self.net(x[s:s + batch], m.numbers, m.reference, m.adj).double().numpy())
+        res = np.concatenate(out) if out else np.zeros((0, len(m.numbers_np), 3))
+        return res[0] if single else res
+
+
+def _lr(cfg: TrainConfig, step: int, total: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def _optimizer_tensors(opt) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            import torch
+
+            tensors[f"opt.{idx}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt, tensors: dict, meta: dict):
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = True, resume: bool = True,
+          log=print) -> InversionModel:
+    """Train a model on one pool (a :class:`PoolData`) or several (a list: one network for all molecules).
+
+    Each epoch draws fresh noise (``config.noise``) for every training pattern and shuffles the batches; a
+    batch holds one molecule.  Loss: :func:`~xstructure.learn.losses.aligned_rmsd` + ``w_pair`` ×
+    pair-distance loss (+ ``w_pattern`` × pattern consistency).  The validation loss (aligned RMSD on a fixed
+    noisy draw of the validation split) picks the best epoch and stops training after ``patience`` epochs
+    without improvement.  With ``resume`` an interrupted run in ``out_dir`` continues from its last epoch.
+    """
+    import torch
+
+    from .losses import aligned_rmsd, pair_distance_loss, pattern_loss
+    from .models import build_model
+
+    cfg = config or TrainConfig()
+    datas = [data] if isinstance(data, PoolData) else list(data)
+    if not datas:
+        raise ValueError("no training data")
+    q = datas[0].q
+    for d in datas[1:]:
+        if not np.allclose(d.q, q, rtol=0, atol=1e-9) or (d.probe, d.signal) != (datas[0].probe, datas[0].signal):
+            raise ValueError("all pools must share one q grid, probe and signal")
+    names = [d.molecule for d in datas]
+    if len(set(names)) != len(names):
+        raise ValueError(f"one pool per molecule, got {names}")
+    noise = Noise(**cfg.noise)
+    os.makedirs(out_dir, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    mols = [_Molecule(d.molecule, d.numbers, d.reference, Standardizer.fit(d.patterns["train"])) for d in datas]
+    net = build_model(cfg.model, len(q), **cfg.hparams())
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    config_json = {"format": FORMAT, "version": VERSION, "model": cfg.model, "hparams": cfg.hparams(),
+                   "q": q.tolist(), "probe": datas[0].probe, "signal": datas[0].signal, "noise": noise.to_dict(),
+                   "molecules": [{"name": m.name, "numbers": m.numbers_np.tolist(),
+                                  "reference": m.reference_np.tolist()} for m in mols],
+                   "train": asdict(cfg), "train_sizes": [len(d.patterns["train"]) for d in datas]}
+    state_path, last_path = os.path.join(out_dir, "state.json"), os.path.join(out_dir, "last.safetensors")
+    state = {"epoch": 0, "step": 0, "best": float("inf"), "best_epoch": -1, "bad": 0, "history": []}
+    if resume and os.path.exists(state_path) and os.path.exists(last_path):
+        with open(state_path) as f:
+            saved = json.load(f)
+        if saved.get("config") != config_json:
+            raise ValueError(f"{out_dir} holds a run with other data or settings; use another directory "
+                             "or resume=False")
+        state = saved["state"]
+        t = _load_safetensors(last_path)
+        net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
+        _load_optimizer(opt, t, saved["optimizer"])
+        log(f"resuming at epoch {state['epoch']} (best val {state['best']:.4f} Å at epoch {state['best_epoch']})")
+    _write_json(config_json, os.path.join(out_dir, "config.json"))
+
+    def std_tensors():
+        out = {}
+        for i, m in enumerate(mols):
+            out[f"std.{i}.mean"] = torch.as_tensor(m.st.mean)
+            out[f"std.{i}.std"] = torch.as_tensor(m.st.std)
+        return out
+
+    val = []
+    for i, (d, m) in enumerate(zip(datas, mols)):
+        if len(d.patterns["val"]):
+            xv = m.st(noise.apply(d.patterns["val"], np.random.default_rng([cfg.seed, 10**6, i])))
+            val.append((m, torch.as_tensor(xv), torch.as_tensor(d.targets["val"], dtype=torch.float32)))
+    steps_per_epoch = sum(math.ceil(len(d.patterns["train"]) / cfg.batch) for d in datas)
+    total = steps_per_epoch * cfg.epochs
+    t_start = time.monotonic()
+    from tqdm.auto import tqdm
+
+    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
+        ep = state["epoch"]
+        net.train()
+        batches = []
+        for i, (d, m) in enumerate(zip(datas, mols)):
+            rng = np.random.default_rng([cfg.seed, ep, i])
+            x = torch.as_tensor(m.st(noise.apply(d.patterns["train"], rng)))
+            y = torch.as_tensor(d.targets["train"], dtype=torch.float32)
+            perm = torch.as_tensor(rng.permutation(len(x)))
+            batches += [(m, x[perm[s:s + cfg.batch]], y[perm[s:s + cfg.batch]])
+                        for s in range(0, len(x), cfg.batch)]
+        order = np.random.default_rng([cfg.seed, ep, 999]).permutation(len(batches))
+        run, n = 0.0, 0
+        bar = tqdm(order, desc=f"epoch {ep + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for b in bar:
+            m, xb, yb = batches[b]
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, state["step"], total)
+            pred = net(xb, m.numbers, m.reference, m.adj)
+            loss = aligned_rmsd(pred, yb)
+            if cfg.w_pair:
+                loss = loss + cfg.w_pair * pair_distance_loss(pred, yb)
+            if cfg.w_pattern:
+                loss = loss + cfg.w_pattern * pattern_loss(
+                    pred, m.numbers_np, q, xb, torch.as_tensor(m.st.mean), torch.as_tensor(m.st.std),
+                    probe=datas[0].probe, signal=datas[0].signal)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            state["step"] += 1
+            run, n = run + float(loss.detach()), n + 1
+            bar.set_postfix(loss=f"{run / n:.4f}")
+        bar.close()
+        net.eval()
+        with torch.inference_mode():
+            vl = [float(aligned_rmsd(torch.cat([net(xv[s:s + 4096], m.numbers, m.reference, m.adj)
+                                                for s in range(0, len(xv), 4096)]), yv)) for m, xv, yv in val]
+        vloss = float(np.mean(vl)) if vl else run / max(n, 1)
+        state["epoch"] = ep + 1
+        state["history"].append({"epoch": ep + 1, "train_loss": run / max(n, 1), "val_rmsd": vloss,
+                                 "minutes": (time.monotonic() - t_start) / 60})
+        if vloss < state["best"] - 1e-6:
+            state.update(best=vloss, best_epoch=ep + 1, bad=0)
+            _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **std_tensors()},
+                              os.path.join(out_dir, "model.safetensors"))
+        else:
+            state["bad"] += 1
+        ot, ometa = _optimizer_tensors(opt)
+        _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **ot}, last_path)
+        _write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
+        if progress:
+            log(f"epoch {ep + 1}: train loss {run / max(n, 1):.4f}, val RMSD {vloss:.4f} Å"
+                f"{' (best)' if state['best_epoch'] == ep + 1 else ''}")
+        if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
+            log(f"stopping after {cfg.max_minutes} minutes")
+            break
+    return InversionModel.load(out_dir)
