@@ -209,7 +209,7 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     assert main(["pool", "simulate", str(pool), "--q", "0.5:10:60", "--probe", "xray", "--signal", "total",
                  "--no-progress"]) == 0
     model = tmp_path / "model"
-    assert main(["train", str(pool), "--out", str(model), "--epochs", "1", "--batch", "16", "--d", "32",
+    assert main(["train", str(pool), "--out", str(model), "--epochs", "1", "--batch", "16", "--width", "32",
                  "--layers", "1", "--no-progress"]) == 0
     rep = tmp_path / "r.json"
     assert main(["evaluate", str(model), str(pool), "--json", str(rep), "--refine-steps", "2",
@@ -228,3 +228,32 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(model), str(tmp_path / "bad.csv"), "--out", str(tmp_path / "t.xyz")]) == 2
     assert "q grid" in capsys.readouterr().err
+
+
+def test_ddp_two_processes_equal_one(tmp_path):
+    """torchrun with 2 CPU processes (gloo) trains the same model as one process."""
+    import subprocess
+    import sys
+
+    from xstructure.cli import main
+
+    pool = tmp_path / "p.zarr"
+    assert main(["pool", "create", "CH3OH", "--method", "wigner", "--n", "120", "--chunk", "64", "--out",
+                 str(pool), "--no-progress"]) == 0
+    assert main(["pool", "simulate", str(pool), "--q", "0.5:10:40", "--signal", "total", "--no-progress"]) == 0
+    common = ["train", str(pool), "--epochs", "2", "--batch", "16", "--width", "32", "--layers", "1", "--no-progress"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "xstructure", *common, "--out", str(tmp_path / "two")],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = InversionModel.load(tmp_path / "one"), InversionModel.load(tmp_path / "two")
+    x = xstructure.simulate(xstructure.molecule("CH3OH"), np.linspace(0.5, 10, 40), signal="total")
+    x = x * (1 + 0.01 * np.random.default_rng(0).standard_normal((5, 40)))
+    a, b = one.predict(x), two.predict(x)
+    assert np.abs(a - one.molecules[0].reference_np).max() > 1e-4  # it has learnt something
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    h1 = json.loads((tmp_path / "one" / "state.json").read_text())["state"]["history"]
+    h2 = json.loads((tmp_path / "two" / "state.json").read_text())["state"]["history"]
+    assert [h["val_rmsd"] for h in h1] == pytest.approx([h["val_rmsd"] for h in h2], abs=1e-6)

@@ -414,7 +414,7 @@ def _cmd_train(args) -> int:
     from .learn import TrainConfig, load_pool, train
 
     datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
-    cfg = TrainConfig(model=args.model, d=args.d, layers=args.layers, epochs=args.epochs, batch=args.batch,
+    cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch,
                       lr=args.lr, noise=args.noise.to_dict(), seed=args.seed, max_minutes=args.max_minutes,
                       patience=args.patience)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -509,7 +509,7 @@ def _add_learn_parsers(sub):
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--d", type=int, default=96, help="model width")
+    t.add_argument("--width", type=int, default=64, help="model width (token dimension)")
     t.add_argument("--layers", type=int, default=2)
     t.add_argument("--patience", type=int, default=8)
     t.add_argument("--noise", type=parse_noise, default="gaussian:0.005",

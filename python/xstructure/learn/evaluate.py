@@ -9,7 +9,7 @@ import numpy as np
 from .baselines import MeanStructure, PoolFit, Ridge
 from .data import Noise, PoolData, Standardizer, heavy_mask
 
-__all__ = ["scores", "evaluate", "THRESHOLDS", "format_table"]
+__all__ = ["scores", "evaluate", "THRESHOLDS", "format_table", "information_limit"]
 
 THRESHOLDS = (0.05, 0.1, 0.2)
 
@@ -196,3 +196,50 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: int = 64, seed: int = 0) -> dict:
+    """How well any method can do: the linearised Bayesian posterior of the structure given one pattern.
+
+    The prior is a Gaussian fitted to the training targets (exact for a harmonic Wigner pool, an
+    approximation for MD or MC); the forward model is linearised at ``points`` training members (the
+    Jacobian by central differences of :func:`xstructure.simulate`); the likelihood is the noise model's
+    Gaussian.  The posterior covariance Σ = (C⁻¹ + JᵀWJ)⁻¹ (over the internal degrees of freedom) is the error
+    covariance of the Bayes-optimal estimate in that approximation; errors drawn from it are scored like the
+    methods (heavy-atom RMSD after superposition, mirror images allowed), so its median and accuracy are the
+    floor a perfect learner would reach.  Also returned: the same for the prior alone (≈ the mean structure).
+    """
+    from ..align import rmsd
+    from ..scattering import simulate
+
+    Z = np.asarray(data.numbers)
+    N = len(Z)
+    D = 3 * N
+    T = data.targets["train"].reshape(len(data.targets["train"]), -1)
+    C = np.cov(T.T)
+    w, V = np.linalg.eigh(C)
+    w, V = w[6:], V[:, 6:]  # the 6 rigid-body directions carry no variance after superposition
+    rng = np.random.default_rng(seed)
+    h = heavy_mask(Z)
+    post_r, prior_r = [], []
+    for k in rng.choice(len(T), size=min(points, len(T)), replace=False):
+        x = T[k]
+        E = np.eye(D) * 1e-4
+        sim = lambda X: simulate((Z, X.reshape(len(X), N, 3)), data.q, probe=data.probe, signal=data.signal)  # noqa: E731
+        J = ((sim(x + E) - sim(x - E)) / 2e-4).T @ V                      # (Q, D - 6)
+        I = sim(x[None])[0]
+        W = 1.0 / noise.sigma(I[None])[0] ** 2
+        post = np.linalg.inv(np.diag(1.0 / w) + J.T @ (W[:, None] * J))
+        for cov, out in ((post, post_r), (np.diag(w), prior_r)):
+            L = np.linalg.cholesky(cov + 1e-18 * np.eye(len(cov)))
+            e = (rng.standard_normal((draws, len(cov))) @ L.T) @ V.T          # (draws, D)
+            Xt = np.broadcast_to(x.reshape(N, 3), (draws, N, 3))
+            Xe = Xt + e.reshape(draws, N, 3)
+            out.append(np.atleast_1d(rmsd(np.ascontiguousarray(Xe[:, h]), np.ascontiguousarray(Xt[:, h]),
+                                          reflection=True)))
+    post_r, prior_r = np.concatenate(post_r), np.concatenate(prior_r)
+    out = {"median_rmsd": float(np.median(post_r)), "prior_median_rmsd": float(np.median(prior_r)),
+           "points": int(min(points, len(T))), "draws_per_point": int(draws)}
+    for t in THRESHOLDS:
+        out[f"accuracy@{t:g}"] = float(np.mean(post_r <= t))
+    return out

@@ -34,11 +34,12 @@ VERSION = 1
 @dataclass
 class TrainConfig:
     model: str = "transformer"
-    d: int = 128
-    layers: int = 3
+    d: int = 64                     # defaults: the small Transformer (~9·10^3 patterns/s on 2 CPU cores)
+    layers: int = 2
     heads: int = 4
-    tokens: int = 16
-    hidden: int = 512
+    tokens: int = 8
+    hidden: int = 256
+    enc_layers: int = 0
     epochs: int = 40
     batch: int = 256
     lr: float = 1e-3
@@ -53,7 +54,8 @@ class TrainConfig:
     max_minutes: float | None = None
 
     def hparams(self) -> dict:
-        return {"d": self.d, "layers": self.layers, "heads": self.heads, "tokens": self.tokens, "hidden": self.hidden} \
+        return {"d": self.d, "layers": self.layers, "heads": self.heads, "tokens": self.tokens, "hidden": self.hidden,
+                "enc_layers": self.enc_layers} \
             if self.model == "transformer" else {"d": self.d}
 
 
@@ -73,6 +75,21 @@ def _load_safetensors(path: str) -> dict:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); under torchrun (WORLD_SIZE > 1) the process group is initialised here (gloo on
+    CPU, nccl when CUDA is in use)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("XSTRUCTURE_DEVICE") == "cuda"
+                                else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _write_json(obj, path: str):
@@ -152,7 +169,7 @@ class InversionModel:
                 return m
         raise ValueError(f"this model does not know molecule {which!r}; it knows {[m.name for m in self.molecules]}")
 
-    def predict(self, patterns, molecule=None, *, batch: int = 8192, numbers=None) -> np.ndarray:
+    def predict(self, patterns, molecule=None, *, batch: int = 512, numbers=None) -> np.ndarray:
         """(B, N, 3) structures (Å, centred, in the reference frame) for (B, Q) or (Q,) raw patterns on the
         model's q grid."""
         import torch
@@ -175,10 +192,14 @@ class InversionModel:
         return res[0] if single else res
 
 
-def _lr(cfg: TrainConfig, step: int, total: int) -> float:
+def _lr(cfg: TrainConfig, step: int, total: int, elapsed_min: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay over the run: over all epochs' steps, or with ``max_minutes`` over
+    whichever of steps and time runs out first (then a resumed run is no longer step-for-step identical)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    if cfg.max_minutes:
+        p = max(p, min(1.0, elapsed_min / cfg.max_minutes))
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * p))
 
 
@@ -234,6 +255,9 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     mols = [_Molecule(d.molecule, d.numbers, d.reference, Standardizer.fit(d.patterns["train"])) for d in datas]
+    rank, world = _distributed()
+    if rank != 0:  # one process writes and talks
+        progress, log = False, (lambda *a, **k: None)
     net = build_model(cfg.model, len(q), **cfg.hparams())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     config_json = {"format": FORMAT, "version": VERSION, "model": cfg.model, "hparams": cfg.hparams(),
@@ -254,7 +278,17 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
         net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
         _load_optimizer(opt, t, saved["optimizer"])
         log(f"resuming at epoch {state['epoch']} (best val {state['best']:.4f} Å at epoch {state['best_epoch']})")
-    _write_json(config_json, os.path.join(out_dir, "config.json"))
+    if rank == 0:
+        _write_json(config_json, os.path.join(out_dir, "config.json"))
+    if world > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        # every process draws the same noise and batches and takes its share of each batch; the losses are
+        # weighted so that the averaged gradient is the full batch's (the same run as one process)
+        step_net = DistributedDataParallel(net)
+    else:
+        step_net = net
 
     def std_tensors():
         out = {}
@@ -271,6 +305,7 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     steps_per_epoch = sum(math.ceil(len(d.patterns["train"]) / cfg.batch) for d in datas)
     total = steps_per_epoch * cfg.epochs
     t_start = time.monotonic()
+    base_min = state.get("minutes", 0.0)
     from tqdm.auto import tqdm
 
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
@@ -289,9 +324,15 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
         bar = tqdm(order, desc=f"epoch {ep + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for b in bar:
             m, xb, yb = batches[b]
+            if world > 1:
+                if len(xb) < world:
+                    continue  # too small to share (every process skips it alike)
+                nb = len(xb)
+                xb, yb = xb[rank::world], yb[rank::world]
+                share = len(xb) * world / nb
             for g in opt.param_groups:
-                g["lr"] = _lr(cfg, state["step"], total)
-            pred = net(xb, m.numbers, m.reference, m.adj)
+                g["lr"] = _lr(cfg, state["step"], total, state.get("minutes", 0.0))
+            pred = step_net(xb, m.numbers, m.reference, m.adj)
             loss = aligned_rmsd(pred, yb)
             if cfg.w_pair:
                 loss = loss + cfg.w_pair * pair_distance_loss(pred, yb)
@@ -300,11 +341,17 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
                     pred, m.numbers_np, q, xb, torch.as_tensor(m.st.mean), torch.as_tensor(m.st.std),
                     probe=datas[0].probe, signal=datas[0].signal)
             opt.zero_grad(set_to_none=True)
+            if world > 1:
+                loss = loss * share
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             state["step"] += 1
-            run, n = run + float(loss.detach()), n + 1
+            lval = loss.detach()
+            if world > 1:
+                dist.all_reduce(lval)
+                lval = lval / world
+            run, n = run + float(lval), n + 1
             bar.set_postfix(loss=f"{run / n:.4f}")
         bar.close()
         net.eval()
@@ -313,21 +360,32 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
                                                 for s in range(0, len(xv), 4096)]), yv)) for m, xv, yv in val]
         vloss = float(np.mean(vl)) if vl else run / max(n, 1)
         state["epoch"] = ep + 1
+        minutes = base_min + (time.monotonic() - t_start) / 60
+        if world > 1:  # every process takes rank 0's clock, so they stop (and schedule) alike
+            tm = torch.tensor([minutes], dtype=torch.float64)
+            dist.broadcast(tm, 0)
+            minutes = float(tm)
+        epoch_min = minutes - state.get("minutes", 0.0)
+        state["minutes"] = minutes
         state["history"].append({"epoch": ep + 1, "train_loss": run / max(n, 1), "val_rmsd": vloss,
-                                 "minutes": (time.monotonic() - t_start) / 60})
-        if vloss < state["best"] - 1e-6:
+                                 "minutes": minutes})
+        improved = vloss < state["best"] - 1e-6
+        if improved:
             state.update(best=vloss, best_epoch=ep + 1, bad=0)
-            _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **std_tensors()},
-                              os.path.join(out_dir, "model.safetensors"))
         else:
             state["bad"] += 1
-        ot, ometa = _optimizer_tensors(opt)
-        _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **ot}, last_path)
-        _write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
-        if progress:
-            log(f"epoch {ep + 1}: train loss {run / max(n, 1):.4f}, val RMSD {vloss:.4f} Å"
+        if rank == 0:
+            if improved:
+                _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **std_tensors()},
+                                  os.path.join(out_dir, "model.safetensors"))
+            ot, ometa = _optimizer_tensors(opt)
+            _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **ot}, last_path)
+            _write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
+        log(f"epoch {ep + 1}: train loss {run / max(n, 1):.4f}, val RMSD {vloss:.4f} Å"
                 f"{' (best)' if state['best_epoch'] == ep + 1 else ''}")
-        if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
-            log(f"stopping after {cfg.max_minutes} minutes")
+        if cfg.max_minutes is not None and minutes + epoch_min > cfg.max_minutes * 1.02:
+            log(f"stopping after {minutes:.1f} minutes: another epoch would pass the budget of {cfg.max_minutes}")
             break
+    if world > 1:
+        dist.barrier()  # the files are written before anyone reads them
     return InversionModel.load(out_dir)

@@ -1,0 +1,188 @@
+"""Inversion: pattern → structure, by learning and refinement, against honest baselines.
+
+What is run (issue 7)
+    1. Pools of N-methylmorpholine (NMM, 18 atoms): harmonic Wigner sampling at 300 K about the MMFF94
+       minimum (10^5 members; --quick 2·10^4) and a broad one, Langevin MD at 1500 K (2·10^4; --quick 4·10^3);
+       X-ray total scattering on 500 q points in 0.5–10 Å⁻¹.  Split by sample 80/10/10 (seed 0).
+    2. Training on the train split (≤ 8·10^4 patterns), fresh Gaussian noise each epoch: the Transformer
+       interpreter on each pool and the seed's CNN+GRU on the Wigner pool, within a total budget of
+       --minutes (default 30; --quick 6) shared 55/15/30 %.
+    3. Evaluation on one noisy draw of the first --n-test (default 2000) test patterns, 0.5 % relative
+       Gaussian noise per q point: every model, the mean structure, pool fitting (χ² against every
+       training pattern) and ridge regression (trained on noisy training patterns, penalty chosen on the
+       validation split), and the best of them refined (40 Adam steps, pattern likelihood + bond-length
+       prior).  Headline: heavy-atom RMSD after superposition with mirror images allowed; all-atom beside it.
+    4. Error vs noise (Wigner pool): the Transformer, ridge and the mean structure at 0.25–2 %.
+       And the information limit: the linearised Bayesian posterior of the structure given one pattern
+       (Gaussian prior fitted to the training geometries, Jacobian of the pattern at 16 members, the noise
+       model's likelihood), scored like the methods: what a perfect learner would reach in that
+       approximation (:func:`xstructure.learn.evaluate.information_limit`).
+    5. Inference speed of the Wigner Transformer: patterns/s for a batch of 10^4, and the latency of one
+       pattern (median of 200 calls).
+
+Pools and models are kept in --workdir (reused when present: delete it to start over).  Usage:
+``python benchmarks/bench_inversion.py [--quick] [--json report.json] [--plot fig.png] [--minutes 30]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info  # noqa: E402
+
+import xstructure  # noqa: E402
+from xstructure.learn import Noise, TrainConfig, evaluate, format_table, load_pool, train  # noqa: E402
+from xstructure.learn.baselines import MeanStructure, Ridge  # noqa: E402
+from xstructure.learn.data import Standardizer  # noqa: E402
+from xstructure.learn.evaluate import information_limit, report_plot, scores, strip_private  # noqa: E402
+
+Q = np.linspace(0.5, 10.0, 500)
+
+
+def make_pool(path, method, n, temperature, log):
+    t0 = time.perf_counter()
+    if not os.path.exists(os.path.join(path, "zarr.json")) or not xstructure.Pool.open(path).complete:
+        xstructure.Pool.create(path, "NMM", method, n=n, temperature=temperature, seed=0, progress=True)
+    pool = xstructure.Pool.open(path)
+    sets = pool.pattern_sets()
+    if not any(s["complete"] and s["signal"] == "total" for s in sets.values()):
+        pool.simulate(Q, probe="xray", signal="total", name="xray_total", progress=True)
+    dt = time.perf_counter() - t0
+    log(f"pool {path}: {len(pool)} NMM geometries ({method}, {temperature:g} K), ready in {dt:.0f} s")
+    return dt
+
+
+def inference_speed(model, data):
+    import torch
+
+    x = np.tile(data.patterns["test"], (int(np.ceil(10_000 / len(data.patterns["test"]))), 1))[:10_000]
+    model.predict(x[:512])
+    t0 = time.perf_counter()
+    model.predict(x)
+    batched = len(x) / (time.perf_counter() - t0)
+    one = x[0]
+    for _ in range(10):
+        model.predict(one)
+    ts = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        model.predict(one)
+        ts.append(time.perf_counter() - t0)
+    return {"batched_patterns_per_s": batched, "single_pattern_ms": 1e3 * float(np.median(ts)),
+            "torch_threads": torch.get_num_threads()}
+
+
+def noise_sweep(data, model, levels, n_test, seed=3):
+    out = {"transformer": [], "ridge": [], "mean_structure": []}
+    st = Standardizer.fit(data.patterns["train"])
+    I_true, X_true = data.patterns["test"][:n_test], data.targets["test"][:n_test]
+    ms = MeanStructure(data.targets["train"])
+    for lv in levels:
+        noise = Noise("gaussian", lv)
+        I_obs = noise.apply(I_true, np.random.default_rng([seed, int(lv * 1e6)]))
+        ridge = Ridge(st, st(noise.apply(data.patterns["train"], np.random.default_rng([seed, 1]))),
+                      data.targets["train"], st(noise.apply(data.patterns["val"], np.random.default_rng([seed, 2]))),
+                      data.targets["val"])
+        for name, pred in (("transformer", model.predict(I_obs)), ("ridge", ridge.predict(I_obs)),
+                           ("mean_structure", ms.predict(I_obs))):
+            out[name].append((lv, scores(pred, X_true, data.numbers)[0]["median_rmsd"]))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--minutes", type=float, help="total training budget (default 30, --quick 6)")
+    ap.add_argument("--n-test", type=int, default=2000)
+    ap.add_argument("--noise", type=float, default=0.005, help="relative Gaussian noise per q point")
+    ap.add_argument("--workdir", default="bench_inversion_work")
+    ap.add_argument("--json")
+    ap.add_argument("--plot")
+    args = ap.parse_args(argv)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    minutes = args.minutes or (6.0 if args.quick else 30.0)
+    n_w, n_md = (20_000, 4_000) if args.quick else (100_000, 20_000)
+    tag = "quick" if args.quick else "full"
+    os.makedirs(args.workdir, exist_ok=True)
+    wd = lambda name: os.path.join(args.workdir, f"{name}_{tag}")  # noqa: E731
+    res = {"machine": machine_info(peers=("zarr", "safetensors")), "noise": {"kind": "gaussian", "level": args.noise},
+           "budget_minutes": minutes, "pools": {}, "reports": {}, "training": {}}
+    t_all = time.perf_counter()
+    res["pools"]["wigner300"] = {"n": n_w, "seconds": make_pool(wd("wigner300") + ".zarr", "wigner", n_w, 300.0, log)}
+    res["pools"]["md1500"] = {"n": n_md, "seconds": make_pool(wd("md1500") + ".zarr", "md", n_md, 1500.0, log)}
+    data = {k: load_pool(wd(k) + ".zarr") for k in ("wigner300", "md1500")}
+    noise = Noise("gaussian", args.noise)
+    small = dict(d=64, layers=2, tokens=8, hidden=256, enc_layers=0)  # ~9·10^3 patterns/s on 2 cores
+    runs = [("wigner300", "transformer", 0.55, small),
+            ("wigner300", "cnn_gru", 0.15, dict(d=128)),
+            ("md1500", "transformer", 0.30, small)]
+    models = {}
+    for pool, kind, share, hp in runs:
+        cfg = TrainConfig(model=kind, epochs=200, batch=256, lr=1e-3, patience=10, noise=noise.to_dict(),
+                          max_minutes=share * minutes, **hp)
+        t0 = time.perf_counter()
+        log(f"training {kind} on {pool} ({len(data[pool].patterns['train'])} patterns, "
+            f"{share * minutes:.1f} min budget)")
+        m = train(data[pool], wd(f"model_{pool}_{kind}"), cfg, progress=sys.stderr.isatty(), log=log)
+        st = json.loads(Path(wd(f"model_{pool}_{kind}"), "state.json").read_text())["state"]
+        res["training"][f"{pool}/{kind}"] = {"train_patterns": len(data[pool].patterns["train"]),
+                                             "epochs": st["epoch"], "best_epoch": st["best_epoch"],
+                                             "best_val_rmsd_all_atoms": st["best"], "minutes": st["minutes"],
+                                             "wall_s_this_run": time.perf_counter() - t0}
+        models.setdefault(pool, {})[kind] = m
+    for pool in ("wigner300", "md1500"):
+        log(f"\nevaluation on {pool} (noise {args.noise:.2%} per q point, {args.n_test} test patterns)")
+        rep = evaluate(data[pool], noise, models=models[pool], n_test=args.n_test, log=log)
+        res["reports"][pool] = strip_private(rep)
+        if pool == "wigner300":
+            rep_w = rep
+        log(format_table(rep))
+    res["information_limit"] = {}
+    for pool in ("wigner300", "md1500"):
+        lim = information_limit(data[pool], noise)
+        res["information_limit"][pool] = lim
+        log(f"information limit on {pool} (linearised Bayes posterior, Gaussian prior): median "
+            f"{lim['median_rmsd']:.4f} Å, acc@0.05 {lim['accuracy@0.05']:.1%} (prior alone: median "
+            f"{lim['prior_median_rmsd']:.4f} Å)")
+    sweep = noise_sweep(data["wigner300"], models["wigner300"]["transformer"], (0.0025, 0.005, 0.01, 0.02),
+                        args.n_test)
+    res["noise_sweep_wigner300"] = sweep
+    res["inference"] = inference_speed(models["wigner300"]["transformer"], data["wigner300"])
+    res["total_minutes"] = (time.perf_counter() - t_all) / 60
+    m = res["reports"]["wigner300"]["methods"]
+    model_names = [k for k in m if k in ("transformer", "cnn_gru")]
+    best = min(model_names, key=lambda k: m[k]["median_rmsd"])
+    goals = {"best_model": best,
+             "median <= 0.5 x mean_structure": m[best]["median_rmsd"] <= 0.5 * m["mean_structure"]["median_rmsd"],
+             "median < pool_fit": m[best]["median_rmsd"] < m["pool_fit"]["median_rmsd"],
+             "median < ridge": m[best]["median_rmsd"] < m["ridge"]["median_rmsd"],
+             "refinement lowers it": any(k.endswith("+refine") and m[k]["median_rmsd"] < m[k[:-7]]["median_rmsd"]
+                                         for k in m),
+             "accuracy@0.05 >= 75%": m[best]["accuracy@0.05"] >= 0.75,
+             "inference >= 1e4 patterns/s": res["inference"]["batched_patterns_per_s"] >= 1e4,
+             "single pattern <= 5 ms": res["inference"]["single_pattern_ms"] <= 5.0}
+    res["goals_wigner300"] = goals
+    log("\nerror vs noise (median heavy-atom RMSD, Å), Wigner 300 K:")
+    for name, pts in sweep.items():
+        log(f"  {name:16s} " + "  ".join(f"{lv:.2%}: {r:.4f}" for lv, r in pts))
+    log(f"inference: {res['inference']['batched_patterns_per_s']:.0f} patterns/s batched, "
+        f"{res['inference']['single_pattern_ms']:.2f} ms for one pattern")
+    log("goals (Wigner 300 K): " + json.dumps(goals))
+    log(f"total {res['total_minutes']:.1f} min")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    if args.plot:
+        report_plot(rep_w, data["wigner300"], args.plot, extra_noise=sweep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
