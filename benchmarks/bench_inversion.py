@@ -20,8 +20,13 @@ What is run (issue 7)
     5. Inference speed of the Wigner Transformer: patterns/s for a batch of 10^4, and the latency of one
        pattern (median of 200 calls).
 
+``--multi`` runs instead: Wigner 300 K pools of NMM, CHD and DT (3·10^4 each; --quick 6·10^3), a Transformer
+per molecule (1/6 of the budget each) and one Transformer for all three (1/2 of the budget: the same total
+time), each scored on each molecule's test patterns; the goal is the joint model within 20 % of the
+per-molecule models' median heavy-atom RMSD.
+
 Pools and models are kept in --workdir (reused when present: delete it to start over).  Usage:
-``python benchmarks/bench_inversion.py [--quick] [--json report.json] [--plot fig.png] [--minutes 30]``
+``python benchmarks/bench_inversion.py [--quick] [--multi] [--json report.json] [--plot fig.png] [--minutes 30]``
 """
 
 from __future__ import annotations
@@ -97,6 +102,46 @@ def noise_sweep(data, model, levels, n_test, seed=3):
     return out
 
 
+def multi_molecule(args, minutes, log) -> dict:
+    """One Transformer for NMM, CHD and DT against one per molecule, at equal total training time."""
+    n = 6_000 if args.quick else 30_000
+    tag = "quick" if args.quick else "full"
+    mols = ("NMM", "CHD", "DT")
+    data = {}
+    for mol in mols:
+        path = os.path.join(args.workdir, f"multi_{mol}_{tag}.zarr")
+        if not os.path.exists(os.path.join(path, "zarr.json")) or not xstructure.Pool.open(path).complete:
+            xstructure.Pool.create(path, mol, "wigner", n=n, temperature=300.0, seed=0, progress=True)
+        pool = xstructure.Pool.open(path)
+        if not pool.pattern_sets():
+            pool.simulate(Q, probe="xray", signal="total", name="xray_total", progress=True)
+        data[mol] = load_pool(path)
+    noise = Noise("gaussian", args.noise)
+    per, out = {}, {"pool_size": n, "per_molecule": {}, "joint": {}, "ratio_joint_to_per_molecule": {}}
+    for mol in mols:
+        cfg = TrainConfig(epochs=500, patience=10, noise=noise.to_dict(), max_minutes=minutes / 6)
+        log(f"training a Transformer on {mol} alone ({minutes / 6:.1f} min)")
+        per[mol] = train(data[mol], os.path.join(args.workdir, f"multi_model_{mol}_{tag}"), cfg, progress=False,
+                         log=log)
+    cfg = TrainConfig(epochs=500, patience=10, noise=noise.to_dict(), max_minutes=minutes / 2)
+    log(f"training one Transformer on {', '.join(mols)} together ({minutes / 2:.1f} min)")
+    joint = train([data[m] for m in mols], os.path.join(args.workdir, f"multi_model_joint_{tag}"), cfg,
+                  progress=False, log=log)
+    for mol in mols:
+        I_true, X = data[mol].patterns["test"][:args.n_test], data[mol].targets["test"][:args.n_test]
+        I_obs = noise.apply(I_true, np.random.default_rng([5, 7]))
+        a = scores(per[mol].predict(I_obs), X, data[mol].numbers)[0]
+        b = scores(joint.predict(I_obs, data[mol].molecule), X, data[mol].numbers)[0]
+        m0 = scores(MeanStructure(data[mol].targets["train"]).predict(I_obs), X, data[mol].numbers)[0]
+        out["per_molecule"][mol], out["joint"][mol] = a, b
+        out.setdefault("mean_structure", {})[mol] = m0
+        out["ratio_joint_to_per_molecule"][mol] = b["median_rmsd"] / a["median_rmsd"]
+        log(f"  {mol}: per-molecule median {a['median_rmsd']:.4f} Å, joint {b['median_rmsd']:.4f} Å "
+            f"(ratio {b['median_rmsd'] / a['median_rmsd']:.3f}); mean structure {m0['median_rmsd']:.4f} Å")
+    out["within_20_percent"] = all(r <= 1.2 for r in out["ratio_joint_to_per_molecule"].values())
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -104,6 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--noise", type=float, default=0.005, help="relative Gaussian noise per q point")
     ap.add_argument("--workdir", default="bench_inversion_work")
+    ap.add_argument("--multi", action="store_true",
+                    help="instead: one Transformer for NMM, CHD and DT vs one per molecule (equal total time)")
     ap.add_argument("--json")
     ap.add_argument("--plot")
     args = ap.parse_args(argv)
@@ -112,6 +159,13 @@ def main(argv=None) -> int:
     n_w, n_md = (20_000, 4_000) if args.quick else (100_000, 20_000)
     tag = "quick" if args.quick else "full"
     os.makedirs(args.workdir, exist_ok=True)
+    if args.multi:
+        res = {"machine": machine_info(), "noise": {"kind": "gaussian", "level": args.noise},
+               "budget_minutes": minutes, "multi_molecule": multi_molecule(args, minutes, log)}
+        log(json.dumps({k: v for k, v in res["multi_molecule"].items() if k.startswith(("ratio", "within"))}))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+        return 0
     wd = lambda name: os.path.join(args.workdir, f"{name}_{tag}")  # noqa: E731
     res = {"machine": machine_info(peers=("zarr", "safetensors")), "noise": {"kind": "gaussian", "level": args.noise},
            "budget_minutes": minutes, "pools": {}, "reports": {}, "training": {}}
@@ -154,6 +208,8 @@ def main(argv=None) -> int:
             f"{lim['prior_median_rmsd']:.4f} Å)")
     sweep = noise_sweep(data["wigner300"], models["wigner300"]["transformer"], (0.0025, 0.005, 0.01, 0.02),
                         args.n_test)
+    sweep["information limit"] = [(lv, information_limit(data["wigner300"], Noise("gaussian", lv))["median_rmsd"])
+                                  for lv, _ in sweep["transformer"]]
     res["noise_sweep_wigner300"] = sweep
     res["inference"] = inference_speed(models["wigner300"]["transformer"], data["wigner300"])
     res["total_minutes"] = (time.perf_counter() - t_all) / 60

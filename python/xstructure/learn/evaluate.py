@@ -188,7 +188,8 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
         ax = axes[3]
         for name, pts in extra_noise.items():
             lv, med = zip(*pts)
-            ax.plot(np.asarray(lv) * 100, med, "o-", label=name)
+            style = dict(ls="--", c="k", marker=".") if "limit" in name else dict(marker="o")
+            ax.plot(np.asarray(lv) * 100, med, label=name, **style)
         ax.set_xlabel("noise (% per q point)")
         ax.set_ylabel("median heavy-atom RMSD (Å)")
         ax.set_title("error vs noise")
