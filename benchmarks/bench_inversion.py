@@ -46,7 +46,6 @@ from _common import machine_info  # noqa: E402
 import xstructure  # noqa: E402
 from xstructure.learn import Noise, TrainConfig, evaluate, format_table, load_pool, train  # noqa: E402
 from xstructure.learn.baselines import MeanStructure, Ridge  # noqa: E402
-from xstructure.learn.data import Standardizer  # noqa: E402
 from xstructure.learn.evaluate import information_limit, report_plot, scores, strip_private  # noqa: E402
 
 Q = np.linspace(0.5, 10.0, 500)
@@ -87,15 +86,12 @@ def inference_speed(model, data):
 
 def noise_sweep(data, model, levels, n_test, seed=3):
     out = {"transformer": [], "ridge": [], "mean_structure": []}
-    st = Standardizer.fit(data.patterns["train"])
     I_true, X_true = data.patterns["test"][:n_test], data.targets["test"][:n_test]
     ms = MeanStructure(data.targets["train"])
     for lv in levels:
         noise = Noise("gaussian", lv)
         I_obs = noise.apply(I_true, np.random.default_rng([seed, int(lv * 1e6)]))
-        ridge = Ridge(st, st(noise.apply(data.patterns["train"], np.random.default_rng([seed, 1]))),
-                      data.targets["train"], st(noise.apply(data.patterns["val"], np.random.default_rng([seed, 2]))),
-                      data.targets["val"])
+        ridge = Ridge.on_noisy(data, noise, np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2]))
         for name, pred in (("transformer", model.predict(I_obs)), ("ridge", ridge.predict(I_obs)),
                            ("mean_structure", ms.predict(I_obs))):
             out[name].append((lv, scores(pred, X_true, data.numbers)[0]["median_rmsd"]))

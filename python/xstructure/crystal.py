@@ -43,7 +43,7 @@ class Cell:
 
     @property
     def volume(self) -> float:
-        return float(abs(np.linalg.det(self.cell)))
+        return float(abs(_det3(self.cell)))
 
     @property
     def reciprocal(self) -> np.ndarray:

@@ -601,15 +601,13 @@ class Pool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from ase.data import chemical_symbols, covalent_radii
+        from ase.data import chemical_symbols
 
         from .align import rmsd
+        from .structures import bond_graph
 
         Z, ref = self.numbers, self.reference
-        d = np.linalg.norm(ref[:, None] - ref[None], axis=-1)
-        i, j = np.triu_indices(len(Z), 1)
-        bonded = d[i, j] < 1.2 * (covalent_radii[Z[i]] + covalent_radii[Z[j]])
-        i, j = i[bonded], j[bonded]
+        i, j = np.nonzero(np.triu(bond_graph(Z, ref)))
         kinds = {}
         for a, b in zip(i, j):
             s = "-".join(sorted((chemical_symbols[Z[a]], chemical_symbols[Z[b]])))

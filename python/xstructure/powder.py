@@ -204,14 +204,14 @@ def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0, fin
     atom_off = np.zeros(C + 1, np.int64)
     np.cumsum(counts, out=atom_off[1:])
     nums = np.concatenate([c.numbers for c in cells]).astype(np.int64)
-    key = np.repeat(np.arange(C, dtype=np.int64), counts) * 4096 + nums  # (crystal, Z), sortable
+    base = cr.Z_MAX + 1
+    key = np.repeat(np.arange(C, dtype=np.int64), counts) * base + nums  # (crystal, Z), sortable
     order = np.argsort(key, kind="stable")
     ukey, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    type_crystal = ukey // 4096
-    type_off = np.searchsorted(type_crystal, np.arange(C + 1)).astype(np.int64)
-    local = inverse.ravel() - type_off[key // 4096]
+    type_off = np.searchsorted(ukey // base, np.arange(C + 1)).astype(np.int64)
+    local = inverse.ravel() - type_off[key // base]
     symbols = [sym for c in cells for sym in c.symbols]
-    rows = [cr._gaussians(factors, [(symbols[i], int(z))]) for i, z in zip(first.tolist(), (ukey % 4096).tolist())]
+    rows = [cr._gaussians(factors, [(symbols[i], int(z))]) for i, z in zip(first.tolist(), (ukey % base).tolist())]
     K = rows[0][0] if rows else 0
     cat = lambda xs, dt=np.float64: np.ascontiguousarray(np.concatenate(xs), dtype=dt)  # noqa: E731
     Bs = cat([c.b_factors for c in cells])[order]

@@ -17,7 +17,7 @@ import numpy as np
 from ._backend import array_kind, to_numpy
 from .factors import atomic_number
 
-__all__ = ["Batch", "to_batches", "molecule", "BUILTIN_MOLECULES"]
+__all__ = ["Batch", "to_batches", "molecule", "bond_graph", "BUILTIN_MOLECULES"]
 
 #: Molecules of the seed design, shipped as MMFF94-minimised geometries (see the files' comment lines).
 BUILTIN_MOLECULES = {
@@ -57,6 +57,18 @@ def _numbers(numbers) -> np.ndarray:
     if arr.dtype.kind not in "iu":
         raise ValueError(f"numbers must be atomic numbers or element symbols, got dtype {arr.dtype}")
     return np.array([atomic_number(int(z)) for z in arr], dtype=np.int64)
+
+
+def bond_graph(numbers, positions, scale: float = 1.2) -> np.ndarray:
+    """(N, N) bool adjacency: pairs closer than ``scale`` × the sum of their covalent radii (ase's table)."""
+    from ase.data import covalent_radii
+
+    Z = np.asarray(numbers)
+    r = np.asarray(positions, dtype=np.float64)
+    d = np.linalg.norm(r[:, None] - r[None], axis=-1)
+    adj = d < scale * (covalent_radii[Z][:, None] + covalent_radii[Z][None])
+    np.fill_diagonal(adj, False)
+    return adj
 
 
 def _read_file(path) -> list:

@@ -25,7 +25,7 @@ class PoolFit:
         self.I = np.asarray(train_patterns, dtype=np.float64)
         self.X = np.asarray(train_targets, dtype=np.float64)
         self.noise = noise
-        self._I2 = None
+        self._I2T = (self.I ** 2).T                                   # (Q, K), used by every chunk
 
     def predict(self, I_obs: np.ndarray, chunk: int = 256) -> np.ndarray:
         I_obs = np.asarray(I_obs, dtype=np.float64)
@@ -34,7 +34,7 @@ class PoolFit:
         for s in range(0, len(I_obs), chunk):
             o, ww = I_obs[s:s + chunk], w[s:s + chunk]
             # χ²_mk = Σ w (o − I)² = Σ w o² − 2 Σ w o I + Σ w I²  (all (m, k) by matrix products)
-            chi = -2.0 * (ww * o) @ self.I.T + ww @ (self.I ** 2).T
+            chi = -2.0 * (ww * o) @ self.I.T + ww @ self._I2T
             out[s:s + chunk] = self.X[np.argmin(chi, axis=1)]
         return out
 
@@ -52,17 +52,29 @@ class Ridge:
         self.xm, self.ym = X.mean(0), Y.mean(0)
         Xc, Yc = X - self.xm, Y - self.ym
         G, XtY = Xc.T @ Xc, Xc.T @ Yc
+        candidates = alphas if x_val is not None else (alphas[len(alphas) // 2],)
         best = None
-        for a in alphas if x_val is not None else alphas[len(alphas) // 2:len(alphas) // 2 + 1]:
+        for a in candidates:
             W = np.linalg.solve(G + a * len(X) * np.eye(G.shape[0]), XtY)
-            if x_val is None:
-                best = (0.0, a, W)
-                break
-            err = np.mean(((np.asarray(x_val, np.float64) - self.xm) @ W + self.ym -
-                           np.asarray(y_val, np.float64).reshape(len(x_val), -1)) ** 2)
+            err = 0.0 if x_val is None else np.mean(
+                ((np.asarray(x_val, np.float64) - self.xm) @ W + self.ym -
+                 np.asarray(y_val, np.float64).reshape(len(x_val), -1)) ** 2)
             if best is None or err < best[0]:
                 best = (err, a, W)
         _, self.alpha, self.W = best
+
+    @classmethod
+    def on_noisy(cls, data, noise, rng_train, rng_val) -> "Ridge":
+        """Fitted on one noisy draw of a :class:`PoolData`'s training patterns (``noise``), the penalty chosen
+        on a noisy draw of its validation patterns (when there are any)."""
+        from .data import Standardizer
+
+        st = Standardizer.fit(data.patterns["train"])
+        xt = st(noise.apply(data.patterns["train"], rng_train))
+        if not len(data.patterns["val"]):
+            return cls(st, xt, data.targets["train"])
+        xv = st(noise.apply(data.patterns["val"], rng_val))
+        return cls(st, xt, data.targets["train"], xv, data.targets["val"])
 
     def predict(self, I_obs: np.ndarray) -> np.ndarray:
         x = self.st(I_obs).astype(np.float64)

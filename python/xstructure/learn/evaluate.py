@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from .baselines import MeanStructure, PoolFit, Ridge
-from .data import Noise, PoolData, Standardizer, heavy_mask
+from .data import Noise, PoolData, heavy_mask
 
 __all__ = ["scores", "evaluate", "THRESHOLDS", "format_table", "information_limit"]
 
@@ -29,7 +29,7 @@ def scores(pred: np.ndarray, true: np.ndarray, numbers) -> dict:
 
 
 def _bonds(numbers, reference, targets):
-    from .models import bond_graph
+    from ..structures import bond_graph
 
     adj = bond_graph(numbers, reference)
     i, j = np.nonzero(np.triu(adj))
@@ -85,13 +85,8 @@ def evaluate(data: PoolData, noise: Noise, *, models: dict | None = None, baseli
     if "pool_fit" in baselines:
         record("pool_fit", lambda: PoolFit(data.patterns["train"], data.targets["train"], noise).predict(I_obs))
     if "ridge" in baselines:
-        def ridge():
-            st = Standardizer.fit(data.patterns["train"])
-            xt = st(noise.apply(data.patterns["train"], np.random.default_rng([seed, 8])))
-            xv = st(noise.apply(data.patterns["val"], np.random.default_rng([seed, 9]))) if len(data.patterns["val"]) else None
-            r = Ridge(st, xt, data.targets["train"], xv, data.targets["val"] if xv is not None else None)
-            return r.predict(I_obs)
-        record("ridge", ridge)
+        record("ridge", lambda: Ridge.on_noisy(data, noise, np.random.default_rng([seed, 8]),
+                                               np.random.default_rng([seed, 9])).predict(I_obs))
     todo = []
     for r in refine_methods:
         if r == "best" and report["methods"]:
@@ -162,7 +157,7 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     for P, style, lab in ((true, dict(marker="o", s=40, facecolors="none", edgecolors="k"), "true"),
                           (pred_al, dict(marker="x", s=30, c="C3"), best)):
         ax.scatter(P[:, 0], P[:, 1], **style, label=lab)
-    from .models import bond_graph
+    from ..structures import bond_graph
 
     for i, j in zip(*np.nonzero(np.triu(bond_graph(Z, data.reference)))):
         ax.plot(true[[i, j], 0], true[[i, j], 1], c="0.6", lw=0.8, zorder=0)
@@ -223,10 +218,13 @@ def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: 
     rng = np.random.default_rng(seed)
     h = heavy_mask(Z)
     post_r, prior_r = [], []
+    E = np.eye(D) * 1e-4
+
+    def sim(X):
+        return simulate((Z, X.reshape(len(X), N, 3)), data.q, probe=data.probe, signal=data.signal)
+
     for k in rng.choice(len(T), size=min(points, len(T)), replace=False):
         x = T[k]
-        E = np.eye(D) * 1e-4
-        sim = lambda X: simulate((Z, X.reshape(len(X), N, 3)), data.q, probe=data.probe, signal=data.signal)  # noqa: E731
         J = ((sim(x + E) - sim(x - E)) / 2e-4).T @ V                      # (Q, D - 6)
         I = sim(x[None])[0]
         W = 1.0 / noise.sigma(I[None])[0] ** 2

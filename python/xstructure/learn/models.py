@@ -16,26 +16,15 @@ the mean is the starting point, and any loss reduction has to come from reading 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ..structures import bond_graph
 
 __all__ = ["Interpreter", "SeedCNNGRU", "MODELS", "build_model", "bond_graph"]
 
 MAX_Z = 100
 MAX_ATOMS = 256
-
-
-def bond_graph(numbers, reference, scale: float = 1.2) -> np.ndarray:
-    """(N, N) bool adjacency: pairs closer than ``scale`` × the sum of covalent radii in the reference."""
-    from ase.data import covalent_radii
-
-    Z = np.asarray(numbers)
-    r = np.asarray(reference, dtype=np.float64)
-    d = np.linalg.norm(r[:, None] - r[None], axis=-1)
-    adj = d < scale * (covalent_radii[Z][:, None] + covalent_radii[Z][None])
-    np.fill_diagonal(adj, False)
-    return adj
 
 
 class _AtomTokens(nn.Module):

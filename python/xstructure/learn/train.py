@@ -105,7 +105,7 @@ class _Molecule:
     def __init__(self, name, numbers, reference, standardizer):
         import torch
 
-        from .models import bond_graph
+        from ..structures import bond_graph
 
         self.name = name
         self.numbers_np = np.asarray(numbers, dtype=np.int64)
@@ -204,12 +204,12 @@ def _lr(cfg: TrainConfig, step: int, total: int, elapsed_min: float = 0.0) -> fl
 
 
 def _optimizer_tensors(opt) -> tuple[dict, dict]:
+    import torch
+
     sd = opt.state_dict()
     tensors = {}
     for idx, st in sd["state"].items():
         for k, v in st.items():
-            import torch
-
             tensors[f"opt.{idx}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
     return tensors, {"param_groups": sd["param_groups"]}
 
