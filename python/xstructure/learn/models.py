@@ -84,11 +84,23 @@ class Interpreter(nn.Module):
         mem = self.read(x).view(B, self.tokens, self.d) + self.pos
         if self.encoder is not None:
             mem = self.encoder(mem)
-        tok = self.atoms(numbers, reference, adj).unsqueeze(0).expand(B, -1, -1)
-        h = self.decoder(tok, mem)
+        h = self._decode(self.atoms(numbers, reference, adj).unsqueeze(0), mem)
         delta = self.head(self.norm(h)) * self.out_scale
         out = reference.unsqueeze(0) + delta
         return out - out.mean(dim=1, keepdim=True)
+
+
+    def _decode(self, tok: Tensor, mem: Tensor) -> Tensor:
+        """``self.decoder(tok.expand(B, ...), mem)``, with the first layer's self-attention done once: before
+        any cross-attention the atom tokens are the same for every pattern of the batch."""
+        first, *rest = self.decoder.layers
+        h = tok + first._sa_block(first.norm1(tok), None, None)
+        h = h.expand(mem.shape[0], -1, -1)
+        h = h + first._mha_block(first.norm2(h), mem, None, None)
+        h = h + first._ff_block(first.norm3(h))
+        for layer in rest:
+            h = layer(h, mem)
+        return h
 
 
 class SeedCNNGRU(nn.Module):
