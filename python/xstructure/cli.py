@@ -410,9 +410,53 @@ def parse_noise(text: str):
     raise argparse.ArgumentTypeError(f"--noise must be gaussian:LEVEL, poisson:COUNTS or none, got {text!r}")
 
 
+CRYSTAL_MODELS = ["mlp", "mlp_mse", "unet", "coord"]
+
+
+def _is_crystal_set(path: str) -> bool:
+    try:
+        import zarr
+
+        return zarr.open_group(store=path, mode="r", zarr_format=3).attrs.get("format") == "xstructure-crystal-set"
+    except Exception:
+        return False
+
+
+def _task(args, path: str) -> str:
+    task = args.task if args.task != "auto" else ("crystal" if _is_crystal_set(path) else "molecule")
+    crystal_model = getattr(args, "model", None) in CRYSTAL_MODELS
+    if hasattr(args, "model") and args.model is not None and (task == "crystal") != crystal_model:
+        raise ValueError(f"model {args.model!r} is not for the {task} task: use "
+                         f"{CRYSTAL_MODELS if task == 'crystal' else ['transformer', 'cnn_gru']}")
+    return task
+
+
+def _cmd_train_crystal(args) -> int:
+    from .learn.phase_train import PhaseConfig, train_phase
+
+    if len(args.pools) != 1:
+        raise ValueError("the crystal task trains on one crystal set")
+    cfg = PhaseConfig(model=args.model, epochs=args.epochs, batch=args.batch if args.batch != 256 else 32, lr=args.lr,
+                      seed=args.seed, max_minutes=args.max_minutes, patience=args.patience, w_phys=args.w_phys)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        train_phase(args.pools[0], args.out, cfg, progress=progress, resume=not args.restart, limit=args.limit,
+                    n_test=args.n_test, n_val=args.n_val)
+    except KeyboardInterrupt:
+        print(f"xstructure: interrupted; finished epochs are kept in {args.out}: run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
+    print(f"model {args.out}: {args.model} for {args.pools[0]}")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from .learn import TrainConfig, load_pool, train
 
+    if args.model is None:
+        args.model = "mlp" if _task(args, args.pools[0]) == "crystal" else "transformer"
+    if _task(args, args.pools[0]) == "crystal":
+        return _cmd_train_crystal(args)
     datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
     cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch,
                       lr=args.lr, noise=args.noise.to_dict(), seed=args.seed, max_minutes=args.max_minutes,
@@ -429,10 +473,38 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _model_format(path: str) -> str | None:
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return json.load(f).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _cmd_evaluate_crystal(args) -> int:
+    from .learn.phase_train import PhaseModel, evaluate_phase, format_phase_table, phase_plot
+
+    model = PhaseModel.load(args.model)
+    c = model.config
+    rep = evaluate_phase(args.pool, {c["config"]["model"]: model}, split_seed=c["split_seed"], n_test=c["n_test"],
+                         n_val=c["n_val"], limit=args.n_test, flip=None if args.flip else {})
+    print(format_phase_table(rep))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({k: v for k, v in rep.items() if not k.startswith("_")}, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        phase_plot(rep, args.plot)
+        print(f"wrote plot {args.plot}")
+    return 0
+
+
 def _cmd_evaluate(args) -> int:
     from .learn import InversionModel, evaluate, format_table, load_pool
     from .learn.evaluate import report_plot, strip_private
 
+    if _model_format(args.model) == "xstructure-phase-model":
+        return _cmd_evaluate_crystal(args)
     model = InversionModel.load(args.model)
     data = load_pool(args.pool, args.pattern_set, seed=args.seed)
     if len(data.q) != len(model.q) or not np.allclose(data.q, model.q, rtol=0, atol=1e-9):
@@ -478,12 +550,51 @@ def _read_patterns(path: str):
     raise ValueError(f"unknown pattern file type {ext!r}: use .npy, .csv or .h5")
 
 
+def _composition(formula: str) -> np.ndarray:
+    from ase.formula import Formula
+
+    from .factors import atomic_number
+
+    try:
+        counts = Formula(formula).count()
+    except ValueError as exc:
+        raise ValueError(f"cannot read the formula {formula!r}: {exc}") from None
+    comp = np.zeros(119, dtype=np.float32)
+    total = sum(counts.values())
+    for sym, k in counts.items():
+        comp[atomic_number(sym)] = k / total
+    return comp
+
+
+def _cmd_predict_crystal(args) -> int:
+    from .learn.phase_train import PhaseModel
+
+    model = PhaseModel.load(args.model)
+    if not args.pattern.endswith(".npy") or not os.path.isfile(args.pattern):
+        raise ValueError(f"crystal input must be an existing .npy file, got {args.pattern}")
+    x = np.load(args.pattern, allow_pickle=False)
+    if model.cfg.model == "coord":
+        if not args.formula:
+            raise ValueError("the coord model needs the composition: --formula (e.g. NaCl)")
+        x = np.atleast_2d(x)
+        rho = model.predict(powder=x, composition=np.repeat(_composition(args.formula)[None], len(x), 0))
+    else:
+        rho = model.predict(intensity=x)
+    if not args.out.endswith(".npy"):
+        raise ValueError("--out for a crystal model must be a .npy file (densities, fractional frame)")
+    np.save(args.out, rho if len(rho) > 1 else rho[0])
+    print(f"wrote {len(rho)} density grid(s) {rho.shape[1:]} to {args.out}")
+    return 0
+
+
 def _cmd_predict(args) -> int:
     import ase
     import ase.io
 
     from .learn import InversionModel
 
+    if _model_format(args.model) == "xstructure-phase-model":
+        return _cmd_predict_crystal(args)
     model = InversionModel.load(args.model)
     I, q = _read_patterns(args.pattern)
     if q is not None and (len(q) != len(model.q) or not np.allclose(q, model.q, rtol=0, atol=1e-6)):
@@ -503,7 +614,13 @@ def _add_learn_parsers(sub):
                                    "molecules.  Checkpoints (safetensors + JSON) go to --out after every epoch; "
                                    "running the same command again resumes.")
     t.add_argument("pools", nargs="+", metavar="POOL")
-    t.add_argument("--model", default="transformer", choices=["transformer", "cnn_gru"])
+    t.add_argument("--model", default=None, choices=["transformer", "cnn_gru"] + CRYSTAL_MODELS,
+                   help="molecules: transformer (default), cnn_gru; crystals: mlp (default), mlp_mse, unet, coord")
+    t.add_argument("--task", default="auto", choices=["auto", "molecule", "crystal"],
+                   help="auto: crystal for a crystal set (xstructure crystals create), else molecule")
+    t.add_argument("--w-phys", type=float, default=0.0, help="crystals: weight of the |F| consistency loss")
+    t.add_argument("--n-test", type=int, default=500, help="crystals: held-out test crystals")
+    t.add_argument("--n-val", type=int, default=200, help="crystals: validation crystals")
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--pattern-set", help="pattern set of the pools (default: their only one)")
     t.add_argument("--epochs", type=int, default=40)
@@ -533,12 +650,16 @@ def _add_learn_parsers(sub):
     e.add_argument("--seed", type=int, default=0, help="split seed (the model's training seed)")
     e.add_argument("--json", help="write the report here")
     e.add_argument("--plot", help="write a figure here (PNG)")
+    e.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="crystals: also score charge flipping (default on)")
     e.set_defaults(func=_cmd_evaluate)
     r = sub.add_parser("predict", help="structures from patterns with a trained model")
     r.add_argument("model")
     r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column); .h5 (I and q)")
     r.add_argument("--molecule", help="which of the model's molecules (default: its only one)")
-    r.add_argument("--out", required=True, help="structure file (any format ase writes: .xyz, .pdb, ...)")
+    r.add_argument("--formula", help="crystals, coord model: the composition, e.g. NaCl or Al2O3")
+    r.add_argument("--out", required=True, help="structure file (any format ase writes: .xyz, .pdb, ...); for a "
+                                                "crystal model a .npy of densities")
     r.set_defaults(func=_cmd_predict)
 
 
@@ -589,6 +710,53 @@ examples:
     i.add_argument("pool", help="the store")
     i.add_argument("--plot", help="PNG: bond lengths by type, RMSD to the reference, mean pattern ± std")
     i.set_defaults(func=_cmd_pool_info)
+
+
+def _cmd_crystals_create(args) -> int:
+    from .learn.crystals import CrystalSet
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        cs = CrystalSet.create(args.out, args.n, system=args.system, seed=args.seed, chunk=args.chunk,
+                               max_atoms=args.max_atoms, hmax=args.hmax, sigma=args.sigma, progress=progress)
+    except KeyboardInterrupt:
+        print(f"xstructure: interrupted; finished chunks are kept in {args.out}: run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
+    print(cs)
+    return 0
+
+
+def _cmd_crystals_info(args) -> int:
+    from .learn.crystals import CrystalSet
+
+    cs = CrystalSet.open(args.set)
+    info = {k: v for k, v in cs.attrs.items()}
+    info["complete"] = cs.complete
+    print(json.dumps(info, indent=1))
+    return 0
+
+
+def _add_crystals_parser(sub):
+    cr = sub.add_parser("crystals", help="sets of random crystals with |F|² boxes and powder patterns (zarr)",
+                        description="Random symmetric crystals (cubic, trigonal or any space group), their |F(hkl)|² "
+                                    "on a box and powder patterns, for `xstructure train --task crystal`.  An "
+                                    "interrupted create finishes when run again with the same arguments.")
+    cs = cr.add_subparsers(dest="crystals_command", required=True)
+    c = cs.add_parser("create", help="generate a crystal set (or finish an interrupted one)")
+    c.add_argument("--system", default="cubic", choices=["cubic", "trigonal", "any"])
+    c.add_argument("--n", type=int, required=True, help="number of crystals")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--chunk", type=int, default=250)
+    c.add_argument("--max-atoms", type=int, default=24, help="atoms in the conventional cell at most")
+    c.add_argument("--hmax", type=int, default=8, help="|F|² box h, k, l in [-H, H]")
+    c.add_argument("--sigma", type=float, default=0.5, help="Gaussian atom width of the target densities (Å)")
+    c.add_argument("--out", required=True, help="the store (a directory, e.g. cubic.zarr)")
+    c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    c.set_defaults(func=_cmd_crystals_create)
+    i = cs.add_parser("info", help="parameters of a crystal set (JSON)")
+    i.add_argument("set")
+    i.set_defaults(func=_cmd_crystals_info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -688,6 +856,7 @@ examples:
     x.set_defaults(func=_cmd_crystal)
 
     _add_pool_parser(sub)
+    _add_crystals_parser(sub)
     _add_learn_parsers(sub)
 
     i = sub.add_parser("info", help="version and build information (OpenMP, CPU instruction set, CUDA)")

@@ -4,11 +4,15 @@ The data's path: :mod:`.data` (a pool's patterns and aligned geometries, split b
 noise) → :mod:`.models` (the Transformer interpreter, the seed's CNN+GRU) trained by :mod:`.train` with the
 losses of :mod:`.losses` → :mod:`.evaluate` against the baselines of :mod:`.baselines`, with
 :mod:`.refine` through the differentiable Debye op.  Needs torch.
+
+Crystals (the phase problem): :mod:`.crystals` (sets of random crystals with |F|² boxes and powder patterns)
+→ :mod:`.phase` (invariant loss, physics, metrics, charge flipping, models) → :mod:`.phase_train`.
 """
 
 from .data import Noise, PoolData, Standardizer, load_pool
 from .evaluate import evaluate, format_table, scores
+from .phase_train import PhaseConfig, PhaseModel, evaluate_phase, train_phase
 from .train import InversionModel, TrainConfig, train
 
 __all__ = ["Noise", "PoolData", "Standardizer", "load_pool", "TrainConfig", "train", "InversionModel", "evaluate",
-           "format_table", "scores"]
+           "format_table", "scores", "PhaseConfig", "PhaseModel", "train_phase", "evaluate_phase"]

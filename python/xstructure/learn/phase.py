@@ -1,0 +1,462 @@
+"""Learning the phase problem: from diffraction to the electron density of a crystal (seeds 001 and 003).
+
+Densities live on periodic grids over the unit cell in the fractional frame, normalised to a mean of 1
+(ρ̃ = ρ V / F(000), with F(000) = Σ Z): a crystal's ρ̃ does not depend on its size or composition's scale.
+
+**What diffraction cannot see.**  |F(hkl)|² and the powder pattern are unchanged when the density is shifted
+by any vector (the origin) or inverted through a point (Friedel's law, for real densities), so every loss and
+metric here first aligns the prediction to the target by the best circular shift, with or without inversion:
+for a shift s, ‖P − T(· + s)‖² = ‖P‖² + ‖T‖² − 2 (P ⋆ T)(s), and the cross-correlation ⋆ for every s at once
+is one FFT product (the inverted target's transform is the conjugate).  Seed 001's MLP, trained with a plain
+MSE, was punished for origins the data cannot fix; :func:`aligned_mse` is the loss that does not.
+
+**Physics.**  F(h) = F(000) · (1/n³) Σ_x ρ̃(x) e^{+2πi h·x} (the crystallographic sign convention of
+``xstructure.crystal``), so ``box_amplitudes`` is an inverse FFT of the grid, read on the box h, k, l ∈ [−H, H],
+and it is differentiable (torch.fft): the physics-consistency loss and the R-factor use it.  For a true density
+it reproduces ``crystal.structure_factors(..., factors="Z", b_factors=8π²σ²)`` (tested).
+
+**Methods** (see :data:`MODELS`):
+
+* ``mlp``: seed 001's MLP regressor (one hidden layer of 100 ReLU units, scikit-learn's default that the
+  seed used), |F|² box → grid; trained with :func:`aligned_mse` (``mlp_mse``: the same with the plain MSE);
+* ``unet``: seed 001's 3D U-Net (small), the |F|² box resampled onto the output grid as its input image;
+* ``coord``: seed 003's idea, a variational coordinate network: powder pattern + composition → latent z
+  (reparameterised Gaussian, KL to N(0, 1)), then ρ̃(x) = MLP(periodic Fourier features of x, z);
+* ``flip``: no learning: charge flipping (Oszlányi & Sütő, Acta Cryst. A60, 134 (2004)) on the observed
+  amplitudes, best of a few random starts by R-factor.  From a powder pattern, the amplitudes are first
+  extracted by sharing each peak's intensity equally among the reflections at its d-spacing (the cell is
+  taken as known, as after indexing).  ``flip_powder`` is that route.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["normalised_density", "box_features", "box_amplitudes", "aligned_mse", "align", "ssim", "ssim_best",
+           "atom_recovery", "r_factor", "rank_candidates", "charge_flip", "powder_amplitudes", "CUBE_ROTATIONS", "MODELS",
+           "build_model"]
+
+
+# ---- grids and physics ----------------------------------------------------------------------------------------
+
+def normalised_density(rho: np.ndarray) -> np.ndarray:
+    """ρ̃ = ρ / mean(ρ) over the grid (per crystal for a batch (B, n, n, n))."""
+    rho = np.asarray(rho, dtype=np.float64)
+    m = rho.mean(axis=(-3, -2, -1), keepdims=True)
+    return rho / np.where(m > 0, m, 1.0)
+
+
+def box_features(I: np.ndarray) -> np.ndarray:
+    """Network input from |F|² boxes (B, L, L, L): sqrt of the normalised amplitude |F| / F(000), in [0, 1]."""
+    I = np.asarray(I, dtype=np.float64)
+    L = I.shape[-1]
+    if I.ndim != 4 or I.shape[1:] != (L, L, L) or L % 2 == 0:
+        raise ValueError(f"|F|² boxes must have shape (B, L, L, L) with L = 2H + 1, got {I.shape}")
+    if not np.all(np.isfinite(I)) or np.any(I < 0):
+        raise ValueError("|F|² box contains NaN, inf or negative values")
+    c = L // 2
+    F000 = np.sqrt(I[:, c, c, c]).reshape(-1, 1, 1, 1)
+    return np.sqrt(np.sqrt(I) / np.where(F000 > 0, F000, 1.0)).astype(np.float32)
+
+
+def _box_index(n: int, H: int):
+    idx = np.arange(-H, H + 1) % n
+    return np.ix_(idx, idx, idx)
+
+
+def box_amplitudes(rho, H: int):
+    """Complex F(h)/F(000) on the box [−H, H]³ of normalised densities (B, n, n, n) (torch or numpy)."""
+    import torch
+
+    t = rho if isinstance(rho, torch.Tensor) else torch.as_tensor(np.asarray(rho))
+    n = t.shape[-1]
+    if 2 * H + 1 > n:
+        raise ValueError(f"a grid of {n} points per axis cannot resolve the box H = {H} (needs ≥ {2 * H + 1})")
+    F = torch.fft.ifftn(t, dim=(-3, -2, -1))
+    idx = torch.as_tensor(np.arange(-H, H + 1) % n)
+    F = F.index_select(-3, idx).index_select(-2, idx).index_select(-1, idx)
+    F000 = F[..., H, H, H].real.reshape(F.shape[:-3] + (1, 1, 1))
+    return F / torch.where(F000.abs() > 0, F000, torch.ones_like(F000))
+
+
+def _cross_correlation(P, T):
+    """(B, n, n, n) circular cross-correlations (P ⋆ T)(s) = Σ_x P(x + s) T(x), without and with T inverted."""
+    import torch
+
+    Pf = torch.fft.rfftn(P, dim=(-3, -2, -1))
+    Tf = torch.fft.rfftn(T, dim=(-3, -2, -1))
+    s = P.shape[-3:]
+    return (torch.fft.irfftn(Pf * Tf.conj(), s=s, dim=(-3, -2, -1)),
+            torch.fft.irfftn(Pf * Tf, s=s, dim=(-3, -2, -1)))   # T(−x): its transform is conj(Tf)
+
+
+def aligned_mse(pred, target, inversion: bool = True):
+    """Mean over the batch of min over circular shifts (and inversion) of the mean squared difference.
+
+    pred, target: torch tensors (B, n, n, n).  Differentiable in pred (the gradient of the best alignment)."""
+    import torch
+
+    cc, cci = _cross_correlation(pred, target)
+    best = cc.flatten(1).max(dim=1).values
+    if inversion:
+        best = torch.maximum(best, cci.flatten(1).max(dim=1).values)
+    n3 = pred[0].numel()
+    return ((pred.square().flatten(1).sum(1) + target.square().flatten(1).sum(1) - 2 * best) / n3).mean()
+
+
+def align(pred: np.ndarray, target: np.ndarray, inversion: bool = True) -> np.ndarray:
+    """pred (n, n, n) shifted (and inverted, if better) onto target by the best circular shift."""
+    import torch
+
+    P = torch.as_tensor(np.asarray(pred, dtype=np.float64))[None]
+    T = torch.as_tensor(np.asarray(target, dtype=np.float64))[None]
+    cc, cci = (x[0].numpy() for x in _cross_correlation(P, T))
+    out = np.asarray(pred, dtype=np.float64)
+    use_inv = inversion and cci.max() > cc.max()
+    c = cci if use_inv else cc
+    s = np.unravel_index(int(np.argmax(c)), c.shape)
+    # cc[s] = Σ_x P(x + s) T(x): shift P back by s.  For the inverted target, Σ_x P(x + s) T(−x): P(s − x)
+    if use_inv:
+        out = np.roll(out[::-1, ::-1, ::-1], 1, axis=(0, 1, 2))      # P(−x)
+        s = tuple(-v for v in s)
+    return np.roll(out, tuple(-v for v in s), axis=(0, 1, 2))
+
+
+def _rotations():
+    """The 24 proper rotations of the cube as (axes permutation, flips) acting on a grid."""
+    import itertools
+
+    out = []
+    for perm in itertools.permutations(range(3)):
+        sign = np.linalg.det(np.eye(3)[list(perm)])
+        for flips in itertools.product((False, True), repeat=3):
+            if sign * (-1) ** sum(flips) > 0:
+                out.append((perm, flips))
+    return out
+
+
+CUBE_ROTATIONS = _rotations()
+
+
+def _rotate(g: np.ndarray, rot) -> np.ndarray:
+    perm, flips = rot
+    g = np.transpose(g, perm)
+    axes = tuple(a for a, f in enumerate(flips) if f)
+    return np.roll(np.flip(g, axes), 1, axis=axes) if axes else g   # x -> −x on the periodic grid
+
+
+def ssim(pred: np.ndarray, target: np.ndarray, aligned: bool = True) -> float:
+    """3D SSIM as seed 003 computes it: skimage ``structural_similarity`` with data_range from the target
+    (after aligning pred to target by shift and inversion, unless ``aligned=False``)."""
+    from skimage.metrics import structural_similarity
+
+    p = align(pred, target) if aligned else np.asarray(pred, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    return float(structural_similarity(t, p, data_range=float(t.max() - t.min())))
+
+
+def rank_candidates(samples, target: np.ndarray, top: int | None = 3, rotations: bool = True) -> list:
+    """The samples under the 24 cube rotations, best first by aligned correlation with target (all on one
+    grid): the first sample unrotated, then the ``top`` best others (None: every candidate, unranked)."""
+    import torch
+
+    cands = [_rotate(np.asarray(s, dtype=np.float64), r) for s in samples
+             for r in (CUBE_ROTATIONS if rotations else CUBE_ROTATIONS[:1])]
+    if top is None or top >= len(cands):
+        return cands
+    P = torch.as_tensor(np.stack(cands))
+    T = torch.as_tensor(np.asarray(target, dtype=np.float64))[None].expand_as(P)
+    cc, cci = _cross_correlation(P, T)
+    score = torch.maximum(cc.flatten(1).max(1).values, cci.flatten(1).max(1).values)
+    score = score / P.flatten(1).norm(dim=1).clamp_min(1e-30)
+    keep = torch.argsort(score, descending=True)[:top].tolist()
+    return [cands[i] for i in ([0] + [i for i in keep if i != 0])]
+
+
+def ssim_best(samples, target: np.ndarray, rotations: bool = True, top: int | None = 3) -> float:
+    """Seed 003's protocol: the best SSIM over samples × the 24 cube rotations (each aligned by shift and
+    inversion).  ``top``: compute SSIM only for the first sample unrotated and the ``top`` candidates of highest
+    aligned correlation with the target (None: for every candidate)."""
+    cands = rank_candidates(samples, target, top, rotations)
+    return max(ssim(c, target) for c in cands)
+
+
+def _peaks(g: np.ndarray, rel: float = 0.1):
+    from scipy.ndimage import maximum_filter
+
+    mx = maximum_filter(g, size=3, mode="wrap")
+    idx = np.argwhere((g == mx) & (g > rel * g.max()))
+    return idx, g[tuple(idx.T)]
+
+
+def atom_recovery(pred: np.ndarray, cell, frac, numbers, sigma: float, tol: float = 0.5, target=None) -> float:
+    """Fraction of the crystal's atoms found in ``pred`` (normalised density, (n, n, n), fractional frame).
+
+    pred is aligned to the true density (shift and inversion); its highest local maxima, as many as the cell
+    has atoms, are the candidate atoms, each assigned the element of the composition whose Gaussian peak height
+    Z (2πσ²)^(−3/2) V / F(000) is nearest to its own.  An atom is recovered when an unused peak of its element
+    lies within ``tol`` Å (minimum image); atoms are matched in order of distance.  ``target``: the true
+    normalised density on pred's grid, when already computed."""
+    from ..crystal import density_grid
+    from .crystals import _atoms
+
+    n = pred.shape[0]
+    cell = np.asarray(cell, dtype=np.float64)
+    numbers = np.asarray(numbers)
+    if target is None:
+        target = normalised_density(density_grid(_atoms(cell, frac, numbers), (n, n, n), sigma))
+    p = align(pred, target)
+    idx, h = _peaks(p)
+    if len(idx) == 0:
+        return 0.0
+    top = np.argsort(h)[::-1][:len(numbers)]   # as many candidate atoms as the cell holds
+    idx, h = idx[top], h[top]
+    V = abs(np.linalg.det(cell))
+    els = np.unique(numbers)
+    height = els * (2 * math.pi * sigma ** 2) ** -1.5 * V / numbers.sum()
+    peak_el = els[np.argmin(np.abs(h[:, None] - height[None, :]), axis=1)]
+    d = frac[:, None, :] - idx[None, :, :] / n
+    d -= np.round(d)
+    dist = np.linalg.norm(d @ cell, axis=-1)                                   # (atoms, peaks)
+    ok = (dist <= tol) & (numbers[:, None] == peak_el[None, :])
+    pairs = sorted(zip(*np.nonzero(ok)), key=lambda ij: dist[ij])
+    used_a, used_p = set(), set()
+    for i, j in pairs:
+        if i not in used_a and j not in used_p:
+            used_a.add(i)
+            used_p.add(j)
+    return len(used_a) / len(numbers)
+
+
+def r_factor(pred: np.ndarray, amplitudes: np.ndarray) -> float:
+    """R = Σ ||F_obs| − k |F_calc|| / Σ |F_obs| over the box without F(000), k the least-squares scale;
+    amplitudes: observed |F|/F(000) on the box (L, L, L); pred: normalised density."""
+    H = amplitudes.shape[-1] // 2
+    Fc = np.abs(box_amplitudes(np.asarray(pred, dtype=np.float64)[None], H)[0].numpy())
+    Fo = np.asarray(amplitudes, dtype=np.float64).copy()
+    Fo[H, H, H] = Fc[H, H, H] = 0.0
+    k = (Fo * Fc).sum() / max((Fc * Fc).sum(), 1e-300)
+    return float(np.abs(Fo - k * Fc).sum() / max(Fo.sum(), 1e-300))
+
+
+# ---- charge flipping ------------------------------------------------------------------------------------------
+
+def _s2(cell, H: int) -> np.ndarray:
+    """(L, L, L) s² = (|h a* + k b* + l c*| / 2)² on the box."""
+    hkl = np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1)
+    g = hkl @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T
+    return 0.25 * (g ** 2).sum(-1)
+
+
+def _r_value(Fo, Fc):
+    """R = Σ |Fo − k Fc| / Σ Fo per row, k the least-squares scale (torch, (B, M))."""
+    k = (Fo * Fc).sum(1, keepdim=True) / (Fc * Fc).sum(1, keepdim=True).clamp_min(1e-300)
+    return (Fo - k * Fc).abs().sum(1) / Fo.sum(1).clamp_min(1e-300)
+
+
+def charge_flip(amplitudes: np.ndarray, n: int = 24, iterations: int = 200, starts: int = 5, delta: float = 0.9,
+                seed: int = 0, cells=None, b_atoms: float = 0.0, b_keep: float = 3.0, start=None) -> np.ndarray:
+    """Densities (B, n, n, n) (normalised) from observed amplitudes |F|/F(000) on boxes (B, L, L, L).
+
+    Charge flipping: ρ from the amplitudes with the current phases; flip the sign of ρ below δ = ``delta`` ×
+    its standard deviation; the flipped map's phases go with the observed amplitudes into the next cycle
+    (F(000) and reflections outside the box are left to the flipped map).  Each of ``starts`` random phase sets
+    runs ``iterations`` cycles, batched over crystals.  The iteration wanders near a solution rather than
+    settling on it, so every 5 cycles each crystal's R between the observed amplitudes and the flipped map's is
+    checked, and the phases of its lowest-R iterate over all cycles and starts are returned.
+
+    With ``cells``, the amplitudes are first sharpened from atoms of B = ``b_atoms`` to B = ``b_keep`` (Å²)
+    (flipping needs near-atomic resolution; broad atoms defeat it); the result carries the observed
+    amplitudes with the solution's phases.  ``start``: densities (B, m, m, m) whose phases start the first run
+    instead of random ones (a network's prediction refined by flipping)."""
+    import torch
+
+    A0 = np.asarray(amplitudes, dtype=np.float64)
+    B, L = A0.shape[0], A0.shape[-1]
+    H = L // 2
+    sharp = None
+    if cells is not None and b_atoms > b_keep:   # sharpen: atoms of B = b_keep instead of b_atoms
+        sharp = np.exp(-(b_atoms - b_keep) * np.stack([_s2(c, H) for c in cells]))
+        A0 = A0 / sharp
+    Aobs = torch.as_tensor(np.asarray(amplitudes, dtype=np.float64)).flatten(1)
+    A = torch.as_tensor(A0)
+    if 2 * H + 1 > n:
+        raise ValueError(f"grid n = {n} cannot hold the box H = {H}")
+    ix = torch.as_tensor(np.arange(-H, H + 1) % n)
+    grid_idx = (ix[:, None, None] * n * n + ix[None, :, None] * n + ix[None, None, :]).flatten()
+    obs = torch.ones(L, L, L, dtype=torch.bool)
+    obs[H, H, H] = False
+    obs = obs.flatten()
+    Aflat = A.flatten(1)[:, obs]
+    Aobs = Aobs[:, obs]
+    known = grid_idx[obs]
+    g = torch.Generator().manual_seed(int(seed))
+    best_phase = torch.zeros(B, known.numel(), dtype=torch.float64)
+    best_r = torch.full((B,), float("inf"), dtype=torch.float64)
+    init = None
+    if start is not None:   # phases of given densities (e.g. a network's prediction) start the first run
+        init = torch.angle(box_amplitudes(np.asarray(start, dtype=np.float64), H).flatten(1)[:, obs])
+    for run in range(starts):
+        phase = init if (run == 0 and init is not None) else \
+            torch.rand(B, known.numel(), generator=g, dtype=torch.float64) * 2 * math.pi
+        F = torch.zeros(B, n * n * n, dtype=torch.complex128)
+        F[:, known] = Aflat * torch.exp(1j * phase)
+        F[:, 0] = 1.0
+        for it in range(iterations):
+            rho = torch.fft.fftn(F.view(B, n, n, n), dim=(1, 2, 3)).real          # ρ(x) = Σ_h F(h) e^{−2πi h·x}
+            d = delta * rho.flatten(1).std(dim=1).view(B, 1, 1, 1)
+            rho = torch.where(rho < d, -rho, rho)
+            G = torch.fft.ifftn(rho, dim=(1, 2, 3)).flatten(1)
+            Gk = G[:, known]
+            if it % 5 == 4 or it == iterations - 1:   # keep each crystal's best iterate by R(|F_obs|, |G|)
+                r = _r_value(Aflat, Gk.abs())
+                better = r < best_r
+                best_r = torch.where(better, r, best_r)
+                best_phase[better] = torch.angle(Gk[better])
+            F = torch.zeros_like(G)
+            F[:, 0] = G[:, 0]
+            F[:, known] = Aflat * torch.exp(1j * torch.angle(Gk))
+    # the result: the observed (unsharpened) amplitudes on the box with the best phases
+    F = torch.zeros(B, n * n * n, dtype=torch.complex128)
+    F[:, known] = Aobs * torch.exp(1j * best_phase)
+    F[:, 0] = 1.0
+    rho = torch.fft.fftn(F.view(B, n, n, n), dim=(1, 2, 3)).real.clamp_min(0)
+    best = rho / rho.flatten(1).mean(1).clamp_min(1e-30).view(B, 1, 1, 1)
+    return best.numpy()
+
+
+def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, wavelength: float = 1.5406,
+                      tolerance: float | None = None) -> np.ndarray:
+    """Amplitudes |F|/F(000) on the box [−H, H]³ extracted from one powder pattern with a known cell.
+
+    Each reflection gets the pattern's height at its 2θ divided by the Lorentz-polarisation factor and by the
+    number of reflections of the box within ``tolerance`` (default: one grid step) of the same 2θ (equal
+    sharing of overlapped peaks).  A powder pattern has no absolute scale and does not measure F(000): the
+    largest amplitude is set to 1/2 and F(000) to 1 (charge flipping leaves F(000) free anyway)."""
+    from ..powder import lorentz_polarization
+
+    two_theta = np.asarray(two_theta, dtype=np.float64)
+    powder = np.asarray(powder, dtype=np.float64)
+    hkl = np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    g = np.linalg.norm(hkl @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T, axis=1)
+    s = np.clip(g * wavelength / 2, 0, 1)
+    tth = np.degrees(2 * np.arcsin(s))
+    inside = (g > 0) & (s < 1) & (tth >= two_theta[0]) & (tth <= two_theta[-1])
+    tol = tolerance if tolerance is not None else float(two_theta[1] - two_theta[0])
+    F2 = np.zeros(len(hkl))
+    t = tth[inside]
+    order = np.argsort(t)
+    ts = t[order]
+    lo = np.searchsorted(ts, t - tol, side="left")
+    hi = np.searchsorted(ts, t + tol, side="right")
+    share = (hi - lo).astype(np.float64)
+    height = np.interp(t, two_theta, powder)
+    F2[inside] = np.clip(height, 0, None) / (lorentz_polarization(t) * share)
+    A = np.sqrt(F2)
+    A *= 0.5 / max(A.max(), 1e-300)
+    L = 2 * H + 1
+    A = A.reshape(L, L, L)
+    A[H, H, H] = 1.0
+    return A
+
+
+# ---- models ---------------------------------------------------------------------------------------------------
+
+def _torch_models():
+    import torch
+    from torch import nn
+
+    class SeedMLP(nn.Module):
+        """Seed 001's MLP regressor: |F|² box features → one hidden layer (100 ReLU) → density grid."""
+
+        def __init__(self, L: int, n: int, hidden: int = 100, **_):
+            super().__init__()
+            self.L, self.n = int(L), int(n)
+            self.net = nn.Sequential(nn.Linear(L ** 3, hidden), nn.ReLU(), nn.Linear(hidden, n ** 3))
+
+        def forward(self, box, powder=None, comp=None):
+            return nn.functional.softplus(self.net(box.flatten(1))).view(-1, self.n, self.n, self.n)
+
+    class _Block(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.f = nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1, padding_mode="circular"), nn.GELU(),
+                                   nn.Conv3d(cout, cout, 3, padding=1, padding_mode="circular"), nn.GELU())
+
+        def forward(self, x):
+            return self.f(x)
+
+    class UNet3D(nn.Module):
+        """Seed 001's 3D U-Net, small (channels c, 2c, 4c; two poolings), circular padding for the periodic
+        cell.  Input: the |F|² box features resampled onto the n³ output grid."""
+
+        def __init__(self, L: int, n: int, channels: int = 8, **_):
+            super().__init__()
+            self.L, self.n = int(L), int(n)
+            c = channels
+            self.e1, self.e2, self.e3 = _Block(1, c), _Block(c, 2 * c), _Block(2 * c, 4 * c)
+            self.d2, self.d1 = _Block(6 * c, 2 * c), _Block(3 * c, c)
+            self.out = nn.Conv3d(c, 1, 1)
+
+        def forward(self, box, powder=None, comp=None):
+            x = nn.functional.interpolate(box[:, None], size=(self.n,) * 3, mode="trilinear", align_corners=True)
+            e1 = self.e1(x)
+            e2 = self.e2(nn.functional.max_pool3d(e1, 2))
+            e3 = self.e3(nn.functional.max_pool3d(e2, 2))
+            up = lambda t, ref: nn.functional.interpolate(t, size=ref.shape[-3:], mode="nearest")  # noqa: E731
+            d2 = self.d2(torch.cat([up(e3, e2), e2], 1))
+            d1 = self.d1(torch.cat([up(d2, e1), e1], 1))
+            return nn.functional.softplus(self.out(d1))[:, 0]
+
+    class CoordNet(nn.Module):
+        """Seed 003's idea: a variational coordinate network.  Encoder: powder pattern (1D CNN) + composition
+        → latent z ~ N(μ, σ²) (reparameterised); decoder: ρ̃(x) = MLP([sin, cos](2π k·x) for integer k with
+        |k_i| ≤ K, z) at every point of the n³ grid.  ``sample=False`` uses z = μ."""
+
+        def __init__(self, n_powder: int, n: int, latent: int = 64, width: int = 128, K: int = 3, **_):
+            super().__init__()
+            self.n, self.n_powder, self.latent = int(n), int(n_powder), int(latent)
+            self.cnn = nn.Sequential(nn.Conv1d(1, 16, 9, padding=4), nn.GELU(), nn.MaxPool1d(4),
+                                     nn.Conv1d(16, 32, 7, padding=3), nn.GELU(), nn.MaxPool1d(4),
+                                     nn.Conv1d(32, 64, 5, padding=2), nn.GELU(), nn.AdaptiveAvgPool1d(16))
+            self.comp = nn.Linear(119, 64)
+            self.enc = nn.Sequential(nn.Linear(64 * 16 + 64, 256), nn.GELU(), nn.Linear(256, 2 * latent))
+            ks = np.stack(np.meshgrid(*(np.arange(-K, K + 1),) * 3, indexing="ij"), -1).reshape(-1, 3)
+            half = [k for k in ks.tolist() if tuple(k) > (0, 0, 0)]        # one of each ±k pair
+            self.register_buffer("k", torch.tensor(half, dtype=torch.float32))
+            g = (torch.arange(self.n, dtype=torch.float32) / self.n)
+            pts = torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+            ang = 2 * math.pi * pts @ self.k.T
+            self.register_buffer("feat", torch.cat([ang.sin(), ang.cos()], 1))   # (n³, 2·|half|)
+            self.pos = nn.Linear(self.feat.shape[1], width)
+            self.film = nn.Linear(latent, 2 * width)
+            self.dec = nn.Sequential(nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+            self.kl = torch.zeros(())
+
+        def forward(self, box=None, powder=None, comp=None, sample: bool | None = None):
+            h = self.cnn(powder[:, None]).flatten(1)
+            mu, logvar = self.enc(torch.cat([h, self.comp(comp)], 1)).chunk(2, dim=1)
+            logvar = logvar.clamp(-10, 5)
+            sample = self.training if sample is None else sample
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+            self.kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1).mean()
+            scale, shift = self.film(z).chunk(2, dim=1)                         # (B, width) each
+            p = self.pos(self.feat)                                              # (n³, width)
+            x = p[None] * (1 + scale[:, None]) + shift[:, None]
+            return nn.functional.softplus(self.dec(x)[..., 0]).view(-1, self.n, self.n, self.n)
+
+    return {"mlp": SeedMLP, "mlp_mse": SeedMLP, "unet": UNet3D, "coord": CoordNet}
+
+
+MODELS = ("mlp", "mlp_mse", "unet", "coord")
+
+
+def build_model(kind: str, L: int, n: int, n_powder: int, **kw):
+    models = _torch_models()
+    if kind not in models:
+        raise ValueError(f"unknown crystal model {kind!r}: use one of {', '.join(MODELS)}")
+    if kind == "coord":
+        return models[kind](n_powder, n, **kw)
+    return models[kind](L, n, **kw)

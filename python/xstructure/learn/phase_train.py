@@ -1,0 +1,411 @@
+"""Training, checkpoints and evaluation of the crystal (phase-problem) models of :mod:`.phase`.
+
+A model directory holds ``config.json`` (format tag, model kind and hyperparameters, the crystal set's H, σ
+and 2θ grid) and ``model.safetensors`` (weights of the best epoch); while training also ``last.safetensors``
+(weights + optimizer) and ``state.json``, so a stopped run resumes.  Every epoch's shuffling and noise come from
+``default_rng([seed, epoch])``.  Nothing is unpickled.
+
+Evaluation (:func:`evaluate_phase`) predicts on the n³ training grid and brings the prediction to 50³ by Fourier
+interpolation (zero-padding its coefficients; the true densities themselves interpolate so to SSIM 0.999), then
+scores against ``crystal.density_grid`` computed directly at 50³:
+
+* ``ssim``: one sample (z = μ for the variational model), aligned by the best shift and inversion;
+* ``ssim_best``: seed 003's protocol, the best of 5 samples × the 24 cube rotations: the candidates are ranked
+  by aligned correlation with the truth on the 24³ grid, and SSIM on 50³ is computed for the plain sample and
+  the 3 best (:func:`.phase.rank_candidates`);
+* ``atom_recovery`` (:func:`.phase.atom_recovery`) and ``r_factor`` against the observed amplitudes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import phase
+from .crystals import CrystalSet
+from .train import _load_optimizer, _load_safetensors, _optimizer_tensors, _save_safetensors, _write_json
+
+__all__ = ["PhaseConfig", "train_phase", "PhaseModel", "evaluate_phase", "format_phase_table", "phase_plot",
+           "PhaseData", "FORMAT"]
+
+FORMAT = "xstructure-phase-model"
+VERSION = 1
+GRID_EVAL = 50
+
+
+@dataclass
+class PhaseConfig:
+    model: str = "mlp"
+    n: int = 24                  # output grid (fractional frame)
+    hidden: int = 100            # mlp
+    channels: int = 8            # unet
+    latent: int = 64             # coord
+    width: int = 128             # coord
+    epochs: int = 30
+    batch: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 6
+    w_phys: float = 0.0          # physics consistency: |F| of the prediction vs the observed amplitudes
+    w_kl: float = 1e-3           # coord: KL of the latent to N(0, 1)
+    noise: float = 0.0           # relative Gaussian noise on the inputs (|F| and powder), per point
+    seed: int = 0
+    threads: int = 0
+    max_minutes: float | None = None
+
+    @property
+    def loss(self) -> str:
+        return "mse" if self.model == "mlp_mse" else "aligned"
+
+    def hparams(self) -> dict:
+        return {"mlp": {"hidden": self.hidden}, "mlp_mse": {"hidden": self.hidden},
+                "unet": {"channels": self.channels},
+                "coord": {"latent": self.latent, "width": self.width}}.get(self.model, {})
+
+
+class PhaseData:
+    """In-memory arrays of one split of a crystal set (inputs, and targets on the n³ grid)."""
+
+    def __init__(self, cs: CrystalSet, idx, n: int, targets: bool = True):
+        self.set, self.idx = cs, np.asarray(idx)
+        I = cs.intensity.get_orthogonal_selection((self.idx,)).astype(np.float64)
+        H = cs.hmax
+        self.intensity = I
+        self.amplitudes = np.sqrt(I) / np.sqrt(np.maximum(I[:, H, H, H], 1e-300)).reshape(-1, 1, 1, 1)
+        self.box = phase.box_features(I)
+        self.powder = cs.powder.get_orthogonal_selection((self.idx,)).astype(np.float32)
+        self.comp = cs.composition(self.idx)
+        self.target = phase.normalised_density(cs.density(self.idx, n)).astype(np.float32) if targets else None
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+def _noisy(x: np.ndarray, level: float, rng) -> np.ndarray:
+    if level <= 0:
+        return x
+    return np.clip(x * (1 + level * rng.standard_normal(x.shape)), 0, None).astype(np.float32)
+
+
+def _inputs(data: PhaseData, sel, noise: float, rng):
+    import torch
+
+    box = data.box[sel]
+    if noise > 0:   # noise on |F|, then the features' sqrt
+        box = np.sqrt(_noisy(box ** 2, noise, rng))
+    return (torch.as_tensor(box), torch.as_tensor(_noisy(data.powder[sel], noise, rng)),
+            torch.as_tensor(data.comp[sel]))
+
+
+def _loss(cfg: PhaseConfig, net, pred, target, amplitudes):
+    import torch
+
+    loss = phase.aligned_mse(pred, target) if cfg.loss == "aligned" else torch.mean((pred - target) ** 2)
+    if cfg.w_phys > 0:
+        H = amplitudes.shape[-1] // 2
+        loss = loss + cfg.w_phys * torch.mean((phase.box_amplitudes(pred, H).abs() - amplitudes) ** 2) * 1e3
+    if cfg.model == "coord" and cfg.w_kl > 0:
+        loss = loss + cfg.w_kl * net.kl
+    return loss
+
+
+def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None = None, *, progress: bool = True,
+                resume: bool = True, split_seed: int = 0, n_test: int = 500, n_val: int = 200, limit: int | None = None,
+                log=print) -> "PhaseModel":
+    """Train one crystal model on a set's training split; the best validation epoch is kept."""
+    import torch
+    from tqdm.auto import tqdm
+
+    cfg = config or PhaseConfig()
+    if cfg.model not in phase.MODELS:
+        raise ValueError(f"unknown crystal model {cfg.model!r}: use one of {', '.join(phase.MODELS)}")
+    cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
+    if not cs.complete:
+        raise ValueError(f"{cs.path} is not complete: run the create command again to finish it")
+    split = cs.split(split_seed, n_test, n_val)
+    tr_idx = split["train"][:limit] if limit else split["train"]
+    os.makedirs(out_dir, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    t_load = time.perf_counter()
+    train_d, val_d = PhaseData(cs, tr_idx, cfg.n), PhaseData(cs, split["val"], cfg.n)
+    log(f"{cs.path}: {len(train_d)} training and {len(val_d)} validation crystals loaded in "
+        f"{time.perf_counter() - t_load:.0f} s")
+    L = 2 * cs.hmax + 1
+    net = phase.build_model(cfg.model, L, cfg.n, len(cs.two_theta), **cfg.hparams())
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    config_json = {"format": FORMAT, "version": VERSION, "config": asdict(cfg), "hmax": cs.hmax, "sigma": cs.sigma,
+                   "two_theta": cs.attrs["two_theta"], "system": cs.attrs["system"], "split_seed": split_seed,
+                   "n_test": n_test, "n_val": n_val, "set": os.path.abspath(cs.path)}
+    state_path, last_path = os.path.join(out_dir, "state.json"), os.path.join(out_dir, "last.safetensors")
+    state = {"epoch": 0, "best": float("inf"), "best_epoch": -1, "bad": 0, "history": [], "seconds": 0.0}
+    if resume and os.path.exists(state_path) and os.path.exists(last_path):
+        with open(state_path) as f:
+            saved = json.load(f)
+        if saved.get("config") != config_json:
+            raise ValueError(f"{out_dir} holds a run with another configuration; use another --out or --restart")
+        tensors = _load_safetensors(last_path)
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        _load_optimizer(opt, tensors, saved["optimizer"])
+        state = saved["state"]
+        log(f"resuming at epoch {state['epoch']} (best val {state['best']:.4f} at epoch {state['best_epoch']})")
+    _write_json(config_json, os.path.join(out_dir, "config.json"))
+    vin = _inputs(val_d, np.arange(len(val_d)), 0.0, None)
+    vt = torch.as_tensor(val_d.target)
+    steps_per_epoch = math.ceil(len(train_d) / cfg.batch)
+    t0 = time.perf_counter() - state["seconds"]
+    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
+        if cfg.max_minutes and (time.perf_counter() - t0) / 60 > cfg.max_minutes:
+            log(f"time budget of {cfg.max_minutes:g} min reached")
+            break
+        ep = state["epoch"]
+        rng = np.random.default_rng([cfg.seed, ep])
+        order = rng.permutation(len(train_d))
+        net.train()
+        total = 0.0
+        for s in tqdm(range(steps_per_epoch), desc=f"epoch {ep + 1}/{cfg.epochs}", disable=not progress,
+                      leave=False):
+            frac = (ep * steps_per_epoch + s) / (cfg.epochs * steps_per_epoch)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+            sel = order[s * cfg.batch:(s + 1) * cfg.batch]
+            box, powder, comp = _inputs(train_d, sel, cfg.noise, rng)
+            pred = net(box, powder, comp)
+            loss = _loss(cfg, net, pred, torch.as_tensor(train_d.target[sel]),
+                         torch.as_tensor(train_d.amplitudes[sel]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(sel)
+        net.eval()
+        with torch.no_grad():
+            vl = 0.0
+            for s in range(0, len(val_d), 128):
+                p = net(*(x[s:s + 128] for x in vin))
+                vl += float(phase.aligned_mse(p, vt[s:s + 128])) * len(p)
+            vl /= len(val_d)
+        state["epoch"] = ep + 1
+        state["history"].append({"epoch": ep + 1, "train_loss": total / len(train_d), "val_aligned_mse": vl})
+        if vl < state["best"] - 1e-6:
+            state.update(best=vl, best_epoch=ep + 1, bad=0)
+            _save_safetensors(dict(net.state_dict()), os.path.join(out_dir, "model.safetensors"),
+                              metadata={"format": FORMAT})
+        else:
+            state["bad"] += 1
+        state["seconds"] = time.perf_counter() - t0
+        otensors, ometa = _optimizer_tensors(opt)
+        _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **otensors}, last_path)
+        _write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
+        log(f"epoch {ep + 1}: train {total / len(train_d):.4f}  val aligned MSE {vl:.4f}"
+            f"{' (best)' if state['best_epoch'] == ep + 1 else ''}")
+    return PhaseModel.load(out_dir)
+
+
+class PhaseModel:
+    """A trained crystal model: ``predict`` maps |F|² boxes or powder patterns + compositions to densities."""
+
+    def __init__(self, net, config: dict):
+        self.net, self.config = net, config
+        self.cfg = PhaseConfig(**config["config"])
+
+    @classmethod
+    def load(cls, path: str) -> "PhaseModel":
+        cfg_path = os.path.join(path, "config.json")
+        if not os.path.isfile(cfg_path):
+            raise ValueError(f"{path}: no config.json (not a model directory)")
+        try:
+            with open(cfg_path) as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{cfg_path} is not readable JSON: {exc}") from None
+        if config.get("format") != FORMAT:
+            raise ValueError(f"{path} is not an xstructure crystal model (format {config.get('format')!r})")
+        if config.get("version") != VERSION:
+            raise ValueError(f"{path}: crystal model version {config.get('version')!r}, this xstructure reads "
+                             f"{VERSION}")
+        cfg = PhaseConfig(**config["config"])
+        L = 2 * int(config["hmax"]) + 1
+        net = phase.build_model(cfg.model, L, cfg.n, int(config["two_theta"][2]), **cfg.hparams())
+        weights = os.path.join(path, "model.safetensors")
+        if not os.path.isfile(weights):
+            raise ValueError(f"{path}: no model.safetensors (training has not finished an epoch)")
+        tensors = _load_safetensors(weights)
+        try:
+            net.load_state_dict(tensors)
+        except RuntimeError as exc:
+            raise ValueError(f"{weights} does not fit the {cfg.model} model of config.json: {exc}") from None
+        net.eval()
+        return cls(net, config)
+
+    @property
+    def hmax(self) -> int:
+        return int(self.config["hmax"])
+
+    @property
+    def two_theta(self) -> np.ndarray:
+        lo, hi, n = self.config["two_theta"]
+        return np.linspace(lo, hi, int(n))
+
+    def predict(self, intensity=None, powder=None, composition=None, *, sample: bool = False,
+                batch: int = 128) -> np.ndarray:
+        """(B, n, n, n) normalised densities (fractional frame) from |F|² boxes (B, L, L, L) (mlp, unet) or
+        powder patterns (B, n_2θ) on the model's 2θ grid plus compositions (B, 119) (coord)."""
+        import torch
+
+        L = 2 * self.hmax + 1
+        if self.cfg.model == "coord":
+            if powder is None or composition is None:
+                raise ValueError("the coord model needs powder patterns and compositions")
+            powder = np.atleast_2d(np.asarray(powder, dtype=np.float32))
+            comp = np.atleast_2d(np.asarray(composition, dtype=np.float32))
+            if powder.shape[1] != len(self.two_theta):
+                raise ValueError(f"powder patterns have {powder.shape[1]} points, the model's 2θ grid has "
+                                 f"{len(self.two_theta)}")
+            if comp.shape != (len(powder), 119):
+                raise ValueError(f"compositions must have shape ({len(powder)}, 119), got {comp.shape}")
+            if not (np.isfinite(powder).all() and np.isfinite(comp).all()):
+                raise ValueError("powder pattern or composition contains NaN or inf")
+            box = np.zeros((len(powder), L, L, L), np.float32)
+        else:
+            if intensity is None:
+                raise ValueError(f"the {self.cfg.model} model needs |F|² boxes")
+            I = np.asarray(intensity, dtype=np.float64)
+            I = I[None] if I.ndim == 3 else I
+            if I.shape[1:] != (L, L, L):
+                raise ValueError(f"|F|² boxes must have shape (B, {L}, {L}, {L}) (H = {self.hmax}), got {I.shape}")
+            box = phase.box_features(I)
+            powder = np.zeros((len(box), len(self.two_theta)), np.float32)
+            comp = np.zeros((len(box), 119), np.float32)
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(box), batch):
+                args = [torch.as_tensor(x[s:s + batch]) for x in (box, powder, comp)]
+                p = self.net(*args, sample=sample) if self.cfg.model == "coord" else self.net(*args)
+                out.append(p.double().numpy())
+        return np.concatenate(out) if out else np.zeros((0,) + (self.cfg.n,) * 3)
+
+
+def fourier_upsample(g: np.ndarray, m: int = GRID_EVAL) -> np.ndarray:
+    """A periodic grid (n, n, n) on m³ points by zero-padding its Fourier coefficients (|h| ≤ (n − 1) / 2)."""
+    n = g.shape[0]
+    H = (n - 1) // 2
+    F = np.fft.fftn(g)
+    G = np.zeros((m, m, m), dtype=complex)
+    ix = np.arange(-H, H + 1)
+    G[np.ix_(ix % m, ix % m, ix % m)] = F[np.ix_(ix % n, ix % n, ix % n)]
+    return np.fft.ifftn(G).real * (m / n) ** 3
+
+
+def _score(pred_n, samples_n, data: PhaseData, k: int, gt50, top: int | None):
+    c, f, z = data.set.structures(data.idx[k])[0]
+    p50 = fourier_upsample(pred_n)
+    # candidates ranked on the model's grid (cheap), SSIM of the best few on 50³
+    cands = phase.rank_candidates(samples_n, data.target[k], top)
+    best = max(phase.ssim(fourier_upsample(x), gt50) for x in cands)
+    return {"ssim": phase.ssim(p50, gt50), "ssim_best": best,
+            "atom_recovery": phase.atom_recovery(p50, c, f, z, data.set.sigma, target=gt50),
+            "r_factor": phase.r_factor(pred_n, data.amplitudes[k])}
+
+
+def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, n_test: int = 500, n_val: int = 200,
+                   limit: int | None = None, top: int | None = 3, flip: dict | None = None, progress: bool = True,
+                   examples: int = 3, log=print) -> dict:
+    """Scores of every method on the test split.  ``methods`` maps a name to a :class:`PhaseModel`.  Charge
+    flipping runs beside them, from the |F|² box (``flip``) and from amplitudes extracted from the powder
+    pattern (``flip_powder``): ``flip`` holds its options (None: the defaults; ``{}``: skip it)."""
+    from tqdm.auto import tqdm
+
+    cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
+    idx = cs.split(split_seed, n_test, n_val)["test"]
+    idx = idx[:limit] if limit else idx
+    data = PhaseData(cs, idx, 24)
+    gt = [phase.normalised_density(cs.density([i], GRID_EVAL)[0]) for i in idx]
+    preds, seconds = {}, {}
+    for name, model in methods.items():
+        t = time.perf_counter()
+        mean = model.predict(data.intensity, data.powder, data.comp)
+        samples = [mean] if model.cfg.model != "coord" else \
+            [mean] + [model.predict(data.intensity, data.powder, data.comp, sample=True) for _ in range(4)]
+        seconds[name] = time.perf_counter() - t
+        preds[name] = (mean, samples)
+    flip = {"n": 24, "iterations": 200, "starts": 5, "b_keep": 3.0, "delta": 0.9} if flip is None else flip
+    if flip:
+        cells = [s[0] for s in cs.structures(idx)]
+        t = time.perf_counter()
+        out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, **flip)
+        seconds["flip"] = time.perf_counter() - t
+        preds["flip"] = (out, [out])
+        t = time.perf_counter()
+        A = np.stack([phase.powder_amplitudes(p, cs.two_theta, c, cs.hmax) for p, c in zip(data.powder, cells)])
+        out = phase.charge_flip(A, cells=cells, b_atoms=cs.b_factor, **flip)
+        seconds["flip_powder"] = time.perf_counter() - t
+        preds["flip_powder"] = (out, [out])
+        for name in [m for m in methods if methods[m].cfg.model == "mlp"]:   # network phases + flipping
+            t = time.perf_counter()
+            out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, start=preds[name][0], **flip)
+            seconds[f"{name}+flip"] = seconds[name] + time.perf_counter() - t
+            preds[f"{name}+flip"] = (out, [out])
+    rep = {"system": cs.attrs["system"], "n_test": len(idx), "grid": GRID_EVAL, "ssim_top": top, "methods": {}}
+    for name, (mean, samples) in preds.items():
+        rows = [_score(mean[k], [s[k] for s in samples], data, k, gt[k], top)
+                for k in tqdm(range(len(idx)), desc=f"scoring {name}", disable=not progress, leave=False)]
+        agg = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        agg["seconds"] = seconds[name]
+        agg["per_crystal"] = {key: [r[key] for r in rows] for key in rows[0]}
+        rep["methods"][name] = agg
+        log(f"{cs.attrs['system']} {name}: SSIM {agg['ssim']:.3f}, best-of {agg['ssim_best']:.3f}, "
+            f"atoms {agg['atom_recovery']:.3f}, R {agg['r_factor']:.3f}")
+    rep["_examples"] = [{"true": gt[k], "pred": {n: phase.align(fourier_upsample(p[0][k]), gt[k]) for n, p in
+                                                 preds.items()},
+                         "ssim": {n: rep["methods"][n]["per_crystal"]["ssim"][k] for n in preds}}
+                        for k in range(min(examples, len(idx)))]
+    return rep
+
+
+def format_phase_table(rep: dict) -> str:
+    lines = [f"{rep['system']}: {rep['n_test']} test crystals, SSIM on {rep['grid']}³ grids",
+             f"{'method':<14}{'SSIM':>8}{'SSIM best-of':>14}{'atoms found':>13}{'R-factor':>10}{'time s':>9}"]
+    for name, m in rep["methods"].items():
+        lines.append(f"{name:<14}{m['ssim']:>8.3f}{m['ssim_best']:>14.3f}{m['atom_recovery']:>13.3f}"
+                     f"{m['r_factor']:>10.3f}{m['seconds']:>9.1f}")
+    return "\n".join(lines)
+
+
+def phase_plot(rep: dict, path: str, examples: int = 3):
+    """Figure: for a few test crystals, the true density and every method's prediction (aligned), as the
+    central slice and as an isosurface at half the true maximum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skimage.measure import marching_cubes
+
+    ex = rep.get("_examples", [])[:examples]
+    if not ex:
+        raise ValueError("the report holds no example predictions (evaluate_phase(..., examples=K))")
+    names = list(ex[0]["pred"])
+    cols = 1 + len(names)
+    fig = plt.figure(figsize=(2.6 * cols, 5.0 * len(ex)))
+    for r, e in enumerate(ex):
+        grids = [("truth", e["true"])] + [(n, e["pred"][n]) for n in names]
+        level = 0.5 * e["true"].max()
+        for c, (name, g) in enumerate(grids):
+            ax = fig.add_subplot(2 * len(ex), cols, 2 * r * cols + c + 1)
+            ax.imshow(g[g.shape[0] // 2], cmap="viridis", vmin=0, vmax=e["true"].max())
+            ax.set_title(f"{name}" + (f"\nSSIM {e['ssim'][name]:.2f}" if name in e["ssim"] else ""), fontsize=8)
+            ax.axis("off")
+            ax3 = fig.add_subplot(2 * len(ex), cols, (2 * r + 1) * cols + c + 1, projection="3d")
+            if g.max() > level:
+                v, f, _, _ = marching_cubes(g, level)
+                ax3.plot_trisurf(v[:, 0], v[:, 1], f, v[:, 2], color="tab:blue", lw=0, alpha=0.8)
+            ax3.set_axis_off()
+    fig.suptitle(f"{rep['system']}: central slice and isosurface at half the true maximum (aligned)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
