@@ -99,10 +99,10 @@ def main(argv=None) -> int:
     print(f"best SSIM (seed 003 protocol): cubic {best_c:.3f} (goal 0.95), trigonal {best_t:.3f} (goal 0.85); "
           f"best atom recovery on cubic {rec_c:.3f} (goal 0.90); total {res['total_seconds'] / 60:.1f} min")
     if args.json:
-        slim = json.loads(json.dumps(res))
+        slim = dict(res, systems={s: {k: v for k, v in r.items() if not k.startswith("_")}
+                                   for s, r in res["systems"].items()})
         for r in slim["systems"].values():
-            for m in r["methods"].values():
-                m.pop("per_crystal", None)
+            r["methods"] = {n: {k: v for k, v in m.items() if k != "per_crystal"} for n, m in r["methods"].items()}
         with open(args.json, "w") as f:
             json.dump(slim, f, indent=1)
         print(f"wrote {args.json}")

@@ -182,7 +182,7 @@ def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None =
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(sel)
+            total += float(loss.detach()) * len(sel)
         net.eval()
         with torch.no_grad():
             vl = 0.0
@@ -315,10 +315,11 @@ def _score(pred_n, samples_n, data: PhaseData, k: int, gt50, top: int | None):
 
 def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, n_test: int = 500, n_val: int = 200,
                    limit: int | None = None, top: int | None = 3, flip: dict | None = None, progress: bool = True,
-                   examples: int = 3, log=print) -> dict:
+                   examples: int = 3, flips=("flip", "flip_powder", "mlp+flip"), log=print) -> dict:
     """Scores of every method on the test split.  ``methods`` maps a name to a :class:`PhaseModel`.  Charge
-    flipping runs beside them, from the |F|² box (``flip``) and from amplitudes extracted from the powder
-    pattern (``flip_powder``): ``flip`` holds its options (None: the defaults; ``{}``: skip it)."""
+    flipping runs beside them, from the |F|² box (``flip``), from amplitudes extracted from the powder pattern
+    (``flip_powder``) and from the phases of an ``mlp`` model (``mlp+flip``), as chosen by ``flips``;
+    ``flip`` holds its options (None: the defaults; ``{}``: skip charge flipping)."""
     from tqdm.auto import tqdm
 
     cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
@@ -337,16 +338,18 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
     flip = {"n": 24, "iterations": 200, "starts": 5, "b_keep": 3.0, "delta": 0.9} if flip is None else flip
     if flip:
         cells = [s[0] for s in cs.structures(idx)]
-        t = time.perf_counter()
-        out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, **flip)
-        seconds["flip"] = time.perf_counter() - t
-        preds["flip"] = (out, [out])
-        t = time.perf_counter()
-        A = np.stack([phase.powder_amplitudes(p, cs.two_theta, c, cs.hmax) for p, c in zip(data.powder, cells)])
-        out = phase.charge_flip(A, cells=cells, b_atoms=cs.b_factor, **flip)
-        seconds["flip_powder"] = time.perf_counter() - t
-        preds["flip_powder"] = (out, [out])
-        for name in [m for m in methods if methods[m].cfg.model == "mlp"]:   # network phases + flipping
+        if "flip" in flips:
+            t = time.perf_counter()
+            out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, **flip)
+            seconds["flip"] = time.perf_counter() - t
+            preds["flip"] = (out, [out])
+        if "flip_powder" in flips:
+            t = time.perf_counter()
+            A = np.stack([phase.powder_amplitudes(p, cs.two_theta, c, cs.hmax) for p, c in zip(data.powder, cells)])
+            out = phase.charge_flip(A, cells=cells, b_atoms=cs.b_factor, **flip)
+            seconds["flip_powder"] = time.perf_counter() - t
+            preds["flip_powder"] = (out, [out])
+        for name in [m for m in methods if methods[m].cfg.model == "mlp" and "mlp+flip" in flips]:
             t = time.perf_counter()
             out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, start=preds[name][0], **flip)
             seconds[f"{name}+flip"] = seconds[name] + time.perf_counter() - t
