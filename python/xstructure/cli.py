@@ -436,7 +436,7 @@ def _cmd_train_crystal(args) -> int:
 
     if len(args.pools) != 1:
         raise ValueError("the crystal task trains on one crystal set")
-    cfg = PhaseConfig(model=args.model, epochs=args.epochs, batch=args.batch if args.batch != 256 else 32, lr=args.lr,
+    cfg = PhaseConfig(model=args.model, epochs=args.epochs, batch=args.batch or 32, lr=args.lr,
                       seed=args.seed, max_minutes=args.max_minutes, patience=args.patience, w_phys=args.w_phys)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
@@ -458,7 +458,7 @@ def _cmd_train(args) -> int:
     if _task(args, args.pools[0]) == "crystal":
         return _cmd_train_crystal(args)
     datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
-    cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch,
+    cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch or 256,
                       lr=args.lr, noise=args.noise.to_dict(), seed=args.seed, max_minutes=args.max_minutes,
                       patience=args.patience)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -624,7 +624,7 @@ def _add_learn_parsers(sub):
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--pattern-set", help="pattern set of the pools (default: their only one)")
     t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--batch", type=int, default=256)
+    t.add_argument("--batch", type=int, help="batch size (default 256 for molecules, 32 for crystals)")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--width", type=int, default=64, help="model width (token dimension)")
     t.add_argument("--layers", type=int, default=2)
