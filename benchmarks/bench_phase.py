@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", module="pyxtal")
     from xstructure.learn.crystals import CrystalSet
+    from xstructure.learn.evaluate import strip_private
     from xstructure.learn.phase_train import PhaseConfig, evaluate_phase, format_phase_table, train_phase
 
     tag = "quick" if args.quick else "full"
@@ -99,8 +100,7 @@ def main(argv=None) -> int:
     print(f"best SSIM (seed 003 protocol): cubic {best_c:.3f} (goal 0.95), trigonal {best_t:.3f} (goal 0.85); "
           f"best atom recovery on cubic {rec_c:.3f} (goal 0.90); total {res['total_seconds'] / 60:.1f} min")
     if args.json:
-        slim = dict(res, systems={s: {k: v for k, v in r.items() if not k.startswith("_")}
-                                   for s, r in res["systems"].items()})
+        slim = dict(res, systems={s: strip_private(r) for s, r in res["systems"].items()})
         for r in slim["systems"].values():
             r["methods"] = {n: {k: v for k, v in m.items() if k != "per_crystal"} for n, m in r["methods"].items()}
         with open(args.json, "w") as f:

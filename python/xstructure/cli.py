@@ -414,12 +414,13 @@ CRYSTAL_MODELS = ["mlp", "mlp_mse", "unet", "coord"]
 
 
 def _is_crystal_set(path: str) -> bool:
-    try:
-        import zarr
+    from .learn.crystals import CrystalSet
 
-        return zarr.open_group(store=path, mode="r", zarr_format=3).attrs.get("format") == "xstructure-crystal-set"
-    except Exception:
+    try:
+        CrystalSet.open(path)
+    except ValueError:
         return False
+    return True
 
 
 def _task(args, path: str) -> str:
@@ -453,9 +454,10 @@ def _cmd_train_crystal(args) -> int:
 def _cmd_train(args) -> int:
     from .learn import TrainConfig, load_pool, train
 
+    task = _task(args, args.pools[0])
     if args.model is None:
-        args.model = "mlp" if _task(args, args.pools[0]) == "crystal" else "transformer"
-    if _task(args, args.pools[0]) == "crystal":
+        args.model = "mlp" if task == "crystal" else "transformer"
+    if task == "crystal":
         return _cmd_train_crystal(args)
     datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
     cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch or 256,
@@ -473,15 +475,18 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _model_format(path: str) -> str | None:
+def _is_phase_model(path: str) -> bool:
+    from .learn.phase_train import FORMAT
+
     try:
         with open(os.path.join(path, "config.json")) as f:
-            return json.load(f).get("format")
+            return json.load(f).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
-        return None
+        return False
 
 
 def _cmd_evaluate_crystal(args) -> int:
+    from .learn.evaluate import strip_private
     from .learn.phase_train import PhaseModel, evaluate_phase, format_phase_table, phase_plot
 
     model = PhaseModel.load(args.model)
@@ -491,7 +496,7 @@ def _cmd_evaluate_crystal(args) -> int:
     print(format_phase_table(rep))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({k: v for k, v in rep.items() if not k.startswith("_")}, f, indent=1)
+            json.dump(strip_private(rep), f, indent=1)
         print(f"wrote {args.json}")
     if args.plot:
         phase_plot(rep, args.plot)
@@ -503,7 +508,7 @@ def _cmd_evaluate(args) -> int:
     from .learn import InversionModel, evaluate, format_table, load_pool
     from .learn.evaluate import report_plot, strip_private
 
-    if _model_format(args.model) == "xstructure-phase-model":
+    if _is_phase_model(args.model):
         return _cmd_evaluate_crystal(args)
     model = InversionModel.load(args.model)
     data = load_pool(args.pool, args.pattern_set, seed=args.seed)
@@ -593,7 +598,7 @@ def _cmd_predict(args) -> int:
 
     from .learn import InversionModel
 
-    if _model_format(args.model) == "xstructure-phase-model":
+    if _is_phase_model(args.model):
         return _cmd_predict_crystal(args)
     model = InversionModel.load(args.model)
     I, q = _read_patterns(args.pattern)

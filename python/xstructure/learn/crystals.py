@@ -307,11 +307,13 @@ class CrystalSet:
             np.add.at(out[k], z, 1.0 / len(z))
         return out
 
-    def density(self, idx, n: int = 32) -> np.ndarray:
-        """(B, n, n, n) targets: ``crystal.density_grid`` (weights Z, σ of the set, fractional frame)."""
+    def density(self, idx, n: int = 32, structures=None) -> np.ndarray:
+        """(B, n, n, n) targets: ``crystal.density_grid`` (weights Z, σ of the set, fractional frame);
+        ``structures``: those of ``idx`` when already read."""
         from ..crystal import density_grid
 
-        return np.stack([density_grid(_atoms(*s), (n, n, n), self.sigma) for s in self.structures(idx)])
+        structures = self.structures(idx) if structures is None else structures
+        return np.stack([density_grid(_atoms(*s), (n, n, n), self.sigma) for s in structures])
 
     def split(self, seed: int = 0, test: int = 500, val: int = 200) -> dict:
         """Index arrays {"train", "val", "test"} by crystal (a fixed permutation of the set)."""

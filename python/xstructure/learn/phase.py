@@ -228,12 +228,19 @@ def atom_recovery(pred: np.ndarray, cell, frac, numbers, sigma: float, tol: floa
 def r_factor(pred: np.ndarray, amplitudes: np.ndarray) -> float:
     """R = Σ ||F_obs| − k |F_calc|| / Σ |F_obs| over the box without F(000), k the least-squares scale;
     amplitudes: observed |F|/F(000) on the box (L, L, L); pred: normalised density."""
+    import torch
+
     H = amplitudes.shape[-1] // 2
-    Fc = np.abs(box_amplitudes(np.asarray(pred, dtype=np.float64)[None], H)[0].numpy())
-    Fo = np.asarray(amplitudes, dtype=np.float64).copy()
-    Fo[H, H, H] = Fc[H, H, H] = 0.0
-    k = (Fo * Fc).sum() / max((Fc * Fc).sum(), 1e-300)
-    return float(np.abs(Fo - k * Fc).sum() / max(Fo.sum(), 1e-300))
+    Fc = box_amplitudes(np.asarray(pred, dtype=np.float64)[None], H).abs()
+    Fo = torch.as_tensor(np.asarray(amplitudes, dtype=np.float64)).clone()[None]
+    Fo[0, H, H, H] = Fc[0, H, H, H] = 0.0
+    return float(_r_value(Fo.flatten(1), Fc.flatten(1))[0])
+
+
+def _r_value(Fo, Fc):
+    """R = Σ |Fo − k Fc| / Σ Fo per row, k the least-squares scale (torch, (B, M))."""
+    k = (Fo * Fc).sum(1, keepdim=True) / (Fc * Fc).sum(1, keepdim=True).clamp_min(1e-300)
+    return (Fo - k * Fc).abs().sum(1) / Fo.sum(1).clamp_min(1e-300)
 
 
 # ---- charge flipping ------------------------------------------------------------------------------------------
@@ -243,12 +250,6 @@ def _s2(cell, H: int) -> np.ndarray:
     hkl = np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1)
     g = hkl @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T
     return 0.25 * (g ** 2).sum(-1)
-
-
-def _r_value(Fo, Fc):
-    """R = Σ |Fo − k Fc| / Σ Fo per row, k the least-squares scale (torch, (B, M))."""
-    k = (Fo * Fc).sum(1, keepdim=True) / (Fc * Fc).sum(1, keepdim=True).clamp_min(1e-300)
-    return (Fo - k * Fc).abs().sum(1) / Fo.sum(1).clamp_min(1e-300)
 
 
 def charge_flip(amplitudes: np.ndarray, n: int = 24, iterations: int = 200, starts: int = 5, delta: float = 0.9,

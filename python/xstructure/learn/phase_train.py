@@ -80,7 +80,9 @@ class PhaseData:
         self.box = phase.box_features(I)
         self.powder = cs.powder.get_orthogonal_selection((self.idx,)).astype(np.float32)
         self.comp = cs.composition(self.idx)
-        self.target = phase.normalised_density(cs.density(self.idx, n)).astype(np.float32) if targets else None
+        self.structures = cs.structures(self.idx)
+        self.target = phase.normalised_density(cs.density(self.idx, n, self.structures)).astype(np.float32) \
+            if targets else None
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -303,7 +305,7 @@ def fourier_upsample(g: np.ndarray, m: int = GRID_EVAL) -> np.ndarray:
 
 
 def _score(pred_n, samples_n, data: PhaseData, k: int, gt50, top: int | None):
-    c, f, z = data.set.structures(data.idx[k])[0]
+    c, f, z = data.structures[k]
     p50 = fourier_upsample(pred_n)
     # candidates ranked on the model's grid (cheap), SSIM of the best few on 50³
     cands = phase.rank_candidates(samples_n, data.target[k], top)
@@ -326,7 +328,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
     idx = cs.split(split_seed, n_test, n_val)["test"]
     idx = idx[:limit] if limit else idx
     data = PhaseData(cs, idx, 24)
-    gt = [phase.normalised_density(cs.density([i], GRID_EVAL)[0]) for i in idx]
+    gt = [phase.normalised_density(cs.density([i], GRID_EVAL, [st])[0]) for i, st in zip(idx, data.structures)]
     preds, seconds = {}, {}
     for name, model in methods.items():
         t = time.perf_counter()
@@ -337,7 +339,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
         preds[name] = (mean, samples)
     flip = {"n": 24, "iterations": 200, "starts": 5, "b_keep": 3.0, "delta": 0.9} if flip is None else flip
     if flip:
-        cells = [s[0] for s in cs.structures(idx)]
+        cells = [s[0] for s in data.structures]
         if "flip" in flips:
             t = time.perf_counter()
             out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, **flip)
