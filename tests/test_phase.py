@@ -108,7 +108,18 @@ def test_align_and_ssim_undo_shift_and_inversion(cset):
     assert phase.atom_recovery(np.ones_like(t), c, f, z, cset.sigma) < 0.5
 
 
-def test_charge_flipping_on_rock_salt():
+def test_align_finds_a_shift_between_grid_points(cset):
+    t = phase.normalised_density(cset.density([2], 20)[0])
+    f = np.fft.fftfreq(20)
+    u = (3.4, -7.6, 0.5)                                       # voxels; an origin is continuous
+    ramp = np.exp(2j * np.pi * (u[0] * f[:, None, None] + u[1] * f[None, :, None] + u[2] * f[None, None, :]))
+    moved = np.fft.ifftn(np.fft.fftn(t) * ramp).real
+    np.testing.assert_allclose(phase.align(moved, t), t, atol=1e-6)
+    assert np.abs(phase.align(moved, t, subvoxel=False) - t).max() > 0.1
+    assert phase.ssim(moved[::-1, ::-1, ::-1], t) == pytest.approx(1.0, abs=1e-9)
+
+
+def _rock_salt():
     from ase.build import bulk
 
     from xstructure.crystal import density_grid, intensities
@@ -116,8 +127,50 @@ def test_charge_flipping_on_rock_salt():
     at = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
     B, H = 8 * np.pi ** 2 * 0.5 ** 2, 8
     I = intensities(at, H, factors="Z", grid=True, b_factors=np.full(len(at), B))
+    return at, B, I, phase.normalised_density(density_grid(at, (50, 50, 50), 0.5))
+
+
+def test_cell_contents_from_composition_and_f000(cset):
+    H = cset.hmax
+    I = cset.intensity[:]
+    for k, (c, f, z) in enumerate(cset.structures(np.arange(len(cset)))):
+        got = phase.cell_contents(cset.composition([k])[0], np.sqrt(I[k, H, H, H]))
+        np.testing.assert_array_equal(got, np.sort(z)[::-1])
+    with pytest.raises(ValueError, match="composition"):
+        phase.cell_contents(np.zeros(100), 10.0)
+    with pytest.raises(ValueError, match="F\\(000\\)"):
+        phase.cell_contents(cset.composition([0])[0], np.nan)
+
+
+def test_atom_refinement_and_solution_of_rock_salt():
+    at, B, I, truth = _rock_salt()
+    H = I.shape[0] // 2
     A = np.sqrt(I / I[H, H, H])[None]
-    truth = phase.normalised_density(density_grid(at, (50, 50, 50), 0.5))
+    frac = at.get_scaled_positions()
+    start = frac + np.random.default_rng(1).normal(0, 0.1 / 5.64, frac.shape)   # 0.1 Å off
+    out, r = phase.refine_atoms([start], [at.numbers], A, [at.cell[:]], B, steps=300, lr=2e-3)
+    d = out[0] - frac
+    d -= np.round(d)
+    d -= d.mean(0)                                           # the common shift is the free origin
+    assert np.abs(d @ at.cell[:]).max() < 0.01 and r[0] < 1e-3
+    # charge flipping alone does not solve NaCl (below); with an atom model refined after each run it does
+    comp = np.zeros(100)
+    comp[[11, 17]] = 0.5
+    z = phase.cell_contents(comp, np.sqrt(I[H, H, H]))
+    np.testing.assert_array_equal(z, [17] * 4 + [11] * 4)
+    sol = phase.solve_atoms(A, [at.cell[:]], [z], B)
+    assert sol["r"][0] < 0.02
+    assert phase.ssim(fourier_upsample(sol["density"][0]), truth) > 0.99
+    with pytest.raises(ValueError, match="compositions"):
+        phase.solve_atoms(A, [at.cell[:]], [z, z], B)
+
+
+def test_charge_flipping_on_rock_salt():
+    from xstructure.crystal import density_grid
+
+    at, B, I, truth = _rock_salt()
+    H = I.shape[0] // 2
+    A = np.sqrt(I / I[H, H, H])[None]
     # the true phases are kept: the best iterate is the start when nothing later fits better
     t24 = phase.normalised_density(density_grid(at, (24, 24, 24), 0.5))[None]
     rho = phase.charge_flip(A, iterations=5, starts=1, cells=[at.cell[:]], b_atoms=B, start=t24)[0]

@@ -656,7 +656,7 @@ def _add_learn_parsers(sub):
     e.add_argument("--json", help="write the report here")
     e.add_argument("--plot", help="write a figure here (PNG)")
     e.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
-                   help="crystals: also score charge flipping (default on)")
+                   help="crystals: also score charge flipping and atom models refined from it (default on)")
     e.set_defaults(func=_cmd_evaluate)
     r = sub.add_parser("predict", help="structures from patterns with a trained model")
     r.add_argument("model")

@@ -35,8 +35,8 @@ import math
 import numpy as np
 
 __all__ = ["normalised_density", "box_features", "box_amplitudes", "aligned_mse", "align", "ssim", "ssim_best",
-           "atom_recovery", "r_factor", "rank_candidates", "charge_flip", "powder_amplitudes", "CUBE_ROTATIONS", "MODELS",
-           "build_model"]
+           "atom_recovery", "r_factor", "rank_candidates", "charge_flip", "powder_amplitudes", "cell_contents",
+           "refine_atoms", "solve_atoms", "CUBE_ROTATIONS", "MODELS", "build_model"]
 
 
 # ---- grids and physics ----------------------------------------------------------------------------------------
@@ -101,12 +101,14 @@ def aligned_mse(pred, target, inversion: bool = True):
     return ((pred.square().flatten(1).sum(1) + target.square().flatten(1).sum(1) - 2 * best) / n3).mean()
 
 
-def align(pred: np.ndarray, target: np.ndarray, inversion: bool = True) -> np.ndarray:
-    """pred (n, n, n) shifted (and inverted, if better) onto target by the best circular shift."""
+def align(pred: np.ndarray, target: np.ndarray, inversion: bool = True, subvoxel: bool = True) -> np.ndarray:
+    """pred (n, n, n) shifted (and inverted, if better) onto target by the best circular shift: first the best
+    whole-voxel shift, then (``subvoxel``) the best continuous shift near it, applied as a Fourier phase ramp
+    (the origin of a crystal is continuous; a grid only holds whole-voxel shifts)."""
     import torch
 
-    P = torch.as_tensor(np.asarray(pred, dtype=np.float64))[None]
-    T = torch.as_tensor(np.asarray(target, dtype=np.float64))[None]
+    P = torch.as_tensor(np.ascontiguousarray(pred, dtype=np.float64))[None]
+    T = torch.as_tensor(np.ascontiguousarray(target, dtype=np.float64))[None]
     cc, cci = (x[0].numpy() for x in _cross_correlation(P, T))
     out = np.asarray(pred, dtype=np.float64)
     use_inv = inversion and cci.max() > cc.max()
@@ -116,7 +118,30 @@ def align(pred: np.ndarray, target: np.ndarray, inversion: bool = True) -> np.nd
     if use_inv:
         out = np.roll(out[::-1, ::-1, ::-1], 1, axis=(0, 1, 2))      # P(−x)
         s = tuple(-v for v in s)
-    return np.roll(out, tuple(-v for v in s), axis=(0, 1, 2))
+    out = np.roll(out, tuple(-v for v in s), axis=(0, 1, 2))
+    return _subvoxel_shift(out, np.asarray(target, dtype=np.float64)) if subvoxel else out
+
+
+def _subvoxel_shift(p: np.ndarray, t: np.ndarray, steps: int = 6) -> np.ndarray:
+    """p(x + u) for the continuous u, |u_i| ≤ 1 voxel, that maximises Σ_x p(x + u) t(x): Newton's method on the
+    Fourier series of the cross-correlation, C(u) = Re Σ_h P(h) T*(h) e^{2πi h·u / n}, from u = 0."""
+    shape = p.shape
+    P = np.fft.fftn(p)
+    X = P * np.conj(np.fft.fftn(t))
+    k = np.stack(np.meshgrid(*(2 * np.pi * np.fft.fftfreq(m) for m in shape), indexing="ij")).reshape(3, -1)
+    X = X.reshape(-1)
+    u = np.zeros(3)
+    for _ in range(steps):
+        e = X * np.exp(1j * (u @ k))
+        grad = -(k * e.imag).sum(1)
+        hess = -(k[:, None, :] * k[None, :, :] * e.real).sum(-1)
+        if np.any(np.linalg.eigvalsh(hess) >= 0):   # not at a maximum's basin: keep the whole-voxel shift
+            break
+        step = -np.linalg.solve(hess, grad)
+        u = np.clip(u + step, -1.0, 1.0)
+        if np.abs(step).max() < 1e-4:
+            break
+    return np.fft.ifftn(P * np.exp(1j * (u @ k)).reshape(shape)).real
 
 
 def _rotations():
@@ -365,6 +390,142 @@ def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, w
     A = A.reshape(L, L, L)
     A[H, H, H] = 1.0
     return A
+
+
+# ---- atom models: from a map to atoms refined against the amplitudes ------------------------------------------
+
+def cell_contents(composition: np.ndarray, f000: float) -> np.ndarray:
+    """The cell's atomic numbers, heaviest first, from the composition (fraction of atoms per Z, indexed by Z)
+    and F(000) = Σ Z (the square root of |F(000)|², the box's central intensity): N = F(000) / mean Z."""
+    comp = np.asarray(composition, dtype=np.float64)
+    zs = np.nonzero(comp > 0)[0]
+    if len(zs) == 0 or not np.isfinite(f000) or f000 <= 0:
+        raise ValueError("cell contents need a composition with at least one element and F(000) > 0")
+    n_atoms = f000 / float((comp[zs] * zs).sum() / comp[zs].sum())
+    counts = np.round(comp[zs] / comp[zs].sum() * n_atoms).astype(int)
+    if counts.sum() < 1:
+        raise ValueError(f"F(000) = {f000:g} is too small for one atom of this composition")
+    return np.repeat(zs, counts)[::-1].copy()
+
+
+def _half_box(H: int) -> np.ndarray:
+    """(M, 3) the reflections of the box [−H, H]³ with h > 0 in lexicographic order (one of each Friedel pair)."""
+    hkl = np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    return hkl[(hkl[:, 0] > 0) | ((hkl[:, 0] == 0) & ((hkl[:, 1] > 0) | ((hkl[:, 1] == 0) & (hkl[:, 2] > 0))))]
+
+
+def _map_atoms(g: np.ndarray, count: int, rng) -> np.ndarray:
+    """(count, 3) fractional positions of a map's highest local maxima (random positions if it has fewer)."""
+    idx, h = _peaks(g, rel=0.0)
+    frac = idx[np.argsort(h)[::-1][:count]] / np.array(g.shape)
+    if len(frac) < count:
+        frac = np.concatenate([frac, rng.random((count - len(frac), 3))])
+    return frac
+
+
+def refine_atoms(frac, numbers, amplitudes: np.ndarray, cells, b_atoms: float, steps: int = 80,
+                 lr: float = 5e-3):
+    """Atom positions refined against observed amplitudes, batched over crystals (least squares on |F|).
+
+    frac: per crystal (N, 3) starting fractional positions; numbers: per crystal (N,) atomic numbers (the
+    scattering weights, as in the data: Z with B = ``b_atoms``); amplitudes: (B, L, L, L) observed |F|/F(000)
+    (NaN: unmeasured).  Minimises Σ_h (|F_obs| − k |F_calc|)² over one of each Friedel pair (k: the least-squares
+    scale) with Adam on the fractional coordinates.  Returns (positions list, R (B,))."""
+    import torch
+
+    A = np.asarray(amplitudes, dtype=np.float64)
+    B, L = A.shape[0], A.shape[-1]
+    H = L // 2
+    hkl = _half_box(H)
+    flat = (hkl + H) @ np.array([L * L, L, 1])
+    nmax = max(len(z) for z in numbers)
+    X = torch.zeros(B, nmax, 3, dtype=torch.float64)
+    W = torch.zeros(B, nmax, dtype=torch.float64)
+    for k, (x, z) in enumerate(zip(frac, numbers)):
+        X[k, :len(z)] = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        W[k, :len(z)] = torch.as_tensor(np.asarray(z, dtype=np.float64))
+    dw = torch.as_tensor(np.stack([np.exp(-b_atoms * _s2(c, H)).reshape(-1)[flat] for c in cells]))
+    Fo = torch.as_tensor(A.reshape(B, -1)[:, flat])
+    valid = torch.isfinite(Fo)
+    Fo = torch.nan_to_num(Fo, nan=0.0)
+    h = torch.as_tensor(2 * math.pi * np.arange(-H, H + 1), dtype=torch.float64)
+    idx = torch.as_tensor(flat)
+    X.requires_grad_(True)
+    opt = torch.optim.Adam([X], lr=lr)
+
+    def f_calc():
+        # F(h, k, l) = Σ_j W_j e^{2πi h x_j} e^{2πi k y_j} e^{2πi l z_j}: the box as one batched matrix product
+        e = torch.polar(torch.ones_like(X)[..., None].expand(-1, -1, -1, L), X[..., None] * h)   # (B, N, 3, L)
+        exy = (e[:, :, 0, :, None] * e[:, :, 1, None, :]).flatten(2) * W[..., None]              # (B, N, L²)
+        F = torch.bmm(exy.transpose(1, 2), e[:, :, 2]).flatten(1)[:, idx]                       # (B, M)
+        return torch.where(valid, F.abs() * dw / W.sum(1, keepdim=True), 0.0)
+
+    for _ in range(steps):
+        Fc = f_calc()
+        k = ((Fo * Fc).sum(1, keepdim=True) / (Fc * Fc).sum(1, keepdim=True).clamp_min(1e-300)).detach()
+        loss = ((Fo - k * Fc) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        R = _r_value(Fo, f_calc())
+    X = X.detach().numpy() % 1.0
+    return [X[k, :len(z)] for k, z in enumerate(numbers)], R.numpy()
+
+
+def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: int = 9, r_done: float = 0.02,
+                start=None, seed: int = 0, n: int = 24, flip: dict | None = None, refine: dict | None = None,
+                model_start: bool = True, progress: bool = False) -> dict:
+    """Charge flipping, then an atom model refined against the amplitudes: what a crystallographer does after
+    phasing.  For each of ``starts`` charge-flipping runs, the flipped map's highest peaks become the cell's
+    atoms (``numbers``, heaviest on the highest peak; see :func:`cell_contents`), and :func:`refine_atoms` moves
+    them to fit the observed amplitudes.  Each crystal keeps its lowest-R model; a crystal whose R falls below
+    ``r_done`` is solved and skips the remaining runs.  The first run starts from the phases of ``start``
+    densities (e.g. a network's prediction) if given, else from random phases; later runs alternate between
+    random phases and (``model_start``) the phases of the best model so far, so that a partly right model is
+    completed by the next flipping run.
+
+    Returns {"frac": [(N, 3)], "numbers": [(N,)], "r": (B,), "runs": (B,) runs used, "density": (B, n, n, n)
+    normalised Gaussian-atom densities of the models (σ from ``b_atoms``)}."""
+    from ..crystal import density_grid
+    from .crystals import _atoms
+
+    A = np.asarray(amplitudes, dtype=np.float64)
+    B = A.shape[0]
+    numbers = [np.asarray(z) for z in numbers]
+    if len(numbers) != B or len(cells) != B:
+        raise ValueError(f"{B} amplitude boxes but {len(numbers)} compositions and {len(cells)} cells")
+    flip = {"iterations": 200, "b_keep": 3.0, "delta": 0.9, **(flip or {})}
+    rng = np.random.default_rng(seed)
+    sigma = math.sqrt(b_atoms / (8 * math.pi ** 2))
+    best_frac = [None] * B
+    best_r = np.full(B, np.inf)
+    runs = np.zeros(B, dtype=int)
+    for run in range(starts):
+        todo = np.nonzero(best_r >= r_done)[0]
+        if len(todo) == 0:
+            break
+        if progress:
+            print(f"charge flipping run {run + 1}/{starts}: {len(todo)} crystals")
+        if run == 0:
+            init = None if start is None else np.asarray(start)[todo]
+        elif run % 2 == 0 and model_start:   # from the phases of the best model so far (model completion)
+            init = np.stack([normalised_density(density_grid(_atoms(cells[k], best_frac[k], numbers[k]),
+                                                             (n, n, n), sigma)) for k in todo])
+        else:
+            init = None
+        maps = charge_flip(A[todo], n=n, starts=1, seed=1000 * seed + run, cells=[cells[k] for k in todo],
+                           b_atoms=b_atoms, start=init, **flip)
+        frac0 = [_map_atoms(m, len(numbers[k]), rng) for m, k in zip(maps, todo)]
+        frac, r = refine_atoms(frac0, [numbers[k] for k in todo], A[todo], [cells[k] for k in todo], b_atoms,
+                               **(refine or {}))
+        runs[todo] += 1
+        for j, k in enumerate(todo):
+            if r[j] < best_r[k]:
+                best_r[k], best_frac[k] = r[j], frac[j]
+    dens = np.stack([normalised_density(density_grid(_atoms(c, f, z), (n, n, n), sigma))
+                     for c, f, z in zip(cells, best_frac, numbers)])
+    return {"frac": best_frac, "numbers": numbers, "r": best_r, "runs": runs, "density": dens}
 
 
 # ---- models ---------------------------------------------------------------------------------------------------

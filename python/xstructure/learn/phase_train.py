@@ -317,11 +317,16 @@ def _score(pred_n, samples_n, data: PhaseData, k: int, gt50, top: int | None):
 
 def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, n_test: int = 500, n_val: int = 200,
                    limit: int | None = None, top: int | None = 3, flip: dict | None = None, progress: bool = True,
-                   examples: int = 3, flips=("flip", "flip_powder", "mlp+flip"), log=print) -> dict:
+                   examples: int = 3, flips=("flip", "flip_powder", "mlp+flip", "flip+atoms", "mlp+flip+atoms"),
+                   atoms: dict | None = None, log=print) -> dict:
     """Scores of every method on the test split.  ``methods`` maps a name to a :class:`PhaseModel`.  Charge
     flipping runs beside them, from the |F|² box (``flip``), from amplitudes extracted from the powder pattern
     (``flip_powder``) and from the phases of an ``mlp`` model (``mlp+flip``), as chosen by ``flips``;
-    ``flip`` holds its options (None: the defaults; ``{}``: skip charge flipping)."""
+    ``flip`` holds its options (None: the defaults; ``{}``: skip charge flipping and the atom models).  Atom models refined
+    against the box (:func:`phase.solve_atoms`, the cell's contents from the composition and F(000)) run from
+    random starts (``flip+atoms``, ``atoms["samples"]`` independent solutions, default 5, for the best-of
+    protocol) and from an ``mlp`` model's phases (``mlp+flip+atoms``, one solution); ``atoms`` holds the
+    options of :func:`phase.solve_atoms` (None: the defaults; ``{}``: skip)."""
     from tqdm.auto import tqdm
 
     cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
@@ -338,6 +343,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
         seconds[name] = time.perf_counter() - t
         preds[name] = (mean, samples)
     flip = {"n": 24, "iterations": 200, "starts": 5, "b_keep": 3.0, "delta": 0.9} if flip is None else flip
+    atoms = {} if not flip else ({"samples": 5} if atoms is None else atoms)   # atom models start from flipping
     if flip:
         cells = [s[0] for s in data.structures]
         if "flip" in flips:
@@ -356,6 +362,24 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, start=preds[name][0], **flip)
             seconds[f"{name}+flip"] = seconds[name] + time.perf_counter() - t
             preds[f"{name}+flip"] = (out, [out])
+    if atoms:
+        # the cell's contents from the inputs: composition and F(000) = sqrt of the box's central |F|²
+        H = cs.hmax
+        contents = [phase.cell_contents(c, math.sqrt(i[H, H, H])) for c, i in zip(data.comp, data.intensity)]
+        cells = [s[0] for s in data.structures]
+        opts = {k: v for k, v in atoms.items() if k != "samples"}
+        if "flip+atoms" in flips:
+            t = time.perf_counter()
+            sols = [phase.solve_atoms(data.amplitudes, cells, contents, cs.b_factor, seed=s, **opts)["density"]
+                    for s in range(atoms.get("samples", 5))]
+            seconds["flip+atoms"] = time.perf_counter() - t
+            preds["flip+atoms"] = (sols[0], sols)
+        for name in [m for m in methods if methods[m].cfg.model == "mlp" and "mlp+flip+atoms" in flips]:
+            t = time.perf_counter()
+            out = phase.solve_atoms(data.amplitudes, cells, contents, cs.b_factor, start=preds[name][0],
+                                    **opts)["density"]
+            seconds[f"{name}+flip+atoms"] = seconds[name] + time.perf_counter() - t
+            preds[f"{name}+flip+atoms"] = (out, [out])
     rep = {"system": cs.attrs["system"], "n_test": len(idx), "grid": GRID_EVAL, "ssim_top": top, "methods": {}}
     for name, (mean, samples) in preds.items():
         rows = [_score(mean[k], [s[k] for s in samples], data, k, gt[k], top)
