@@ -46,6 +46,7 @@ from _common import machine_info
 
 SYSTEMS = ("cubic", "trigonal")
 MODELS = ("mlp_mse", "mlp", "unet", "coord")
+FLIPS = ("flip", "flip_powder", "flip+atoms", "flip_powder+atoms", "mlp+flip+atoms")
 
 
 def main(argv=None) -> int:
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
             with open(os.path.join(out, "state.json")) as f:   # training time, also when a finished run is reused
                 train_s[kind] = json.load(f)["state"]["seconds"]
             print(f"{system} {kind}: trained in {train_s[kind]:.0f} s", flush=True)
-        rep = evaluate_phase(cs, models, n_test=n_test, n_val=n_val, flip=flip, atoms=atoms, progress=False)
+        rep = evaluate_phase(cs, models, n_test=n_test, n_val=n_val, flip=flip, atoms=atoms, flips=FLIPS,
+                             progress=False)
         rep["train_seconds"] = train_s
         rep["data_seconds"] = t_data
         print(format_phase_table(rep), flush=True)

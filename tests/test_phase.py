@@ -165,6 +165,31 @@ def test_atom_refinement_and_solution_of_rock_salt():
         phase.solve_atoms(A, [at.cell[:]], [z, z], B)
 
 
+def test_powder_extraction_and_atoms_from_a_powder_pattern(cset):
+    H = cset.hmax
+    # Pawley extraction: the groups of overlapped reflections get their true Σ|F|² (up to one scale)
+    for k in range(6):
+        c, f, z = cset.structures(k)[0]
+        A = phase.powder_amplitudes(cset.powder[k], cset.two_theta, c, H, fwhm=0.25).reshape(-1)
+        lab = phase.powder_groups(cset.two_theta, c, H).reshape(-1)
+        m = lab >= 0
+        assert lab[(2 * H + 1) ** 3 // 2] == -1 and m.sum() > 10
+        obs = np.sqrt(np.bincount(lab[m], A[m] ** 2))
+        true = np.sqrt(np.bincount(lab[m], cset.intensity[k].reshape(-1)[m].astype(np.float64)))
+        scale = obs @ true / (true @ true)
+        assert np.abs(obs - scale * true).sum() / obs.sum() < 0.01
+    # crystals from their powder patterns, the cells and contents known: solved, SSIM 1
+    st = cset.structures(np.arange(4))
+    A = np.stack([phase.powder_amplitudes(cset.powder[k], cset.two_theta, s[0], H) for k, s in enumerate(st)])
+    groups = np.stack([phase.powder_groups(cset.two_theta, s[0], H) for s in st])
+    sol = phase.solve_atoms(A, [s[0] for s in st], [np.sort(s[2])[::-1] for s in st], cset.b_factor, groups=groups)
+    assert np.all(sol["r"] < 0.02)
+    truth = phase.normalised_density(cset.density(np.arange(4), 50, st))
+    assert min(phase.ssim(fourier_upsample(d), t) for d, t in zip(sol["density"], truth)) > 0.99
+    with pytest.raises(ValueError, match="2θ grid"):
+        phase.powder_amplitudes(cset.powder[0][:-1], cset.two_theta, st[0][0], H)
+
+
 def test_charge_flipping_on_rock_salt():
     from xstructure.crystal import density_grid
 

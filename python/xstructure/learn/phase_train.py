@@ -315,18 +315,28 @@ def _score(pred_n, samples_n, data: PhaseData, k: int, gt50, top: int | None):
             "r_factor": phase.r_factor(pred_n, data.amplitudes[k])}
 
 
+def _powder_amplitudes(cs: CrystalSet, data: PhaseData) -> np.ndarray:
+    """Amplitude boxes extracted from the split's powder patterns, the cells and the set's peak shape known."""
+    return np.stack([phase.powder_amplitudes(p, cs.two_theta, s[0], cs.hmax, fwhm=float(cs.attrs["powder_fwhm_deg"]))
+                     for p, s in zip(data.powder, data.structures)])
+
+
 def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, n_test: int = 500, n_val: int = 200,
                    limit: int | None = None, top: int | None = 3, flip: dict | None = None, progress: bool = True,
-                   examples: int = 3, flips=("flip", "flip_powder", "mlp+flip", "flip+atoms", "mlp+flip+atoms"),
+                   examples: int = 3,
+                   flips=("flip", "flip_powder", "mlp+flip", "flip+atoms", "flip_powder+atoms", "mlp+flip+atoms"),
                    atoms: dict | None = None, log=print) -> dict:
-    """Scores of every method on the test split.  ``methods`` maps a name to a :class:`PhaseModel`.  Charge
-    flipping runs beside them, from the |F|² box (``flip``), from amplitudes extracted from the powder pattern
-    (``flip_powder``) and from the phases of an ``mlp`` model (``mlp+flip``), as chosen by ``flips``;
-    ``flip`` holds its options (None: the defaults; ``{}``: skip charge flipping and the atom models).  Atom models refined
-    against the box (:func:`phase.solve_atoms`, the cell's contents from the composition and F(000)) run from
-    random starts (``flip+atoms``, ``atoms["samples"]`` independent solutions, default 5, for the best-of
-    protocol) and from an ``mlp`` model's phases (``mlp+flip+atoms``, one solution); ``atoms`` holds the
-    options of :func:`phase.solve_atoms` (None: the defaults; ``{}``: skip)."""
+    """Scores of every method on the test split.  ``methods`` maps a name to a :class:`PhaseModel`.
+
+    Beside them, as chosen by ``flips``: charge flipping from the |F|² box (``flip``), from amplitudes
+    extracted from the powder pattern (``flip_powder``) and from the phases of an ``mlp`` model
+    (``mlp+flip``); ``flip`` holds its options (None: the defaults; ``{}``: skip charge flipping and the atom
+    models).  Atom models (:func:`phase.solve_atoms`, the cell's contents from the composition and F(000))
+    refined against the box from random starts (``flip+atoms``, ``atoms["samples"]`` independent solutions,
+    default 5, for the best-of protocol); the same from powder-extracted amplitudes, refined against the
+    pattern's overlapped groups (``flip_powder+atoms``; the cell's contents taken as known); and from an
+    ``mlp`` model's phases (``mlp+flip+atoms``, one solution).  ``atoms`` holds the options of
+    :func:`phase.solve_atoms` (None: the defaults; ``{}``: skip)."""
     from tqdm.auto import tqdm
 
     cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
@@ -353,7 +363,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             preds["flip"] = (out, [out])
         if "flip_powder" in flips:
             t = time.perf_counter()
-            A = np.stack([phase.powder_amplitudes(p, cs.two_theta, c, cs.hmax) for p, c in zip(data.powder, cells)])
+            A = _powder_amplitudes(cs, data)
             out = phase.charge_flip(A, cells=cells, b_atoms=cs.b_factor, **flip)
             seconds["flip_powder"] = time.perf_counter() - t
             preds["flip_powder"] = (out, [out])
@@ -374,6 +384,14 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
                     for s in range(atoms.get("samples", 5))]
             seconds["flip+atoms"] = time.perf_counter() - t
             preds["flip+atoms"] = (sols[0], sols)
+        if "flip_powder+atoms" in flips:   # the cell's contents taken as known (from the measured density)
+            t = time.perf_counter()
+            A = _powder_amplitudes(cs, data)
+            groups = np.stack([phase.powder_groups(cs.two_theta, c, cs.hmax) for c in cells])
+            sols = [phase.solve_atoms(A, cells, contents, cs.b_factor, seed=s, groups=groups, **opts)["density"]
+                    for s in range(atoms.get("samples", 5))]
+            seconds["flip_powder+atoms"] = time.perf_counter() - t
+            preds["flip_powder+atoms"] = (sols[0], sols)
         for name in [m for m in methods if methods[m].cfg.model == "mlp" and "mlp+flip+atoms" in flips]:
             t = time.perf_counter()
             out = phase.solve_atoms(data.amplitudes, cells, contents, cs.b_factor, start=preds[name][0],
@@ -399,9 +417,9 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
 
 def format_phase_table(rep: dict) -> str:
     lines = [f"{rep['system']}: {rep['n_test']} test crystals, SSIM on {rep['grid']}³ grids",
-             f"{'method':<14}{'SSIM':>8}{'SSIM best-of':>14}{'atoms found':>13}{'R-factor':>10}{'time s':>9}"]
+             f"{'method':<19}{'SSIM':>8}{'SSIM best-of':>14}{'atoms found':>13}{'R-factor':>10}{'time s':>9}"]
     for name, m in rep["methods"].items():
-        lines.append(f"{name:<14}{m['ssim']:>8.3f}{m['ssim_best']:>14.3f}{m['atom_recovery']:>13.3f}"
+        lines.append(f"{name:<19}{m['ssim']:>8.3f}{m['ssim_best']:>14.3f}{m['atom_recovery']:>13.3f}"
                      f"{m['r_factor']:>10.3f}{m['seconds']:>9.1f}")
     return "\n".join(lines)
 
