@@ -24,8 +24,10 @@ it reproduces ``crystal.structure_factors(..., factors="Z", b_factors=8π²σ²)
   (reparameterised Gaussian, KL to N(0, 1)), then ρ̃(x) = MLP(periodic Fourier features of x, z);
 * ``flip``: no learning: charge flipping (Oszlányi & Sütő, Acta Cryst. A60, 134 (2004)) on the observed
   amplitudes, best of a few random starts by R-factor.  From a powder pattern, the amplitudes are first
-  extracted by sharing each peak's intensity equally among the reflections at its d-spacing (the cell is
-  taken as known, as after indexing).  ``flip_powder`` is that route.
+  extracted by a Pawley fit (the cell and peak shape taken as known, as after indexing; :func:`powder_amplitudes`).
+  ``flip_powder`` is that route.
+* ``+atoms``: the flipped map's peaks as the cell's atoms, refined against the amplitudes (or a powder
+  pattern's groups of overlapped reflections), repeated from new starts until R < 0.02 (:func:`solve_atoms`).
 """
 
 from __future__ import annotations
@@ -270,11 +272,15 @@ def _r_value(Fo, Fc):
 
 # ---- charge flipping ------------------------------------------------------------------------------------------
 
+def _box_hkl(H: int) -> np.ndarray:
+    """(L³, 3) the reflections of the box [−H, H]³ in C order (the layout of a (L, L, L) box)."""
+    return np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1).reshape(-1, 3)
+
+
 def _s2(cell, H: int) -> np.ndarray:
     """(L, L, L) s² = (|h a* + k b* + l c*| / 2)² on the box."""
-    hkl = np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1)
-    g = hkl @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T
-    return 0.25 * (g ** 2).sum(-1)
+    g = _box_hkl(H) @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T
+    return 0.25 * (g ** 2).sum(-1).reshape((2 * H + 1,) * 3)
 
 
 def charge_flip(amplitudes: np.ndarray, n: int = 24, iterations: int = 200, starts: int = 5, delta: float = 0.9,
@@ -367,8 +373,7 @@ def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, w
     share of its group's intensity: exact for symmetry-equivalent reflections, a guess for accidental overlaps.
     Reflections beyond the measured range are set to 0: a resolution cut.  A powder pattern has no absolute
     scale and does not measure F(000): the largest amplitude is set to 1/2 and F(000) to 1 (charge flipping
-    leaves F(000) free anyway).  (The earlier extraction, each peak's height at its 2θ over LP, shared
-    equally, is no longer used: a profile fit separates overlapping peaks' tails.)"""
+    leaves F(000) free anyway)."""
     from scipy.optimize import nnls
 
     from ..powder import _profile_block, lorentz_polarization
@@ -399,8 +404,7 @@ def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, w
 
 def _box_two_theta(two_theta: np.ndarray, cell, H: int, wavelength: float):
     """(L³,) 2θ (degrees) of the box's reflections and whether each lies in the measured range (not F(000))."""
-    hkl = np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1).reshape(-1, 3)
-    g = np.linalg.norm(hkl @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T, axis=1)
+    g = np.linalg.norm(_box_hkl(H) @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T, axis=1)
     s = np.clip(g * wavelength / 2, 0, 1)
     tth = np.degrees(2 * np.arcsin(s))
     return tth, (g > 0) & (s < 1) & (tth >= two_theta[0]) & (tth <= two_theta[-1])
@@ -440,7 +444,7 @@ def cell_contents(composition: np.ndarray, f000: float) -> np.ndarray:
 
 def _half_box(H: int) -> np.ndarray:
     """(M, 3) the reflections of the box [−H, H]³ with h > 0 in lexicographic order (one of each Friedel pair)."""
-    hkl = np.stack(np.meshgrid(*(np.arange(-H, H + 1),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    hkl = _box_hkl(H)
     return hkl[(hkl[:, 0] > 0) | ((hkl[:, 0] == 0) & ((hkl[:, 1] > 0) | ((hkl[:, 1] == 0) & (hkl[:, 2] > 0))))]
 
 
@@ -542,9 +546,15 @@ def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: 
     numbers = [np.asarray(z) for z in numbers]
     if len(numbers) != B or len(cells) != B:
         raise ValueError(f"{B} amplitude boxes but {len(numbers)} compositions and {len(cells)} cells")
+    if starts < 1:
+        raise ValueError(f"solve_atoms needs at least one charge-flipping run, got starts = {starts}")
     flip = {"iterations": 200, "b_keep": 3.0, "delta": 0.9, **(flip or {})}
     rng = np.random.default_rng(seed)
     sigma = math.sqrt(b_atoms / (8 * math.pi ** 2))
+
+    def model_density(k):
+        return normalised_density(density_grid(_atoms(cells[k], best_frac[k], numbers[k]), (n, n, n), sigma))
+
     best_frac = [None] * B
     best_r = np.full(B, np.inf)
     runs = np.zeros(B, dtype=int)
@@ -557,8 +567,7 @@ def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: 
         if run == 0:
             init = None if start is None else np.asarray(start)[todo]
         elif run % 2 == 0 and model_start:   # from the phases of the best model so far (model completion)
-            init = np.stack([normalised_density(density_grid(_atoms(cells[k], best_frac[k], numbers[k]),
-                                                             (n, n, n), sigma)) for k in todo])
+            init = np.stack([model_density(k) for k in todo])
         else:
             init = None
         maps = charge_flip(A[todo], n=n, starts=1, seed=1000 * seed + run, cells=[cells[k] for k in todo],
@@ -570,9 +579,8 @@ def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: 
         for j, k in enumerate(todo):
             if r[j] < best_r[k]:
                 best_r[k], best_frac[k] = r[j], frac[j]
-    dens = np.stack([normalised_density(density_grid(_atoms(c, f, z), (n, n, n), sigma))
-                     for c, f, z in zip(cells, best_frac, numbers)])
-    return {"frac": best_frac, "numbers": numbers, "r": best_r, "runs": runs, "density": dens}
+    return {"frac": best_frac, "numbers": numbers, "r": best_r, "runs": runs,
+            "density": np.stack([model_density(k) for k in range(B)])}
 
 
 # ---- models ---------------------------------------------------------------------------------------------------
