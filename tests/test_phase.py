@@ -288,5 +288,23 @@ def test_cli_crystal_task(tmp_path, capsys):
     np.save(tmp_path / "I.npy", CrystalSet.open(s).intensity[:2])
     assert main(["predict", m, str(tmp_path / "I.npy"), "--out", str(tmp_path / "rho.npy")]) == 0
     assert np.load(tmp_path / "rho.npy").shape == (2, 24, 24, 24)
+    # atoms: one crystal's box with its cell and formula; the refined model lands in a CIF
+    import ase
+    import ase.io
+    from ase.geometry import cell_to_cellpar
+
+    c, f, z = CrystalSet.open(s).structures(0)[0]
+    np.save(tmp_path / "I0.npy", CrystalSet.open(s).intensity[0])
+    cell = ",".join(f"{v:.6f}" for v in cell_to_cellpar(c))
+    formula = ase.Atoms(numbers=z).get_chemical_formula()
+    cif = str(tmp_path / "x.cif")
+    assert main(["predict", m, str(tmp_path / "I0.npy"), "--out", str(tmp_path / "rho0.npy"), "--cif", cif,
+                 "--cell", cell, "--formula", formula]) == 0
+    got = ase.io.read(cif)
+    out = capsys.readouterr().out
+    assert sorted(got.numbers) == sorted(z) and "(R = 0.00" in out     # solved: R < 0.01
+    assert main(["predict", m, str(tmp_path / "I0.npy"), "--out", str(tmp_path / "rho0.npy"), "--cif", cif,
+                 "--cell", "1,2", "--formula", formula]) == 2
+    assert "--cell must be" in capsys.readouterr().err
     assert main(["train", s, "--model", "transformer", "--out", m]) == 2
     assert "not for the crystal task" in capsys.readouterr().err

@@ -587,9 +587,44 @@ def _cmd_predict_crystal(args) -> int:
         rho = model.predict(intensity=x)
     if not args.out.endswith(".npy"):
         raise ValueError("--out for a crystal model must be a .npy file (densities, fractional frame)")
+    if args.cif:
+        rho = _solve_crystal(model, x, rho, args)
     np.save(args.out, rho if len(rho) > 1 else rho[0])
     print(f"wrote {len(rho)} density grid(s) {rho.shape[1:]} to {args.out}")
     return 0
+
+
+def _solve_crystal(model, intensity, rho, args) -> np.ndarray:
+    """--cif: atoms from the |F|² boxes (one cell and formula for all), the model's densities starting the
+    charge flipping (phase.solve_atoms); writes the refined atoms and returns their densities."""
+    import ase
+    import ase.io
+    from ase.geometry import cellpar_to_cell
+
+    from .learn import phase
+
+    if model.cfg.model == "coord" or not args.cell or not args.formula:
+        raise ValueError("--cif needs a model on |F|² boxes (mlp, mlp_mse, unet), --cell and --formula")
+    try:
+        par = [float(v) for v in args.cell.split(",")]
+        cell = cellpar_to_cell(par) if len(par) == 6 else None
+    except ValueError:
+        cell = None
+    if cell is None or not np.isfinite(np.linalg.det(cell)) or np.linalg.det(cell) <= 0:
+        raise ValueError(f"--cell must be a,b,c,alpha,beta,gamma (Å, degrees) of a real cell, got {args.cell!r}")
+    I = np.asarray(intensity, dtype=np.float64).reshape((-1,) + intensity.shape[-3:])
+    H = I.shape[-1] // 2
+    comp = _composition(args.formula)
+    contents = [phase.cell_contents(comp, np.sqrt(i[H, H, H])) for i in I]
+    A = np.sqrt(I / I[:, H, H, H].reshape(-1, 1, 1, 1))
+    sol = phase.solve_atoms(A, [cell] * len(I), contents, 8 * np.pi ** 2 * float(model.config["sigma"]) ** 2,
+                            start=rho, n=rho.shape[-1])
+    frames = [ase.Atoms(numbers=z, scaled_positions=f, cell=cell, pbc=True)
+              for f, z in zip(sol["frac"], sol["numbers"])]
+    ase.io.write(args.cif, frames if len(frames) > 1 else frames[0], format="cif")
+    print(f"wrote {len(frames)} refined atom model(s) to {args.cif} (R = "
+          f"{', '.join(f'{r:.3f}' for r in sol['r'])}; below 0.02 counts as solved)")
+    return sol["density"]
 
 
 def _cmd_predict(args) -> int:
@@ -662,7 +697,10 @@ def _add_learn_parsers(sub):
     r.add_argument("model")
     r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column); .h5 (I and q)")
     r.add_argument("--molecule", help="which of the model's molecules (default: its only one)")
-    r.add_argument("--formula", help="crystals, coord model: the composition, e.g. NaCl or Al2O3")
+    r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
+    r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees)")
+    r.add_argument("--cif", help="crystals: also solve for atoms (charge flipping from the model's phases, atoms "
+                                 "refined against the |F|² box) and write them here; --out gets their densities")
     r.add_argument("--out", required=True, help="structure file (any format ase writes: .xyz, .pdb, ...); for a "
                                                 "crystal model a .npy of densities")
     r.set_defaults(func=_cmd_predict)
