@@ -700,7 +700,9 @@ def _add_learn_parsers(sub):
     r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
     r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees)")
     r.add_argument("--cif", help="crystals: also solve for atoms (charge flipping from the model's phases, atoms "
-                                 "refined against the |F|² box) and write them here; --out gets their densities")
+                                 "refined against the |F|² box) and write them here; --out gets their densities. "
+                                 "The atom count comes from F(000) = sqrt(|F(000)|²), so the box must be on the "
+                                 "absolute scale (electrons², atoms of Z electrons and the model's B)")
     r.add_argument("--out", required=True, help="structure file (any format ase writes: .xyz, .pdb, ...); for a "
                                                 "crystal model a .npy of densities")
     r.set_defaults(func=_cmd_predict)

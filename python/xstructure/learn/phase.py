@@ -366,64 +366,87 @@ def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, w
     """Amplitudes |F|/F(000) on the box [−H, H]³ extracted from one powder pattern with a known cell and peak
     shape (Pawley's method: the cell and profile fixed, the peak intensities free).
 
-    The box's reflections in the measured 2θ range are grouped as the pattern overlaps them
-    (:func:`powder_groups`); the pattern is fitted, by non-negative least squares, as a sum over groups of an
-    intensity times Σ over the group's reflections of LP(2θ_h) φ(2θ − 2θ_h) / (group size), φ the unit-area
-    pseudo-Voigt of the data (``fwhm`` degrees, Lorentzian fraction ``eta``).  Each reflection gets an equal
-    share of its group's intensity: exact for symmetry-equivalent reflections, a guess for accidental overlaps.
-    Reflections beyond the measured range are set to 0: a resolution cut.  A powder pattern has no absolute
-    scale and does not measure F(000): the largest amplitude is set to 1/2 and F(000) to 1 (charge flipping
-    leaves F(000) free anyway)."""
-    from scipy.optimize import nnls
+    Every reflection whose peak reaches the pattern (2θ within 20 FWHM of the measured range, in the box or
+    not) is grouped with those the pattern overlaps it with (:func:`powder_groups`); the pattern is fitted, by
+    non-negative least squares, as a sum over groups of an intensity times Σ over the group's reflections of
+    LP(2θ_h) φ(2θ − 2θ_h) / (group size), φ the unit-area pseudo-Voigt of the data (``fwhm`` degrees,
+    Lorentzian fraction ``eta``).  Each reflection of the box gets an equal share of its group's intensity:
+    exact for symmetry-equivalent reflections, a guess for accidental overlaps.  Reflections of groups not
+    wholly inside the measured range are set to 0: a resolution cut.  A powder pattern has no absolute scale
+    and does not measure F(000): the largest amplitude is set to 1/2 and F(000) to 1 (charge flipping leaves
+    F(000) free anyway)."""
+    from scipy.optimize import lsq_linear, nnls
 
-    from ..powder import _profile_block, lorentz_polarization
+    from ..powder import _CUT, _profile_block, lorentz_polarization
 
     two_theta = np.asarray(two_theta, dtype=np.float64)
     powder = np.asarray(powder, dtype=np.float64)
     if powder.shape != two_theta.shape:
         raise ValueError(f"powder pattern of {powder.shape} points on a 2θ grid of {two_theta.shape}")
-    tth, _ = _box_two_theta(two_theta, cell, H, wavelength)
-    lab = powder_groups(two_theta, cell, H, wavelength, tolerance).reshape(-1)
-    at = np.nonzero(lab >= 0)[0]
-    F2 = np.zeros(len(tth))   # beyond the measured 2θ range: 0, charge flipping's usual resolution cut
-    if len(at):
+    tth, box, lab, measured = _powder_reflections(two_theta, cell, H, wavelength, tolerance, _CUT * fwhm)
+    L = 2 * H + 1
+    F2 = np.zeros(L ** 3)   # beyond the measured 2θ range: 0, charge flipping's usual resolution cut
+    if len(tth):
         G = int(lab.max()) + 1
-        size = np.bincount(lab[at], minlength=G).astype(np.float64)
-        prof = _profile_block(two_theta, tth[at], np.full(len(at), float(fwhm)), "pseudo-voigt", eta)
+        size = np.bincount(lab, minlength=G).astype(np.float64)
+        prof = _profile_block(two_theta, tth, np.full(len(tth), float(fwhm)), "pseudo-voigt", eta)
         design = np.zeros((G, len(two_theta)))
-        np.add.at(design, lab[at], prof * (lorentz_polarization(tth[at]) / size[lab[at]])[:, None])
-        intensity, _ = nnls(design.T, powder)
-        F2[at] = intensity[lab[at]] / size[lab[at]]
+        np.add.at(design, lab, prof * (lorentz_polarization(tth) / size[lab])[:, None])
+        try:
+            intensity, _ = nnls(design.T, powder, maxiter=50 * G)
+        except RuntimeError:   # nnls gave up: the bounded least-squares solver
+            intensity = lsq_linear(design.T, powder, bounds=(0, np.inf)).x
+        use = (box >= 0) & measured[lab]
+        F2[box[use]] = intensity[lab[use]] / size[lab[use]]
     A = np.sqrt(F2)
     A *= 0.5 / max(A.max(), 1e-300)
-    L = 2 * H + 1
     A = A.reshape(L, L, L)
     A[H, H, H] = 1.0
     return A
 
 
-def _box_two_theta(two_theta: np.ndarray, cell, H: int, wavelength: float):
-    """(L³,) 2θ (degrees) of the box's reflections and whether each lies in the measured range (not F(000))."""
-    g = np.linalg.norm(_box_hkl(H) @ np.linalg.inv(np.asarray(cell, dtype=np.float64)).T, axis=1)
-    s = np.clip(g * wavelength / 2, 0, 1)
-    tth = np.degrees(2 * np.arcsin(s))
-    return tth, (g > 0) & (s < 1) & (tth >= two_theta[0]) & (tth <= two_theta[-1])
-
-
-def powder_groups(two_theta: np.ndarray, cell, H: int, wavelength: float = 1.5406,
-                  tolerance: float | None = None) -> np.ndarray:
-    """(L, L, L) labels of the box's reflections that a powder pattern measures together: sorted by 2θ, a new
-    group starts where the gap to the previous reflection exceeds ``tolerance`` (default: one grid step);
-    −1 for F(000) and reflections beyond the measured range."""
-    two_theta = np.asarray(two_theta, dtype=np.float64)
-    tth, inside = _box_two_theta(two_theta, cell, H, wavelength)
+def _powder_reflections(two_theta: np.ndarray, cell, H: int, wavelength: float, tolerance: float | None,
+                        margin: float):
+    """The reflections (one per hkl, F(000) excluded, in or out of the box [−H, H]³) with 2θ within ``margin``
+    degrees of the measured range, grouped as a powder pattern overlaps them: sorted by 2θ, a new group starts
+    where the gap to the previous reflection exceeds ``tolerance`` (default: one grid step).  Returns their 2θ,
+    flat index in the box (−1: outside it), group label, and per group whether it lies wholly in the range."""
+    lo, hi = float(two_theta[0]), float(two_theta[-1])
+    cell = np.asarray(cell, dtype=np.float64)
+    g_max = 2 * math.sin(math.radians(min(hi + margin, 180.0)) / 2) / wavelength
+    m = np.floor(g_max * np.linalg.norm(cell, axis=1)).astype(int) + 1    # |h_i| = |g · a_i| <= g |a_i|
+    hkl = np.stack(np.meshgrid(*(np.arange(-k, k + 1) for k in m), indexing="ij"), -1).reshape(-1, 3)
+    g = np.linalg.norm(hkl @ np.linalg.inv(cell).T, axis=1)
+    tth = np.degrees(2 * np.arcsin(np.clip(g * wavelength / 2, 0, 1)))
+    keep = (g > 0) & (g * wavelength / 2 < 1) & (tth >= lo - margin) & (tth <= hi + margin)
+    hkl, tth = hkl[keep], tth[keep]
+    order = np.argsort(tth)
+    hkl, tth = hkl[order], tth[order]
     tol = tolerance if tolerance is not None else float(two_theta[1] - two_theta[0])
-    lab = np.full(len(tth), -1, dtype=np.int64)
-    at = np.nonzero(inside)[0]
-    order = at[np.argsort(tth[at])]
-    lab[order] = np.concatenate([[0], np.cumsum(np.diff(tth[order]) > tol)]) if len(order) else []
+    lab = np.concatenate([[0], np.cumsum(np.diff(tth) > tol)]).astype(np.int64) if len(tth) else np.zeros(0, int)
     L = 2 * H + 1
-    return lab.reshape(L, L, L)
+    inbox = np.all(np.abs(hkl) <= H, axis=1)
+    box = np.where(inbox, (hkl + H) @ np.array([L * L, L, 1]), -1)
+    G = int(lab.max()) + 1 if len(lab) else 0
+    outside = np.zeros(G, dtype=bool)
+    np.logical_or.at(outside, lab, (tth < lo) | (tth > hi))
+    return tth, box, lab, ~outside
+
+
+def powder_groups(two_theta: np.ndarray, cell, H: int, wavelength: float = 1.5406, fwhm: float = 0.25,
+                  tolerance: float | None = None) -> np.ndarray:
+    """(L, L, L) labels of the box's reflections that a powder pattern measures together, as
+    :func:`powder_amplitudes` groups them (reflections outside the box included); −1 for F(000) and for
+    reflections of groups not wholly inside the measured 2θ range."""
+    from ..powder import _CUT
+
+    two_theta = np.asarray(two_theta, dtype=np.float64)
+    _, box, lab, measured = _powder_reflections(two_theta, cell, H, wavelength, tolerance, _CUT * fwhm)
+    L = 2 * H + 1
+    out = np.full(L ** 3, -1, dtype=np.int64)
+    use = (box >= 0) & measured[lab]
+    out[box[use]] = lab[use]
+    return out.reshape(L, L, L)
 
 
 # ---- atom models: from a map to atoms refined against the amplitudes ------------------------------------------
@@ -478,8 +501,8 @@ def refine_atoms(frac, numbers, amplitudes: np.ndarray, cells, b_atoms: float, s
     X = torch.zeros(B, nmax, 3, dtype=torch.float64)
     W = torch.zeros(B, nmax, dtype=torch.float64)
     for k, (x, z) in enumerate(zip(frac, numbers)):
-        X[k, :len(z)] = torch.as_tensor(np.asarray(x, dtype=np.float64))
-        W[k, :len(z)] = torch.as_tensor(np.asarray(z, dtype=np.float64))
+        X[k, :len(z)] = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float64))
+        W[k, :len(z)] = torch.as_tensor(np.ascontiguousarray(z, dtype=np.float64))
     dw = torch.as_tensor(np.stack([np.exp(-b_atoms * _s2(c, H)).reshape(-1)[flat] for c in cells]))
     Fo = torch.as_tensor(A.reshape(B, -1)[:, flat])
     valid = torch.isfinite(Fo)
@@ -519,6 +542,7 @@ def refine_atoms(frac, numbers, amplitudes: np.ndarray, cells, b_atoms: float, s
         opt.step()
     with torch.no_grad():
         R = _r_value(Fo, grouped(f_calc()))
+        R = torch.where(valid.any(1), R, float("inf"))   # nothing measured: no fit, never "solved"
     X = X.detach().numpy() % 1.0
     return [X[k, :len(z)] for k, z in enumerate(numbers)], R.numpy()
 
@@ -543,12 +567,13 @@ def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: 
 
     A = np.asarray(amplitudes, dtype=np.float64)
     B = A.shape[0]
-    numbers = [np.asarray(z) for z in numbers]
+    numbers = [np.sort(np.asarray(z))[::-1].copy() for z in numbers]   # heaviest first, onto the highest peaks
     if len(numbers) != B or len(cells) != B:
         raise ValueError(f"{B} amplitude boxes but {len(numbers)} compositions and {len(cells)} cells")
     if starts < 1:
         raise ValueError(f"solve_atoms needs at least one charge-flipping run, got starts = {starts}")
-    flip = {"iterations": 200, "b_keep": 3.0, "delta": 0.9, **(flip or {})}
+    flip = {"iterations": 200, "b_keep": 3.0, "delta": 0.9,
+            **{k: v for k, v in (flip or {}).items() if k not in ("starts", "n")}}   # one run at a time, on n³
     rng = np.random.default_rng(seed)
     sigma = math.sqrt(b_atoms / (8 * math.pi ** 2))
 
@@ -559,7 +584,7 @@ def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: 
     best_r = np.full(B, np.inf)
     runs = np.zeros(B, dtype=int)
     for run in range(starts):
-        todo = np.nonzero(best_r >= r_done)[0]
+        todo = np.nonzero(~(best_r < r_done))[0]
         if len(todo) == 0:
             break
         if progress:
@@ -577,7 +602,7 @@ def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: 
                                groups=None if groups is None else np.asarray(groups)[todo], **(refine or {}))
         runs[todo] += 1
         for j, k in enumerate(todo):
-            if r[j] < best_r[k]:
+            if best_frac[k] is None or r[j] < best_r[k]:
                 best_r[k], best_frac[k] = r[j], frac[j]
     return {"frac": best_frac, "numbers": numbers, "r": best_r, "runs": runs,
             "density": np.stack([model_density(k) for k in range(B)])}

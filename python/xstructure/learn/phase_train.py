@@ -372,7 +372,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, start=preds[name][0], **flip)
             seconds[f"{name}+flip"] = seconds[name] + time.perf_counter() - t
             preds[f"{name}+flip"] = (out, [out])
-    if atoms:
+    if atoms and {"flip+atoms", "flip_powder+atoms", "mlp+flip+atoms"} & set(flips):
         # the cell's contents from the inputs: composition and F(000) = sqrt of the box's central |F|²
         H = cs.hmax
         contents = [phase.cell_contents(c, math.sqrt(i[H, H, H])) for c, i in zip(data.comp, data.intensity)]
@@ -384,10 +384,11 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
                     for s in range(atoms.get("samples", 5))]
             seconds["flip+atoms"] = time.perf_counter() - t
             preds["flip+atoms"] = (sols[0], sols)
-        if "flip_powder+atoms" in flips:   # the cell's contents taken as known (from the measured density)
+        if "flip_powder+atoms" in flips:   # the cell's contents taken as known (here: from the box's F(000))
             t = time.perf_counter()
             A = _powder_amplitudes(cs, data)
-            groups = np.stack([phase.powder_groups(cs.two_theta, c, cs.hmax) for c in cells])
+            groups = np.stack([phase.powder_groups(cs.two_theta, c, cs.hmax, fwhm=float(cs.attrs["powder_fwhm_deg"]))
+                               for c in cells])
             sols = [phase.solve_atoms(A, cells, contents, cs.b_factor, seed=s, groups=groups, **opts)["density"]
                     for s in range(atoms.get("samples", 5))]
             seconds["flip_powder+atoms"] = time.perf_counter() - t
