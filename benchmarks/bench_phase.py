@@ -3,8 +3,8 @@
 What is measured
     For each crystal system (cubic, trigonal) a set of random crystals (``xstructure.learn.crystals``: our
     generator on pyxtal's Wyckoff tables, Li–Ba, ≤ 24 atoms in the conventional cell, Gaussian atoms σ = 0.5 Å)
-    (3000 per system, --quick 400) with |F|² on the box |h|,|k|,|l| ≤ 8 and a powder pattern (Cu Kα1, 5–90° 2θ, 1024 points).  Held out by
-    crystal: 500 test and 200 validation crystals per system (--quick: 50 and 30).  Trained per system, each
+    (3000 per system, --quick 400) with |F|² on the box |h|,|k|,|l| ≤ 8 and a powder pattern (Cu Kα1,
+    5–90° 2θ, 1024 points).  Held out by crystal: 500 test and 200 validation crystals per system (--quick: 50 and 30).  Trained per system, each
     within an equal share of the time budget (--minutes, default 16; --quick 2.5; a model stops after the
     epoch that crosses its share):
 
@@ -14,21 +14,26 @@ What is measured
     * ``coord``: seed 003's variational coordinate network on powder pattern + composition, invariant loss.
 
     Beside them, no learning: charge flipping from the |F|² box (``flip``) and from amplitudes extracted from
-    the powder pattern with the cell known (``flip_powder``); and the invariant-loss MLP refined by charge
-    flipping, its phases starting the first of the runs (``mlp+flip``).  And atom models: the flipped map's
-    highest peaks as the cell's atoms (contents from the composition and F(000)), refined against the box
-    amplitudes, up to 9 runs (5 --quick) until R < 0.02 (``xstructure.learn.phase.solve_atoms``), from random
-    starts with 5 independent solutions for the best-of protocol (``flip+atoms``) and from the MLP's phases
-    (``mlp+flip+atoms``, one solution).  A model directory that holds a finished run is reused, and its recorded
-    training time is reported.
+    the powder pattern by a Pawley fit, the cell and peak shape known (``flip_powder``).  Then atom models
+    (``xstructure.learn.phase.solve_atoms``): the flipped map's highest peaks as the cell's atoms, refined
+    against the data, up to 9 runs (5 --quick) until R < 0.02:
 
-    Scores on the test crystals (``xstructure.learn.phase_train.evaluate_phase``): SSIM on 50³ grids (skimage,
-    data_range of the truth) after the best origin shift (continuous) and inversion, single sample and best of 5 samples × 24
-    cube rotations (seed 003's protocol; candidates ranked by aligned correlation on 24³, SSIM of the plain
-    sample and the 3 best); atom
-    recovery (top-N density peaks within 0.5 Å of the atoms, element by peak height); the R-factor of the
-    predicted density's |F| against the input.  The targets are Gaussian-atom densities of generated crystals,
-    not DFT densities of Materials Project entries: comparisons with seed 003's 0.934 / 0.741 are indicative.
+    * ``flip+atoms``: from the |F|² box, the contents from the composition and F(000); 5 independent
+      solutions for the best-of protocol;
+    * ``flip_powder+atoms``: from the powder pattern, fitted to its groups of overlapped reflections, the
+      cell's contents taken as known; 5 solutions;
+    * ``mlp+flip+atoms``: as ``flip+atoms``, its first run started from the invariant-loss MLP's phases; one
+      solution.
+
+    A model directory that holds a finished run is reused, and its recorded training time is reported.
+
+    Scores on the test crystals (``xstructure.learn.phase_train.evaluate_phase``): SSIM on 50³ grids
+    (skimage, data_range of the truth) after the best continuous origin shift and inversion, single sample and
+    best of 5 samples × 24 cube rotations (seed 003's protocol; candidates ranked by aligned correlation on
+    24³, SSIM of the plain sample and the 3 best); atom recovery (top-N density peaks within 0.5 Å of the
+    atoms, element by peak height); the R-factor of the predicted density's |F| against the input.  The
+    targets are Gaussian-atom densities of generated crystals, not DFT densities of Materials Project entries:
+    comparisons with seed 003's 0.934 / 0.741 are indicative.
 
 Usage
     python benchmarks/bench_phase.py [--quick] [--minutes M] [--json report.json] [--workdir DIR]
