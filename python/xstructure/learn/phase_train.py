@@ -334,7 +334,8 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
     models).  Atom models (:func:`phase.solve_atoms`, the cell's contents from the composition and F(000))
     refined against the box from random starts (``flip+atoms``, ``atoms["samples"]`` independent solutions,
     default 5, for the best-of protocol); the same from powder-extracted amplitudes, refined against the
-    pattern's overlapped groups (``flip_powder+atoms``; the cell's contents taken as known); and from an
+    pattern's overlapped groups (``flip_powder+atoms``, ``atoms["powder_samples"]`` solutions, default as
+    many; the cell's contents taken as known); and from an
     ``mlp`` model's phases (``mlp+flip+atoms``, one solution).  ``atoms`` holds the options of
     :func:`phase.solve_atoms` (None: the defaults; ``{}``: skip)."""
     from tqdm.auto import tqdm
@@ -377,7 +378,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
         H = cs.hmax
         contents = [phase.cell_contents(c, math.sqrt(i[H, H, H])) for c, i in zip(data.comp, data.intensity)]
         cells = [s[0] for s in data.structures]
-        opts = {k: v for k, v in atoms.items() if k != "samples"}
+        opts = {k: v for k, v in atoms.items() if k not in ("samples", "powder_samples")}
         if "flip+atoms" in flips:
             t = time.perf_counter()
             sols = [phase.solve_atoms(data.amplitudes, cells, contents, cs.b_factor, seed=s, **opts)["density"]
@@ -390,7 +391,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             groups = np.stack([phase.powder_groups(cs.two_theta, c, cs.hmax, fwhm=float(cs.attrs["powder_fwhm_deg"]))
                                for c in cells])
             sols = [phase.solve_atoms(A, cells, contents, cs.b_factor, seed=s, groups=groups, **opts)["density"]
-                    for s in range(atoms.get("samples", 5))]
+                    for s in range(atoms.get("powder_samples", atoms.get("samples", 5)))]
             seconds["flip_powder+atoms"] = time.perf_counter() - t
             preds["flip_powder+atoms"] = (sols[0], sols)
         for name in [m for m in methods if methods[m].cfg.model == "mlp" and "mlp+flip+atoms" in flips]:
