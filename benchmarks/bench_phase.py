@@ -5,7 +5,7 @@ What is measured
     generator on pyxtal's Wyckoff tables, Li–Ba, ≤ 24 atoms in the conventional cell, Gaussian atoms σ = 0.5 Å)
     (3000 per system, --quick 400) with |F|² on the box |h|,|k|,|l| ≤ 8 and a powder pattern (Cu Kα1,
     5–90° 2θ, 1024 points).  Held out by crystal: 500 test and 200 validation crystals per system (--quick: 50 and 30).  Trained per system, each
-    within an equal share of the time budget (--minutes, default 16; --quick 2.5; a model stops after the
+    within an equal share of the time budget (--minutes, default 16; --quick 1.5; a model stops after the
     epoch that crosses its share):
 
     * ``mlp_mse``: seed 001's MLP (|F|² box → 24³ density, one hidden layer of 100 ReLU), plain MSE;
@@ -60,7 +60,7 @@ BASELINES = ("flip", "flip_powder")   # charge flipping alone (--baselines)
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--minutes", type=float, help="total training budget (default 16, --quick 2.5)")
+    ap.add_argument("--minutes", type=float, help="total training budget (default 16, --quick 1.5)")
     ap.add_argument("--n", type=int, help="crystals per system (default 3000, --quick 400)")
     ap.add_argument("--workdir", default="bench_phase_work")
     ap.add_argument("--json")
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     from xstructure.learn.phase_train import PhaseConfig, evaluate_phase, format_phase_table, train_phase
 
     tag = "quick" if args.quick else "full"
-    minutes = args.minutes or (2.5 if args.quick else 16.0)
+    minutes = args.minutes or (1.5 if args.quick else 16.0)
     n = args.n or (400 if args.quick else 3000)
     n_test, n_val = (50, 30) if args.quick else (500, 200)
     flip = {"n": 24, "iterations": 100 if args.quick else 150, "starts": 3 if args.quick else 5, "b_keep": 3.0,
