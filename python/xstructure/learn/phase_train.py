@@ -355,8 +355,15 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
         preds[name] = (mean, samples)
     flip = {"n": 24, "iterations": 200, "starts": 5, "b_keep": 3.0, "delta": 0.9} if flip is None else flip
     atoms = {} if not flip else ({"samples": 5} if atoms is None else atoms)   # atom models start from flipping
+    cells = [s[0] for s in data.structures]
+    powder_A = []   # the powder's extracted amplitudes, computed once for both powder routes
+
+    def powder_amplitudes():
+        if not powder_A:
+            powder_A.append(_powder_amplitudes(cs, data))
+        return powder_A[0]
+
     if flip:
-        cells = [s[0] for s in data.structures]
         if "flip" in flips:
             t = time.perf_counter()
             out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, **flip)
@@ -364,8 +371,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             preds["flip"] = (out, [out])
         if "flip_powder" in flips:
             t = time.perf_counter()
-            A = _powder_amplitudes(cs, data)
-            out = phase.charge_flip(A, cells=cells, b_atoms=cs.b_factor, **flip)
+            out = phase.charge_flip(powder_amplitudes(), cells=cells, b_atoms=cs.b_factor, **flip)
             seconds["flip_powder"] = time.perf_counter() - t
             preds["flip_powder"] = (out, [out])
         for name in [m for m in methods if methods[m].cfg.model == "mlp" and "mlp+flip" in flips]:
@@ -377,7 +383,6 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
         # the cell's contents from the inputs: composition and F(000) = sqrt of the box's central |F|²
         H = cs.hmax
         contents = [phase.cell_contents(c, math.sqrt(i[H, H, H])) for c, i in zip(data.comp, data.intensity)]
-        cells = [s[0] for s in data.structures]
         opts = {k: v for k, v in atoms.items() if k not in ("samples", "powder_samples")}
         if "flip+atoms" in flips:
             t = time.perf_counter()
@@ -387,7 +392,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             preds["flip+atoms"] = (sols[0], sols)
         if "flip_powder+atoms" in flips:   # the cell's contents taken as known (here: from the box's F(000))
             t = time.perf_counter()
-            A = _powder_amplitudes(cs, data)
+            A = powder_amplitudes()
             groups = np.stack([phase.powder_groups(cs.two_theta, c, cs.hmax, fwhm=float(cs.attrs["powder_fwhm_deg"]))
                                for c in cells])
             sols = [phase.solve_atoms(A, cells, contents, cs.b_factor, seed=s, groups=groups, **opts)["density"]
