@@ -200,14 +200,22 @@ def test_noise_models():
         Noise("gaussian", -1)
 
 
-def test_cli_train_evaluate_predict(tmp_path, capsys):
+def cli_pool(tmp_path, n=120):
+    """A small CH3OH Wigner pool with X-ray patterns on Q, made through the CLI."""
     from xstructure.cli import main
 
     pool = tmp_path / "p.zarr"
-    assert main(["pool", "create", "CH3OH", "--method", "wigner", "--n", "120", "--chunk", "64", "--out",
+    assert main(["pool", "create", "CH3OH", "--method", "wigner", "--n", str(n), "--chunk", "64", "--out",
                  str(pool), "--no-progress"]) == 0
     assert main(["pool", "simulate", str(pool), "--q", "0.5:10:60", "--probe", "xray", "--signal", "total",
                  "--no-progress"]) == 0
+    return pool
+
+
+def test_cli_train_evaluate_predict(tmp_path, capsys):
+    from xstructure.cli import main
+
+    pool = cli_pool(tmp_path)
     model = tmp_path / "model"
     assert main(["train", str(pool), "--out", str(model), "--epochs", "1", "--batch", "16", "--width", "32",
                  "--layers", "1", "--no-progress"]) == 0

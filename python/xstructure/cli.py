@@ -460,6 +460,10 @@ def _cmd_train(args) -> int:
     if task == "crystal":
         return _cmd_train_crystal(args)
     datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
+    if args.model == "detector_cnn":
+        from .learn.detector import detector_data
+
+        datas = [detector_data(d, args.chi_bins, energy_kev=args.energy, p2=args.p2, progress=True) for d in datas]
     cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch or 256,
                       lr=args.lr, noise=args.noise.to_dict(), seed=args.seed, max_minutes=args.max_minutes,
                       patience=args.patience)
@@ -514,6 +518,12 @@ def _cmd_evaluate(args) -> int:
     data = load_pool(args.pool, args.pattern_set, seed=args.seed)
     if len(data.q) != len(model.q) or not np.allclose(data.q, model.q, rtol=0, atol=1e-9):
         raise ValueError(f"the pool's q grid ({len(data.q)} points) is not the model's ({len(model.q)} points)")
+    if model.image is not None:
+        from .learn.detector import detector_data
+
+        im = model.image
+        data = detector_data(data, im["n_chi"], energy_kev=im["energy_kev"], dipole=im["dipole"], axis=im["axis"],
+                             p2=im["p2"], p4=im["p4"], progress=True)
     rep = evaluate(data, args.noise, models={model.config["model"]: model}, n_test=args.n_test,
                    refine_steps=args.refine_steps)
     print(format_table(rep))
@@ -641,7 +651,7 @@ def _cmd_predict(args) -> int:
         raise ValueError(f"the pattern's q grid ({len(q)} points, {q[0]:g}..{q[-1]:g} Å⁻¹) is not the model's "
                          f"({len(model.q)} points, {model.q[0]:g}..{model.q[-1]:g} Å⁻¹)")
     mol = model.molecule(args.molecule)
-    pos = model.predict(I, mol.name)
+    pos = model.predict(I, mol.name).reshape(-1, len(mol.numbers_np), 3)
     frames = [ase.Atoms(numbers=mol.numbers_np, positions=p) for p in pos]
     ase.io.write(args.out, frames if len(frames) > 1 else frames[0])
     print(f"wrote {len(frames)} structure(s) of {mol.name} to {args.out}")
@@ -654,8 +664,13 @@ def _add_learn_parsers(sub):
                                    "molecules.  Checkpoints (safetensors + JSON) go to --out after every epoch; "
                                    "running the same command again resumes.")
     t.add_argument("pools", nargs="+", metavar="POOL")
-    t.add_argument("--model", default=None, choices=["transformer", "cnn_gru"] + CRYSTAL_MODELS,
-                   help="molecules: transformer (default), cnn_gru; crystals: mlp (default), mlp_mse, unet, coord")
+    t.add_argument("--model", default=None, choices=["transformer", "cnn_gru", "detector_cnn"] + CRYSTAL_MODELS,
+                   help="molecules: transformer (default), cnn_gru, detector_cnn (2D images of aligned molecules, "
+                        "made from the pool's geometries); crystals: mlp (default), mlp_mse, unet, coord")
+    t.add_argument("--chi-bins", type=int, default=8, help="detector_cnn: azimuth bins of the images")
+    t.add_argument("--energy", type=float, default=20.0, help="detector_cnn: X-ray photon energy (keV)")
+    t.add_argument("--p2", type=float, default=0.4,
+                   help="detector_cnn: alignment <P2> of the molecule's long axis along x")
     t.add_argument("--task", default="auto", choices=["auto", "molecule", "crystal"],
                    help="auto: crystal for a crystal set (xstructure crystals create), else molecule")
     t.add_argument("--w-phys", type=float, default=0.0, help="crystals: weight of the |F| consistency loss")
@@ -670,7 +685,8 @@ def _add_learn_parsers(sub):
     t.add_argument("--layers", type=int, default=2)
     t.add_argument("--patience", type=int, default=8)
     t.add_argument("--noise", type=parse_noise, default="gaussian:0.005",
-                   help="training noise: gaussian:LEVEL (relative per q point), poisson:COUNTS or none")
+                   help="training noise: gaussian:LEVEL (relative per q point, per image pixel for detector_cnn), "
+                        "poisson:COUNTS or none")
     t.add_argument("--limit", type=int, help="use only this many members of each pool")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-minutes", type=float)
@@ -695,7 +711,9 @@ def _add_learn_parsers(sub):
     e.set_defaults(func=_cmd_evaluate)
     r = sub.add_parser("predict", help="structures from patterns with a trained model")
     r.add_argument("model")
-    r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column); .h5 (I and q)")
+    r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column); .h5 (I and q); for a "
+                                   "detector_cnn model .npy or .h5 images (n_chi, Q) or (B, n_chi, Q) "
+                                   "(xstructure.learn.detector.cake bins a detector frame)")
     r.add_argument("--molecule", help="which of the model's molecules (default: its only one)")
     r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
     r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees)")

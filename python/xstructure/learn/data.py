@@ -122,6 +122,12 @@ class PoolData:
     index: dict              # split -> (n,) member indices in the pool
     patterns: dict           # split -> (n, Q) float64 clean patterns
     targets: dict            # split -> (n, N, 3) float64 aligned, centred geometries
+    image: dict | None = None  # patterns are flattened (n_chi, Q) detector images (see .detector), or None
+
+    @property
+    def input_shape(self) -> tuple:
+        """Shape of one input: (Q,) for a 1D pattern, (n_chi, Q) for a detector image."""
+        return (len(self.q),) if self.image is None else (int(self.image["n_chi"]), len(self.q))
 
 
 def load_pool(path, name: str | None = None, *, fractions=(0.8, 0.1, 0.1), seed: int = 0,

@@ -79,7 +79,7 @@ def evaluate(data: PoolData, noise: Noise, *, models: dict | None = None, baseli
             log(f"  {name:24s} median {s['median_rmsd']:.4f} Å  acc@0.05 {s['accuracy@0.05']:.1%}  ({dt:.1f} s)")
 
     for name, m in (models or {}).items():
-        record(name, lambda m=m: m.predict(I_obs, data.molecule))
+        record(name, lambda m=m: m.predict(I_obs.reshape(len(I_obs), *data.input_shape), data.molecule))
     if "mean_structure" in baselines:
         record("mean_structure", lambda: MeanStructure(data.targets["train"]).predict(I_obs))
     if "pool_fit" in baselines:
@@ -99,7 +99,7 @@ def evaluate(data: PoolData, noise: Noise, *, models: dict | None = None, baseli
         for r in todo:
             record(f"{r}+refine", lambda r=r: refine(preds[r], I_obs, sigma, data.numbers, data.q, probe=data.probe,
                                                       signal=data.signal, bonds=bonds, bond_mean=mu, bond_std=sd,
-                                                      steps=refine_steps))
+                                                      steps=refine_steps, image=data.image))
     report["_predictions"] = preds
     report["_per_structure"] = per
     report["_observed"] = I_obs
@@ -168,16 +168,23 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     ax.legend(fontsize="small", frameon=False)
     ax = axes[2]
     q = data.q
-    I_obs = report["_observed"][k]
-    I_pred = simulate((Z, pred), q, probe=data.probe, signal=data.signal)
-    I_true = simulate((Z, true), q, probe=data.probe, signal=data.signal)
-    mean = data.patterns["train"].mean(0)
+    if data.image is None:
+        I_obs = report["_observed"][k]
+        I_pred = simulate((Z, pred), q, probe=data.probe, signal=data.signal)
+        I_true = simulate((Z, true), q, probe=data.probe, signal=data.signal)
+        mean = data.patterns["train"].mean(0)
+    else:  # images: their azimuthal means
+        from .detector import images_of
+
+        I_obs = report["_observed"][k].reshape(data.input_shape).mean(0)
+        I_pred, I_true = images_of(data, np.stack([pred, true])).mean(1)
+        mean = data.patterns["train"].mean(0).reshape(data.input_shape).mean(0)
     ax.plot(q, q * (I_obs - mean), lw=0.6, c="0.6", label="observed (noisy)")
     ax.plot(q, q * (I_true - mean), lw=1.2, c="k", label="true")
     ax.plot(q, q * (I_pred - mean), lw=1.0, c="C3", ls="--", label=best)
     ax.set_xlabel("q (Å⁻¹)")
     ax.set_ylabel("q · (I − pool mean)")
-    ax.set_title("pattern fit, median case")
+    ax.set_title("pattern fit, median case" + (" (azimuthal mean)" if data.image else ""))
     ax.legend(fontsize="small", frameon=False)
     if extra_noise:
         ax = axes[3]
@@ -203,10 +210,12 @@ def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: 
     Gaussian.  The posterior covariance Σ = (C⁻¹ + JᵀWJ)⁻¹ (over the internal degrees of freedom) is the error
     covariance of the Bayes-optimal estimate in that approximation; errors drawn from it are scored like the
     methods (heavy-atom RMSD after superposition, mirror images allowed), so its median and accuracy are the
-    floor a perfect learner would reach.  Also returned: the same for the prior alone (≈ the mean structure).
+    floor a perfect learner would reach.  For detector images (``data.image``) the forward model is
+    :func:`.detector.images_of`.  Also returned: the same for the prior alone (≈ the mean structure).
     """
     from ..align import rmsd
     from ..scattering import simulate
+    from .detector import images_of
 
     Z = np.asarray(data.numbers)
     N = len(Z)
@@ -221,7 +230,10 @@ def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: 
     E = np.eye(D) * 1e-4
 
     def sim(X):
-        return simulate((Z, X.reshape(len(X), N, 3)), data.q, probe=data.probe, signal=data.signal)
+        X = X.reshape(len(X), N, 3)
+        if data.image is None:
+            return simulate((Z, X), data.q, probe=data.probe, signal=data.signal)
+        return images_of(data, X).reshape(len(X), -1)
 
     for k in rng.choice(len(T), size=min(points, len(T)), replace=False):
         x = T[k]

@@ -1,4 +1,5 @@
-"""Refinement of predicted structures through the differentiable Debye op, with bond-length restraints."""
+"""Refinement of predicted structures through the differentiable Debye op (or the differentiable images of
+aligned ensembles), with bond-length restraints."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ __all__ = ["refine"]
 
 
 def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bonds, bond_mean, bond_std,
-           steps: int = 40, lr: float = 0.003, chunk: int = 2048) -> np.ndarray:
+           steps: int = 40, lr: float = 0.003, chunk: int = 2048, image: dict | None = None) -> np.ndarray:
     """Maximum a posteriori refinement of a batch of structures against their observed patterns.
 
     Minimises ½ Σ_q ((I(r) − I_obs) / σ)² + ½ Σ_bonds ((|r_i − r_j| − μ_b) / s_b)² per structure with Adam:
@@ -21,6 +22,8 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
         numbers: (N,); q: (Q,) Å⁻¹; probe, signal: as the patterns were simulated.
         bonds: (K, 2) atom pairs; bond_mean, bond_std: (K,) Å.
         steps, lr: Adam iterations and step size (Å).
+        image: for detector images (I_obs, sigma: (B, n_chi · Q)), their description (``PoolData.image``);
+            the forward model is then :func:`xstructure.learn.detector.images_torch`.
 
     Returns:
         (B, N, 3) refined structures.
@@ -28,7 +31,15 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
     import torch
 
     from .. import ops
+    from .detector import images_torch
 
+    if image is None:
+        def forward(x):
+            return ops.debye(numbers, x, q, probe=probe, signal=signal)
+    else:
+        def forward(x):
+            return images_torch(image, numbers, x, q).flatten(1)
+        chunk = min(chunk, 32)  # (chunk, pairs, Q) intermediates stay in cache
     pos0 = np.asarray(positions, dtype=np.float64)
     out = np.empty_like(pos0)
     bi = torch.as_tensor(np.asarray(bonds, dtype=np.int64).reshape(-1, 2))
@@ -41,7 +52,7 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
         opt = torch.optim.Adam([x], lr=lr)
         for _ in range(int(steps)):
             opt.zero_grad()
-            I = ops.debye(numbers, x, q, probe=probe, signal=signal)
+            I = forward(x)
             chi = 0.5 * (((I - Io) * w) ** 2).sum(1)
             d = (x[:, bi[:, 0]] - x[:, bi[:, 1]]).norm(dim=-1)
             prior = 0.5 * (((d - mu) / sd) ** 2).sum(1)

@@ -40,6 +40,7 @@ class TrainConfig:
     tokens: int = 8
     hidden: int = 256
     enc_layers: int = 0
+    channels: int = 8               # detector_cnn: channels of its first convolution
     epochs: int = 40
     batch: int = 256
     lr: float = 1e-3
@@ -54,9 +55,11 @@ class TrainConfig:
     max_minutes: float | None = None
 
     def hparams(self) -> dict:
-        return {"d": self.d, "layers": self.layers, "heads": self.heads, "tokens": self.tokens, "hidden": self.hidden,
-                "enc_layers": self.enc_layers} \
-            if self.model == "transformer" else {"d": self.d}
+        if self.model == "cnn_gru":
+            return {"d": self.d}
+        hp = {"d": self.d, "layers": self.layers, "heads": self.heads, "tokens": self.tokens, "hidden": self.hidden,
+              "enc_layers": self.enc_layers}
+        return hp if self.model != "detector_cnn" else {**hp, "channels": self.channels}
 
 
 def _save_safetensors(tensors: dict, path: str, metadata: dict | None = None):
@@ -125,6 +128,8 @@ class InversionModel:
         self.config = config
         self.molecules = molecules
         self.q = np.asarray(config["q"], dtype=np.float64)
+        self.image = config.get("image")
+        self.input_shape = (len(self.q),) if self.image is None else (int(self.image["n_chi"]), len(self.q))
 
     @classmethod
     def load(cls, path) -> "InversionModel":
@@ -144,7 +149,8 @@ class InversionModel:
         if cfg.get("version") != VERSION:
             raise ValueError(f"{cfg_path} has model format version {cfg.get('version')!r}; this xstructure reads {VERSION}")
         tensors = _load_safetensors(os.path.join(path, "model.safetensors"))
-        net = build_model(cfg["model"], len(cfg["q"]), **cfg["hparams"])
+        net = build_model(cfg["model"], len(cfg["q"]) * (cfg["image"]["n_chi"] if cfg.get("image") else 1),
+                          **cfg["hparams"])
         weights = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
             net.load_state_dict(weights, strict=True)
@@ -171,7 +177,7 @@ class InversionModel:
 
     def predict(self, patterns, molecule=None, *, batch: int = 512, numbers=None) -> np.ndarray:
         """(B, N, 3) structures (Å, centred, in the reference frame) for (B, Q) or (Q,) raw patterns on the
-        model's q grid."""
+        model's q grid; a detector model takes (B, n_chi, Q) or (n_chi, Q) images (:func:`.detector.cake`)."""
         import torch
 
         m = self.molecule(molecule)
@@ -179,10 +185,13 @@ class InversionModel:
             raise ValueError(f"the model's {m.name} has {len(m.numbers_np)} atoms {m.numbers_np.tolist()}; got "
                              f"{np.asarray(numbers).tolist()}")
         I = np.asarray(patterns, dtype=np.float64)
-        single = I.ndim == 1
-        I = I[None] if single else I
-        if I.ndim != 2:
-            raise ValueError(f"patterns must have shape (Q,) or (B, Q), got {np.shape(patterns)}")
+        k = len(self.input_shape)
+        if I.ndim not in (k, k + 1) or I.shape[I.ndim - k:] != self.input_shape:
+            what = (f"patterns of shape (Q,) or (B, Q) with Q = {len(self.q)} q points" if k == 1 else
+                    f"detector images of shape (n_chi, Q) or (B, n_chi, Q) with (n_chi, Q) = {self.input_shape}")
+            raise ValueError(f"the model reads {what}, got shape {np.shape(patterns)}")
+        single = I.ndim == k
+        I = I.reshape(1 if single else len(I), -1)
         x = torch.as_tensor(m.st(I))
         out = []
         with torch.inference_mode():
@@ -246,6 +255,15 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     for d in datas[1:]:
         if not np.allclose(d.q, q, rtol=0, atol=1e-9) or (d.probe, d.signal) != (datas[0].probe, datas[0].signal):
             raise ValueError("all pools must share one q grid, probe and signal")
+        if d.image != datas[0].image:
+            raise ValueError("all pools must share one kind of input (the same detector images, or 1D patterns)")
+    image = datas[0].image
+    if (cfg.model == "detector_cnn") != (image is not None):
+        raise ValueError("the detector_cnn model reads detector images (learn.detector.detector_data) and only it "
+                         f"does; got model {cfg.model!r} with {'images' if image else '1D patterns'}")
+    if image is not None and cfg.w_pattern:
+        raise ValueError("the pattern-consistency loss (w_pattern) simulates 1D patterns; it is not for images")
+    hparams = cfg.hparams() if image is None else {**cfg.hparams(), "image": list(datas[0].input_shape)}
     names = [d.molecule for d in datas]
     if len(set(names)) != len(names):
         raise ValueError(f"one pool per molecule, got {names}")
@@ -258,13 +276,15 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     rank, world = _distributed()
     if rank != 0:  # one process writes and talks
         progress, log = False, (lambda *a, **k: None)
-    net = build_model(cfg.model, len(q), **cfg.hparams())
+    net = build_model(cfg.model, int(np.prod(datas[0].input_shape)), **hparams)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    config_json = {"format": FORMAT, "version": VERSION, "model": cfg.model, "hparams": cfg.hparams(),
+    config_json = {"format": FORMAT, "version": VERSION, "model": cfg.model, "hparams": hparams,
                    "q": q.tolist(), "probe": datas[0].probe, "signal": datas[0].signal, "noise": noise.to_dict(),
                    "molecules": [{"name": m.name, "numbers": m.numbers_np.tolist(),
                                   "reference": m.reference_np.tolist()} for m in mols],
                    "train": asdict(cfg), "train_sizes": [len(d.patterns["train"]) for d in datas]}
+    if image is not None:
+        config_json["image"] = image
     state_path, last_path = os.path.join(out_dir, "state.json"), os.path.join(out_dir, "last.safetensors")
     state = {"epoch": 0, "step": 0, "best": float("inf"), "best_epoch": -1, "bad": 0, "history": []}
     if resume and os.path.exists(state_path) and os.path.exists(last_path):
