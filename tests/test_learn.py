@@ -134,6 +134,15 @@ def test_resume_continues_where_it_stopped(tmp_path):
         train(d, tmp_path / "cut", small_cfg(epochs=5, lr=1e-3), progress=False)
 
 
+def test_a_spent_time_budget_stays_spent(tmp_path):
+    d = tiny_data()
+    cfg = small_cfg(epochs=50, max_minutes=1e-9)
+    train(d, tmp_path / "m", cfg, progress=False)
+    assert json.loads((tmp_path / "m" / "state.json").read_text())["state"]["epoch"] == 1
+    train(d, tmp_path / "m", cfg, progress=False)          # running it again trains no more
+    assert json.loads((tmp_path / "m" / "state.json").read_text())["state"]["epoch"] == 1
+
+
 def test_one_model_serves_two_molecules(tmp_path):
     a, b = tiny_data(molecule="CH3OH"), tiny_data(molecule="C2H6", seed=1)
     m = train([a, b], tmp_path / "two", small_cfg(epochs=2), progress=False)

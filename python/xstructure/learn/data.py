@@ -90,6 +90,19 @@ class Standardizer:
             raise ValueError("pattern contains NaN or inf")
         return ((I - self.mean) / self.std).astype(np.float32)
 
+    def tensor(self, x):
+        """The same for a float64 torch tensor (B, Q), with torch's threads: a float32 tensor."""
+        import torch
+
+        if x.shape[-1] != self.mean.shape[0]:
+            raise ValueError(f"pattern has {x.shape[-1]} q points, the model was trained on {self.mean.shape[0]}")
+        if not hasattr(self, "_t"):
+            self._t = (torch.from_numpy(self.mean).float(), torch.from_numpy(1.0 / self.std).float())
+        out = x.float().sub_(self._t[0]).mul_(self._t[1])
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("pattern contains NaN or inf (or values beyond float32)")
+        return out
+
 
 def heavy_mask(numbers) -> np.ndarray:
     """(N,) bool: the non-hydrogen atoms."""

@@ -95,6 +95,14 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _with_defaults(config):
+    """A saved run's config with TrainConfig fields added since filled in by their defaults, so that a run
+    made before a new (unused) field existed still resumes."""
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+        return config
+    return {**config, "train": {**asdict(TrainConfig()), **config["train"]}}
+
+
 def _write_json(obj, path: str):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -192,11 +200,11 @@ class InversionModel:
             raise ValueError(f"the model reads {what}, got shape {np.shape(patterns)}")
         single = I.ndim == k
         I = I.reshape(1 if single else len(I), -1)
-        x = torch.as_tensor(m.st(I))
+        x = torch.from_numpy(np.ascontiguousarray(I))
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode():  # standardised batch by batch: the batch stays in cache
             for s in range(0, len(x), batch):
-                out.append(self.net(x[s:s + batch], m.numbers, m.reference, m.adj).double().numpy())
+                out.append(self.net(m.st.tensor(x[s:s + batch]), m.numbers, m.reference, m.adj).double().numpy())
         res = np.concatenate(out) if out else np.zeros((0, len(m.numbers_np), 3))
         return res[0] if single else res
 
@@ -290,7 +298,7 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     if resume and os.path.exists(state_path) and os.path.exists(last_path):
         with open(state_path) as f:
             saved = json.load(f)
-        if saved.get("config") != config_json:
+        if _with_defaults(saved.get("config")) != _with_defaults(config_json):
             raise ValueError(f"{out_dir} holds a run with other data or settings; use another directory "
                              "or resume=False")
         state = saved["state"]
@@ -329,6 +337,12 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     from tqdm.auto import tqdm
 
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
+        hist = state["history"]
+        if cfg.max_minutes is not None and hist:  # a resumed run whose budget is spent trains no more
+            last = hist[-1]["minutes"] - (hist[-2]["minutes"] if len(hist) > 1 else 0.0)
+            if hist[-1]["minutes"] + last > cfg.max_minutes * 1.02:
+                log(f"the budget of {cfg.max_minutes} minutes is spent ({hist[-1]['minutes']:.1f} min)")
+                break
         ep = state["epoch"]
         net.train()
         batches = []
