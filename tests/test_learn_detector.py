@@ -103,6 +103,10 @@ def test_detector_cnn_overfits_and_round_trips(tmp_path):
         m.predict(d.patterns["train"])                 # flattened, not (B, n_chi, Q)
     with pytest.raises(ValueError, match="detector images of shape"):
         m.predict(imgs[:, :3])                         # another χ grid
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "image": {"n_chi": "eight"}}))
+    with pytest.raises(ValueError, match="bad image description"):
+        InversionModel.load(tmp_path / "m")
 
 
 def test_images_and_models_must_match(tmp_path):

@@ -156,6 +156,9 @@ class InversionModel:
             raise ValueError(f"{cfg_path} is not an xstructure inversion model (format {cfg.get('format') if isinstance(cfg, dict) else None!r})")
         if cfg.get("version") != VERSION:
             raise ValueError(f"{cfg_path} has model format version {cfg.get('version')!r}; this xstructure reads {VERSION}")
+        im = cfg.get("image")
+        if im is not None and not (isinstance(im, dict) and isinstance(im.get("n_chi"), int) and im["n_chi"] > 0):
+            raise ValueError(f"corrupt model config {cfg_path}: bad image description {im!r}")
         tensors = _load_safetensors(os.path.join(path, "model.safetensors"))
         net = build_model(cfg["model"], len(cfg["q"]) * (cfg["image"]["n_chi"] if cfg.get("image") else 1),
                           **cfg["hparams"])
