@@ -459,15 +459,15 @@ def _cmd_train(args) -> int:
         args.model = "mlp" if task == "crystal" else "transformer"
     if task == "crystal":
         return _cmd_train_crystal(args)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
     if args.model == "detector_cnn":
         from .learn.detector import detector_data
 
-        datas = [detector_data(d, args.chi_bins, energy_kev=args.energy, p2=args.p2, progress=True) for d in datas]
+        datas = [detector_data(d, args.chi_bins, energy_kev=args.energy, p2=args.p2, progress=progress) for d in datas]
     cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch or 256,
                       lr=args.lr, noise=args.noise.to_dict(), seed=args.seed, max_minutes=args.max_minutes,
                       patience=args.patience)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         model = train(datas if len(datas) > 1 else datas[0], args.out, cfg, progress=progress,
                       resume=not args.restart)
@@ -519,11 +519,9 @@ def _cmd_evaluate(args) -> int:
     if len(data.q) != len(model.q) or not np.allclose(data.q, model.q, rtol=0, atol=1e-9):
         raise ValueError(f"the pool's q grid ({len(data.q)} points) is not the model's ({len(model.q)} points)")
     if model.image is not None:
-        from .learn.detector import detector_data
+        from .learn.detector import with_images
 
-        im = model.image
-        data = detector_data(data, im["n_chi"], energy_kev=im["energy_kev"], dipole=im["dipole"], axis=im["axis"],
-                             p2=im["p2"], p4=im["p4"], progress=True)
+        data = with_images(data, model.image, progress=sys.stderr.isatty())
     rep = evaluate(data, args.noise, models={model.config["model"]: model}, n_test=args.n_test,
                    refine_steps=args.refine_steps)
     print(format_table(rep))

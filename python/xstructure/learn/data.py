@@ -84,18 +84,20 @@ class Standardizer:
 
     def __call__(self, I) -> np.ndarray:
         I = np.asarray(I, dtype=np.float64)
-        if I.shape[-1] != self.mean.shape[0]:
-            raise ValueError(f"pattern has {I.shape[-1]} q points, the model was trained on {self.mean.shape[0]}")
+        self._check_width(I)
         if not np.all(np.isfinite(I)):
             raise ValueError("pattern contains NaN or inf")
         return ((I - self.mean) / self.std).astype(np.float32)
+
+    def _check_width(self, I):
+        if I.shape[-1] != self.mean.shape[0]:
+            raise ValueError(f"pattern has {I.shape[-1]} q points, the model was trained on {self.mean.shape[0]}")
 
     def tensor(self, x):
         """The same for a float64 torch tensor (B, Q), with torch's threads: a float32 tensor."""
         import torch
 
-        if x.shape[-1] != self.mean.shape[0]:
-            raise ValueError(f"pattern has {x.shape[-1]} q points, the model was trained on {self.mean.shape[0]}")
+        self._check_width(x)
         if not hasattr(self, "_t"):
             self._t = (torch.from_numpy(self.mean).float(), torch.from_numpy(1.0 / self.std).float())
         out = x.float().sub_(self._t[0]).mul_(self._t[1])
@@ -139,8 +141,12 @@ class PoolData:
 
     @property
     def input_shape(self) -> tuple:
-        """Shape of one input: (Q,) for a 1D pattern, (n_chi, Q) for a detector image."""
-        return (len(self.q),) if self.image is None else (int(self.image["n_chi"]), len(self.q))
+        return input_shape(len(self.q), self.image)
+
+
+def input_shape(n_q: int, image: dict | None) -> tuple:
+    """Shape of one input: (Q,) for a 1D pattern, (n_chi, Q) for a detector image."""
+    return (int(n_q),) if image is None else (int(image["n_chi"]), int(n_q))
 
 
 def load_pool(path, name: str | None = None, *, fractions=(0.8, 0.1, 0.1), seed: int = 0,

@@ -24,11 +24,13 @@ polarisation and solid-angle factors divided out: pyFAI's "cake" (``integrate2d`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
 
-__all__ = ["chi_centres", "aligned_cakes", "cake", "detector_data", "images_of", "long_axis"]
+__all__ = ["chi_centres", "aligned_cakes", "cake", "detector_data", "with_images", "images_of", "images_torch",
+           "image_forward", "long_axis"]
 
 _SUB = 32  # azimuths averaged per χ bin
 
@@ -152,25 +154,29 @@ def detector_data(data, n_chi: int = 8, *, energy_kev: float = 20.0, dipole=None
     :func:`long_axis` of the reference) is a reference-frame axis.  The image description goes into
     ``data.image`` and travels with a trained model.
     """
+    d = long_axis(data.numbers, data.reference) if dipole is None else np.asarray(dipole, dtype=np.float64)
+    image = {"kind": "aligned", "n_chi": int(n_chi), "energy_kev": float(energy_kev), "dipole": d.tolist(),
+             "axis": [float(a) for a in axis], "p2": float(p2), "p4": float(p4)}
+    return with_images(data, image, progress=progress)
+
+
+def with_images(data, image: dict, *, progress: bool = False):
+    """A copy of ``data`` whose patterns are the flattened images its geometries give under ``image`` (a
+    ``PoolData.image`` or a model's ``image`` description)."""
+    import torch
     from tqdm.auto import tqdm
 
     if data.probe != "xray" or data.signal != "total":
         raise ValueError(f"detector images are made for X-ray total scattering, the pool has {data.probe} {data.signal}")
-    d = long_axis(data.numbers, data.reference) if dipole is None else np.asarray(dipole, dtype=np.float64)
-    image = {"kind": "aligned", "n_chi": int(n_chi), "energy_kev": float(energy_kev), "dipole": d.tolist(),
-             "axis": [float(a) for a in axis], "p2": float(p2), "p4": float(p4)}
-    import torch
-
-    out = dataclasses.replace(data, image=image)
+    forward = image_forward(image, data.numbers, data.q)
     pats = {}
     for split, X in data.targets.items():
-        pats[split] = np.empty((len(X), int(n_chi) * len(data.q)))
+        pats[split] = np.empty((len(X), int(image["n_chi"]) * len(data.q)))
         with torch.no_grad():  # the torch form is the exact one (tested to 1e-10), batched over structures
             for s in tqdm(range(0, len(X), 256), desc=f"images ({split})", disable=not progress, leave=False):
                 x = torch.as_tensor(np.ascontiguousarray(X[s:s + 256], dtype=np.float64))
-                pats[split][s:s + 256] = images_torch(image, data.numbers, x, data.q).flatten(1).numpy()
-    out.patterns = pats
-    return out
+                pats[split][s:s + 256] = forward(x).flatten(1).numpy()
+    return dataclasses.replace(data, image=image, patterns=pats)
 
 
 def images_of(data, positions) -> np.ndarray:
@@ -195,6 +201,7 @@ def _jl(l: int, x, s, co):
     return j, j3 - 5 * ix * j
 
 
+@functools.lru_cache(maxsize=None)
 def _pair_sum(l: int):
     """S[b, k] = Σ_p F[p, k] j_l(q_k r[b, p]) w[b, p] as a torch autograd Function with an analytic backward
     (gradients to r and w; sin and cos recomputed, nothing of size B × P × Q kept)."""
@@ -219,38 +226,47 @@ def _pair_sum(l: int):
     return PairSum.apply
 
 
-def images_torch(image: dict, numbers, positions, q):
-    """:func:`images_of` as a differentiable torch function: (B, N, 3) tensor (reference frame, Å) →
-    (B, n_chi, Q), for refinement against images.  I_0 goes through the :func:`xstructure.ops.debye` op;
-    I_2 and I_4 are sums over atom pairs of f_i f_j j_l(q r_ij) P_l(r̂_ij·d̂) with an analytic backward
-    (use float64: the closed forms of j_2 and j_4 cancel at small q r).  Batches of a few dozen structures
-    run fastest (the pair × q intermediates stay in cache)."""
+def image_forward(image: dict, numbers, q, *, dtype=None, device=None):
+    """The differentiable image model of :func:`images_torch` with its tables (form factors, pair indices,
+    bin-averaged Legendre factors) made once: a function (B, N, 3) tensor → (B, n_chi, Q) tensor."""
     import torch
 
     from .. import ops
     from ..factors import form_factor_table
     from ..patterns import _legendre, _unit_vector
 
-    pos = positions
     Z = np.asarray(numbers)
-    N = len(Z)
     q_np = np.asarray(q, dtype=np.float64)
-    kw = dict(dtype=pos.dtype, device=pos.device)
+    kw = dict(dtype=dtype or torch.float64, device=device)
     dhat = torch.as_tensor(_unit_vector("dipole", image["dipole"]), **kw)
     a2, a4 = float(image["p2"]), float(image["p4"])
     _, species, f = form_factor_table(Z, q_np, "xray", None)
     ff = torch.as_tensor(f[species], **kw)                                   # (N, Q)
-    iu, ju = np.triu_indices(N, 1)
+    iu, ju = np.triu_indices(len(Z), 1)
     F = 2.0 * ff[iu] * ff[ju]                                                # (P, Q): ij and ji
-    d = pos[:, ju] - pos[:, iu]                                              # (B, P, 3)
-    r = d.norm(dim=-1)
-    c = (d @ dhat) / r
     qt = torch.as_tensor(q_np, **kw)
-    out = ops.debye(Z, pos, q_np, probe="xray", signal="total")[:, None, :]
     f2, f4 = (torch.as_tensor(t, **kw) for t in _legendre_factors(q_np, int(image["n_chi"]), image["energy_kev"],
                                                                   image["axis"]))
-    if a2:
-        out = out + f2[None] * (-5 * a2 * _pair_sum(2)(r, _legendre(2, c), qt, F))[:, None, :]
-    if a4:
-        out = out + f4[None] * (9 * a4 * _pair_sum(4)(r, _legendre(4, c), qt, F))[:, None, :]
-    return out
+
+    def forward(pos):
+        d = pos[:, ju] - pos[:, iu]                                          # (B, P, 3)
+        r = d.norm(dim=-1)
+        c = (d @ dhat) / r
+        out = ops.debye(Z, pos, q_np, probe="xray", signal="total")[:, None, :]
+        if a2:
+            out = out + f2[None] * (-5 * a2 * _pair_sum(2)(r, _legendre(2, c), qt, F))[:, None, :]
+        if a4:
+            out = out + f4[None] * (9 * a4 * _pair_sum(4)(r, _legendre(4, c), qt, F))[:, None, :]
+        return out
+
+    return forward
+
+
+def images_torch(image: dict, numbers, positions, q):
+    """:func:`images_of` as a differentiable torch function: (B, N, 3) tensor (reference frame, Å) →
+    (B, n_chi, Q), for refinement against images.  I_0 goes through the :func:`xstructure.ops.debye` op;
+    I_2 and I_4 are sums over atom pairs of f_i f_j j_l(q r_ij) P_l(r̂_ij·d̂) with an analytic backward
+    (use float64: the closed forms of j_2 and j_4 cancel at small q r).  Batches of a few dozen structures
+    run fastest (the pair × q intermediates stay in cache).  For many calls, :func:`image_forward` makes the
+    tables once."""
+    return image_forward(image, numbers, q, dtype=positions.dtype, device=positions.device)(positions)

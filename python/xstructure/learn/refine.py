@@ -31,14 +31,16 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
     import torch
 
     from .. import ops
-    from .detector import images_torch
+    from .detector import image_forward
 
     if image is None:
         def forward(x):
             return ops.debye(numbers, x, q, probe=probe, signal=signal)
     else:
+        images = image_forward(image, numbers, q)
+
         def forward(x):
-            return images_torch(image, numbers, x, q).flatten(1)
+            return images(x).flatten(1)
         chunk = min(chunk, 32)  # (chunk, pairs, Q) intermediates stay in cache
     pos0 = np.asarray(positions, dtype=np.float64)
     out = np.empty_like(pos0)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .data import Noise, PoolData, Standardizer, heavy_mask
+from .data import Noise, PoolData, Standardizer, heavy_mask, input_shape
 
 __all__ = ["TrainConfig", "train", "InversionModel", "FORMAT", "VERSION"]
 
@@ -137,7 +137,7 @@ class InversionModel:
         self.molecules = molecules
         self.q = np.asarray(config["q"], dtype=np.float64)
         self.image = config.get("image")
-        self.input_shape = (len(self.q),) if self.image is None else (int(self.image["n_chi"]), len(self.q))
+        self.input_shape = input_shape(len(self.q), self.image)
 
     @classmethod
     def load(cls, path) -> "InversionModel":
@@ -160,8 +160,7 @@ class InversionModel:
         if im is not None and not (isinstance(im, dict) and isinstance(im.get("n_chi"), int) and im["n_chi"] > 0):
             raise ValueError(f"corrupt model config {cfg_path}: bad image description {im!r}")
         tensors = _load_safetensors(os.path.join(path, "model.safetensors"))
-        net = build_model(cfg["model"], len(cfg["q"]) * (cfg["image"]["n_chi"] if cfg.get("image") else 1),
-                          **cfg["hparams"])
+        net = build_model(cfg["model"], int(np.prod(input_shape(len(cfg["q"]), im))), **cfg["hparams"])
         weights = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
             net.load_state_dict(weights, strict=True)
