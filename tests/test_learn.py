@@ -162,10 +162,35 @@ def test_predict_rejects_bad_input(tmp_path):
     bad[0, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         m.predict(bad)
+    bad[0, 3] = -np.inf
+    with pytest.raises(ValueError, match="inf"):
+        m.predict(bad)
     with pytest.raises(ValueError, match="atoms"):
         m.predict(x, numbers=[6, 8])
     with pytest.raises(ValueError, match="does not know molecule"):
         m.predict(x, "benzene")
+
+
+def test_interpreter_decoder_is_torchs_decoder():
+    """The batch-first attention path (_attend, shared first layer) computes nn.TransformerDecoder's result
+    and gradients, and applies the layers' dropout in training."""
+    from xstructure.learn.models import Interpreter
+
+    torch.manual_seed(0)
+    net = Interpreter(60, d=32, heads=4, layers=3, tokens=5, hidden=64).double()
+    tok = torch.randn(1, 9, 32, dtype=torch.float64, requires_grad=True)
+    mem = torch.randn(6, 5, 32, dtype=torch.float64, requires_grad=True)
+    ours, theirs = net._decode(tok, mem), net.decoder(tok.expand(6, -1, -1), mem)
+    assert torch.allclose(ours, theirs, atol=1e-12)
+    w = torch.randn_like(ours)
+    g1 = torch.autograd.grad((ours * w).sum(), [tok, mem, net.decoder.layers[1].self_attn.in_proj_weight])
+    g2 = torch.autograd.grad((theirs * w).sum(), [tok, mem, net.decoder.layers[1].self_attn.in_proj_weight])
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-10)
+    drop = Interpreter(60, d=32, heads=4, layers=2, tokens=5, hidden=64, dropout=0.3).double().train()
+    assert not torch.allclose(drop._decode(tok, mem), drop._decode(tok, mem))
+    drop.eval()
+    assert torch.allclose(drop._decode(tok, mem), drop.decoder(tok.expand(6, -1, -1), mem), atol=1e-12)
 
 
 def test_baselines():

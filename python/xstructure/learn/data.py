@@ -94,15 +94,19 @@ class Standardizer:
             raise ValueError(f"pattern has {I.shape[-1]} q points, the model was trained on {self.mean.shape[0]}")
 
     def tensor(self, x):
-        """The same for a float64 torch tensor (B, Q), with torch's threads: a float32 tensor."""
+        """The same for a torch tensor (B, Q), with torch's threads: a float32 tensor.  One conversion pass,
+        one fused multiply-add ((I − mean)/std as I·(1/std) − mean/std) and one sum to check finiteness: a
+        NaN or inf anywhere makes the sum non-finite."""
         import torch
 
         self._check_width(x)
         if not hasattr(self, "_t"):
-            self._t = (torch.from_numpy(self.mean).float(), torch.from_numpy(1.0 / self.std).float())
-        out = x.float().sub_(self._t[0]).mul_(self._t[1])
-        if not bool(torch.isfinite(out).all()):
-            raise ValueError("pattern contains NaN or inf (or values beyond float32)")
+            inv = 1.0 / self.std
+            self._t = (torch.from_numpy(-self.mean * inv).float(), torch.from_numpy(inv).float())
+        out = x.float()
+        torch.addcmul(self._t[0], out, self._t[1], out=out)
+        if not bool(torch.isfinite(out.sum())):
+            raise ValueError("pattern contains NaN or inf (or values too large for float32)")
         return out
 
 
