@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     res["pools"]["md1500"] = {"n": n_md, "seconds": make_pool(wd("md1500") + ".zarr", "md", n_md, 1500.0, log)}
     data = {k: load_pool(wd(k) + ".zarr") for k in ("wigner300", "md1500")}
     noise = Noise("gaussian", args.noise)
-    small = dict(d=64, layers=2, tokens=8, hidden=256, enc_layers=0)  # ~9·10^3 patterns/s on 2 cores
+    small = dict(d=64, layers=2, tokens=8, hidden=256, enc_layers=0)  # ~1.2·10^4 patterns/s on 2 cores
     runs = [("wigner300", "transformer", 0.55, small),
             ("wigner300", "cnn_gru", 0.15, dict(d=128)),
             ("md1500", "transformer", 0.30, small)]

@@ -96,7 +96,6 @@ class Interpreter(nn.Module):
         out = reference.unsqueeze(0) + delta
         return out - out.mean(dim=1, keepdim=True)
 
-
     def _decode(self, tok: Tensor, mem: Tensor) -> Tensor:
         """``self.decoder(tok.expand(B, ...), mem)`` (the layers' own weights, norms and dropouts), computed
         batch-first with :func:`_attend`, and with the first layer's self-attention and its cross-attention
@@ -124,11 +123,13 @@ def _attend(mha: nn.MultiheadAttention, x: Tensor, mem: Tensor | None = None) ->
     else:
         q = F.linear(x, W[:d], b[:d])
         k, v = F.linear(mem, W[d:], b[d:]).split(d, -1)
-    B, L, M = max(q.shape[0], k.shape[0]), q.shape[1], k.shape[1]
-    heads = lambda t, n: t.reshape(t.shape[0], n, H, d // H).transpose(1, 2).expand(B, -1, -1, -1)
-    o = F.scaled_dot_product_attention(heads(q, L), heads(k, M), heads(v, M),
-                                       dropout_p=mha.dropout if mha.training else 0.0)
-    return mha.out_proj(o.transpose(1, 2).reshape(B, L, d))
+    B = max(q.shape[0], k.shape[0])
+
+    def heads(t):  # (b, n, d) -> (B, H, n, d / H), a view
+        return t.unflatten(-1, (H, d // H)).transpose(1, 2).expand(B, -1, -1, -1)
+
+    o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), dropout_p=mha.dropout if mha.training else 0.0)
+    return mha.out_proj(o.transpose(1, 2).flatten(2))
 
 
 class DetectorCNN(Interpreter):

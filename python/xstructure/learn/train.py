@@ -34,8 +34,8 @@ VERSION = 1
 @dataclass
 class TrainConfig:
     model: str = "transformer"
-    d: int = 64                     # defaults: the small Transformer (~9·10^3 patterns/s on 2 CPU cores)
-    layers: int = 2
+    d: int = 64                     # defaults: the small Transformer (~1.2·10^4 patterns/s on 2 CPU cores;
+    layers: int = 2                 # one layer reads about twice as fast)
     heads: int = 4
     tokens: int = 8
     hidden: int = 256
