@@ -246,7 +246,7 @@ def test_mlp_overfits_a_handful_of_crystals(cset):
     first = None
     for _ in range(300):
         loss = phase.aligned_mse(net(box), target)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
