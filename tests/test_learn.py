@@ -171,6 +171,19 @@ def test_predict_rejects_bad_input(tmp_path):
         m.predict(x, "benzene")
 
 
+def test_standardizer_torch_path_equals_numpy_and_leaves_input_alone():
+    I = tiny_data().patterns["train"]
+    st = Standardizer.fit(I)
+    x32 = torch.from_numpy(I).float()
+    before = x32.clone()
+    tol = 4 * np.finfo(np.float32).eps * np.abs(I / st.std).max()   # I rounded to float32 first
+    for x in (torch.from_numpy(I), x32):
+        assert np.abs(st.tensor(x).numpy() - (I - st.mean) / st.std).max() < tol
+    assert torch.equal(x32, before)
+    with pytest.raises(ValueError, match="trained on"):
+        st.tensor(x32[:, :-1])
+
+
 def test_interpreter_decoder_is_torchs_decoder():
     """The batch-first attention path (_attend, shared first layer) computes nn.TransformerDecoder's result
     and gradients, and applies the layers' dropout in training."""
