@@ -84,6 +84,15 @@ def _image_data(n=24, split=(8, 8, 8)):
     return detector_data(d, 4, energy_kev=20)
 
 
+def test_inputs_of_remakes_the_data_patterns_and_images():
+    """PoolData.inputs_of (the forward model of refinement plots and the information limit) gives back the
+    stored inputs of the stored geometries, for 1D patterns and for images."""
+    d = tiny_data(n=12, split=(8, 2, 2))
+    for data in (d, detector_data(d, 4, energy_kev=20.0, p2=0.4)):
+        X = data.targets["train"]
+        assert np.allclose(data.inputs_of(X), data.patterns["train"], rtol=1e-9)
+
+
 def test_detector_cnn_overfits_and_round_trips(tmp_path):
     d = _image_data()
     assert d.input_shape == (4, len(d.q)) and d.patterns["train"].shape == (8, 4 * len(d.q))

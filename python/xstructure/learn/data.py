@@ -148,6 +148,18 @@ class PoolData:
     def input_shape(self) -> tuple:
         return input_shape(len(self.q), self.image)
 
+    def inputs_of(self, positions) -> np.ndarray:
+        """(B, prod(input_shape)) clean inputs of structures (B, N, 3), reference frame: their patterns, or
+        their flattened detector images (:func:`.detector.images_of`), made as this data's patterns were."""
+        X = np.asarray(positions, dtype=np.float64)
+        if self.image is None:
+            from ..scattering import simulate
+
+            return simulate((self.numbers, X), self.q, probe=self.probe, signal=self.signal)
+        from .detector import images_of
+
+        return images_of(self, X).reshape(len(X), -1)
+
 
 def input_shape(n_q: int, image: dict | None) -> tuple:
     """Shape of one input: (Q,) for a 1D pattern, (n_chi, Q) for a detector image."""

@@ -132,7 +132,6 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     import matplotlib.pyplot as plt
 
     from ..align import rmsd
-    from ..scattering import simulate
 
     per, preds = report["_per_structure"], report["_predictions"]
     best = min(report["methods"], key=lambda k: report["methods"][k]["median_rmsd"])
@@ -168,17 +167,12 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     ax.legend(fontsize="small", frameon=False)
     ax = axes[2]
     q = data.q
-    if data.image is None:
-        I_obs = report["_observed"][k]
-        I_pred = simulate((Z, pred), q, probe=data.probe, signal=data.signal)
-        I_true = simulate((Z, true), q, probe=data.probe, signal=data.signal)
-        mean = data.patterns["train"].mean(0)
-    else:  # images: their azimuthal means
-        from .detector import images_of
+    def radial(a):  # a pattern, or an image's azimuthal mean
+        return a if data.image is None else a.reshape(*a.shape[:-1], *data.input_shape).mean(-2)
 
-        I_obs = report["_observed"][k].reshape(data.input_shape).mean(0)
-        I_pred, I_true = images_of(data, np.stack([pred, true])).mean(1)
-        mean = data.patterns["train"].mean(0).reshape(data.input_shape).mean(0)
+    I_obs = radial(report["_observed"][k])
+    I_pred, I_true = radial(data.inputs_of(np.stack([pred, true])))
+    mean = radial(data.patterns["train"].mean(0))
     ax.plot(q, q * (I_obs - mean), lw=0.6, c="0.6", label="observed (noisy)")
     ax.plot(q, q * (I_true - mean), lw=1.2, c="k", label="true")
     ax.plot(q, q * (I_pred - mean), lw=1.0, c="C3", ls="--", label=best)
@@ -214,8 +208,6 @@ def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: 
     :func:`.detector.images_of`.  Also returned: the same for the prior alone (≈ the mean structure).
     """
     from ..align import rmsd
-    from ..scattering import simulate
-    from .detector import images_of
 
     Z = np.asarray(data.numbers)
     N = len(Z)
@@ -230,10 +222,7 @@ def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: 
     E = np.eye(D) * 1e-4
 
     def sim(X):
-        X = X.reshape(len(X), N, 3)
-        if data.image is None:
-            return simulate((Z, X), data.q, probe=data.probe, signal=data.signal)
-        return images_of(data, X).reshape(len(X), -1)
+        return data.inputs_of(X.reshape(len(X), N, 3))
 
     for k in rng.choice(len(T), size=min(points, len(T)), replace=False):
         x = T[k]
