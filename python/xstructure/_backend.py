@@ -240,6 +240,17 @@ def structure_factors(type_of, frac, occ, H: int, hkl, g, gauss, s2max: float, B
                             float(s2max), p(B), [float(v) for v in metric], _ptr(F), 0, int(num_threads))
 
 
+def powder_reflections(arrays: dict, K: int, lam: float, lo: float, hi: float, tolerance: float, lp: bool,
+                       num_threads: int = 0) -> dict:
+    """Powder reflections and peaks of a batch of crystals (CPU): ``arrays`` holds the kernel's contiguous numpy
+    inputs (atom_off, type, frac, occ, B or None, type_off, ga, gb, gc, cells); returns the kernel's dict."""
+    p = lambda a: _ptr(a) if a is not None and a.size else 0  # noqa: E731
+    return _core.powder_reflections(len(arrays["cells"]), p(arrays["atom_off"]), p(arrays["type"]),
+                                    p(arrays["frac"]), p(arrays["occ"]), p(arrays["B"]), p(arrays["type_off"]),
+                                    int(K), p(arrays["ga"]), p(arrays["gb"]), p(arrays["gc"]), p(arrays["cells"]),
+                                    float(lam), float(lo), float(hi), float(tolerance), bool(lp), int(num_threads))
+
+
 def _density_args(spec: dict, weight, sigma, cutoff: float):
     return ([int(n) for n in spec["shape"]], [float(v) for v in np.ravel(spec["cell"])],
             [float(v) for v in np.ravel(spec["step"])], [float(v) for v in spec["origin"]], _ptr(weight),

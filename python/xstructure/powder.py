@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _backend
 
 __all__ = ["PowderPeaks", "powder_peaks", "powder_pattern", "WAVELENGTHS", "lorentz_polarization"]
 
@@ -195,8 +196,6 @@ def _line_peaks(c, lam, lo, hi, factors, lp, tolerance):
 def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0, finish=None):
     """Peaks of every crystal at one wavelength, from the compiled batch kernel (Gaussian-sum factors): a dict
     of arrays per crystal for :func:`_finish`, or with ``finish=(scaled, min_intensity)`` the PowderPeaks."""
-    from . import _core
-
     cr = _crystal()
     C = len(cells)
     # every crystal's atoms grouped by type (element, in increasing Z), as the kernel takes them, in one go
@@ -220,11 +219,8 @@ def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0, fin
                   B=Bs if np.any(Bs != 0) else None, type_off=type_off,
                   ga=cat([r[1] for r in rows]), gb=cat([r[2] for r in rows]), gc=cat([r[3] for r in rows]),
                   cells=np.ascontiguousarray([c.cell for c in cells], dtype=np.float64))
-    ptr = lambda a: int(a.ctypes.data) if a is not None and a.size else 0  # noqa: E731
-    r = _core.powder_reflections(len(cells), ptr(arrays["atom_off"]), ptr(arrays["type"]), ptr(arrays["frac"]),
-                                 ptr(arrays["occ"]), ptr(arrays["B"]), ptr(arrays["type_off"]), int(K),
-                                 ptr(arrays["ga"]), ptr(arrays["gb"]), ptr(arrays["gc"]), ptr(arrays["cells"]),
-                                 float(lam), float(lo), float(hi), float(tolerance), bool(lp), int(num_threads))
+    r = _backend.powder_reflections(arrays, int(K), float(lam), float(lo), float(hi), float(tolerance),
+                                    bool(lp), int(num_threads))
     if finish is not None:  # one line: straight to PowderPeaks, thresholded and scaled for all crystals at once
         return _kernel_finish(r, float(lam), *finish)
     first = r["peak_first"]
