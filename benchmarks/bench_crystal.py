@@ -146,7 +146,7 @@ def bench_structure_factors(cr, quick):
 
 def bench_powder(quick):
     try:
-        from xstructure.powder import powder_peaks
+        from xstructure.crystal.powder import powder_peaks
     except ImportError as exc:
         print(f"  powder: skipped ({exc})")
         return {"skipped": str(exc)}

@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info  # noqa: E402
 
 import xstructure  # noqa: E402
-from xstructure import Pool, sampling  # noqa: E402
+from xstructure import Pool
+from xstructure.pools import sampling  # noqa: E402
 
 GOAL_S = 120.0
 

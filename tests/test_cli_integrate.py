@@ -10,7 +10,7 @@ import pytest
 import xstructure
 from xstructure import Geometry, Integrator
 from xstructure.cli import main
-from xstructure.io import read_frames, write_curves_h5
+from xstructure.detector.io import read_frames, write_curves_h5
 
 fabio = pytest.importorskip("fabio")
 h5py = pytest.importorskip("h5py")
@@ -141,7 +141,7 @@ def test_file_failing_half_way_is_taken_back(setup, monkeypatch, capsys):
     np.save(tmp_path / "a.npy", frames[0])
     np.save(tmp_path / "b.npy", frames[1:6])
     np.save(tmp_path / "c.npy", frames[6])
-    import xstructure.io as xio  # the command imports read_frames from here when it runs
+    import xstructure.detector.io as xio  # the command imports read_frames from here when it runs
 
     original = xio.read_frames
 

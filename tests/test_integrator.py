@@ -40,7 +40,7 @@ def frame(geometry):
 
 def reference(image, geometry, npt, unit="q_A^-1", mask=None, weights=None):
     """numpy float64: bins over the unmasked pixels' span (pyFAI's rule), Σx / Σw and Poisson sem."""
-    from xstructure.geometry import _unit
+    from xstructure.detector.geometry import _unit
 
     u = _unit(unit)
     x = geometry.radial(unit).ravel() / u.scale
@@ -268,7 +268,7 @@ def test_bad_input(geometry, frame):
 def test_legendre_of_simulated_photoselected_pattern(seed_molecules):
     """simulate(..., orientation='aligned') on a detector, decomposed about the pump polarisation, gives back
     the I0 and I2 of anisotropic_components within 1%."""
-    from xstructure.patterns import anisotropic_components
+    from xstructure.detector.patterns import anisotropic_components
 
     g = Geometry.simple((400, 400), pixel=100e-6, dist=0.05, energy_kev=12.0)
     mol = seed_molecules["CHD"]

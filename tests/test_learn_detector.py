@@ -13,7 +13,7 @@ import xstructure  # noqa: E402
 from xstructure import Geometry  # noqa: E402
 from xstructure.learn import InversionModel, Noise, train  # noqa: E402
 from xstructure.learn.detector import aligned_cakes, cake, chi_centres, detector_data, long_axis  # noqa: E402
-from xstructure.patterns import simulate_detector  # noqa: E402
+from xstructure.detector.patterns import simulate_detector  # noqa: E402
 
 from test_learn import cli_pool, small_cfg, tiny_data  # noqa: E402
 

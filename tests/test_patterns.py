@@ -1,4 +1,4 @@
-"""Detector patterns (xstructure.patterns) against simulate() on the pixels' |q|, orientational quadrature and
+"""Detector patterns (xstructure.detector.patterns) against simulate() on the pixels' |q|, orientational quadrature and
 Monte Carlo for aligned molecules, rotation averages of fixed orientations, and Poisson statistics."""
 
 import ase.build
@@ -9,8 +9,8 @@ from scipy.spatial.transform import Rotation
 
 import xstructure
 from reference import f_xray
-from xstructure.geometry import Geometry
-from xstructure.patterns import _fixed_intensity, anisotropic_components, simulate_detector
+from xstructure.detector.geometry import Geometry
+from xstructure.detector.patterns import _fixed_intensity, anisotropic_components, simulate_detector
 
 # 14336 pixels, more than the 4096-point q grid: the spline path.  q reaches 8.3 Å⁻¹.
 XRAY = Geometry.simple((128, 112), pixel=1.2e-3, dist=0.05, energy_kev=15.0)

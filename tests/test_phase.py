@@ -240,7 +240,9 @@ def test_mlp_overfits_a_handful_of_crystals(cset):
     from xstructure.learn.phase_train import PhaseData
 
     d = PhaseData(cset, np.arange(4), 12)
-    net = phase.build_model("mlp", 2 * cset.hmax + 1, 12, 1024, hidden=256)
+    from xstructure.learn.crystal_models import build_model
+
+    net = build_model("mlp", 2 * cset.hmax + 1, 12, 1024, hidden=256)
     box, target = torch.as_tensor(d.box), torch.as_tensor(d.target)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     first = None

@@ -2,7 +2,7 @@
 SIGKILL) gives the uninterrupted store, dask workers give the in-process store, bad stores and arguments
 raise ValueError and change nothing.
 
-Sampling is a fast deterministic stand-in for xstructure.sampling.sample (same signature and contract:
+Sampling is a fast deterministic stand-in for xstructure.pools.sampling.sample (same signature and contract:
 sample k depends only on (seed, start + k)), so that these tests time the store, not the force field.
 """
 
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 import xstructure
-from xstructure import pool as pool_mod
+from xstructure.pools import pool as pool_mod
 from xstructure.cli import main
-from xstructure.pool import Pool
+from xstructure.pools.pool import Pool
 
 zarr = pytest.importorskip("zarr")
 
@@ -47,7 +47,7 @@ def sample(atoms, method, n, temperature=300.0, *, seed=0, calc=None, start=0, c
 
 
 def _standin_module():
-    mod = types.ModuleType("xstructure.sampling")
+    mod = types.ModuleType("xstructure.pools.sampling")
     exec(STANDIN, mod.__dict__)
     return mod
 
@@ -55,8 +55,8 @@ def _standin_module():
 @pytest.fixture
 def sampler(monkeypatch):
     mod = _standin_module()
-    monkeypatch.setitem(sys.modules, "xstructure.sampling", mod)
-    monkeypatch.setattr(xstructure, "sampling", mod, raising=False)
+    monkeypatch.setitem(sys.modules, "xstructure.pools.sampling", mod)
+    monkeypatch.setattr(xstructure.pools, "sampling", mod, raising=False)
     return mod
 
 
@@ -171,16 +171,16 @@ def test_resume_after_sigkill(tmp_path):
     script.write_text(STANDIN + textwrap.dedent('''
         import sys, time, types
         import xstructure
-        from xstructure.pool import Pool
+        from xstructure.pools.pool import Pool
 
-        mod = types.ModuleType("xstructure.sampling")
+        mod = types.ModuleType("xstructure.pools.sampling")
         mod.METHODS, mod.sample = METHODS, sample
         if sys.argv[2] == "slow":
             def slow(*a, **k):
                 time.sleep(0.4)
                 return sample(*a, **k)
             mod.sample = slow
-        sys.modules["xstructure.sampling"] = xstructure.sampling = mod
+        sys.modules["xstructure.pools.sampling"] = xstructure.pools.sampling = mod
         Pool.create(sys.argv[1], "NMM", "wigner", n=3000, chunk=300, seed=3, progress=False)
     '''))
     part, full = tmp_path / "part.zarr", tmp_path / "full.zarr"
@@ -285,10 +285,10 @@ def test_cli_pool(tmp_path, sampler, capsys):
 
 
 def test_real_sampler_in_worker_processes(tmp_path):
-    """xstructure.sampling itself, in process and in two dask worker processes: the pool is one sample() call."""
+    """xstructure.pools.sampling itself, in process and in two dask worker processes: the pool is one sample() call."""
     pytest.importorskip("rdkit")
     distributed = pytest.importorskip("distributed")
-    sampling = pytest.importorskip("xstructure.sampling")
+    sampling = pytest.importorskip("xstructure.pools.sampling")
     local = Pool.create(tmp_path / "local.zarr", "NMM", "wigner", n=40, chunk=10, progress=False)
     direct = sampling.sample(xstructure.molecule("NMM"), "wigner", 40, 300.0, seed=0, chunk=10)
     assert np.array_equal(local.positions[:], direct["positions"])

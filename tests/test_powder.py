@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from xstructure.cli import main
-from xstructure.powder import (WAVELENGTHS, PowderPeaks, _profile_block, lorentz_polarization, powder_pattern,
-                               powder_peaks)
+from xstructure.crystal.powder import WAVELENGTHS, PowderPeaks, profile_block, lorentz_polarization, powder_pattern, powder_peaks
 
 pytest.importorskip("pymatgen")
 from ase import Atoms  # noqa: E402
@@ -162,7 +161,7 @@ def test_profiles_have_unit_area(profile):
     # each profile alone on a fine grid (±25 FWHM, FWHM / 100 steps)
     x = np.linspace(-25, 25, 5001)
     for fwhm in (0.05, 1.0):
-        phi = _profile_block(30 + fwhm * x, np.array([30.0]), np.array([fwhm]), profile, 0.3)[0]
+        phi = profile_block(30 + fwhm * x, np.array([30.0]), np.array([fwhm]), profile, 0.3)[0]
         assert np.trapezoid(phi, 30 + fwhm * x) == pytest.approx(1.0, abs=1e-3)
     # 111 and 200 with all of their tails (±20 FWHM) on a fine grid
     x = np.linspace(20, 40, 200_001)

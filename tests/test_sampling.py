@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("rdkit")
 
-from xstructure import sampling  # noqa: E402
+from xstructure.pools import sampling  # noqa: E402
 from xstructure.structures import molecule  # noqa: E402
 
 

@@ -6,25 +6,30 @@ The first call most users make is :func:`simulate`::
     q = np.linspace(0.5, 12, 500)
     I = xstructure.simulate(xstructure.molecule("NMM"), q, probe="xray", signal="total")
 
-PyTorch custom ops (differentiable, CPU and CUDA) live in :mod:`xstructure.ops`, imported on first use
-so that the numpy API never needs torch.  Sampling (:mod:`xstructure.sampling`, needs RDKit) and pools
-(:class:`xstructure.Pool`, a zarr store) are imported on first use as well.
+The package follows the data's path, and this module only re-exports: structures and form factors
+(:mod:`.structures`, :mod:`.factors`) → scattering and superposition (:mod:`.scattering`, :mod:`.align`) →
+detectors, crystals and pools (:mod:`.detector`, :mod:`.crystal`, :mod:`.pools`) → the torch ops
+(:mod:`.ops`) → learning (:mod:`.learn`) → the command line (:mod:`.cli`).  :mod:`xstructure.ops` needs
+torch and :mod:`xstructure.pools.sampling` RDKit; both load on first use, so the numpy API never needs them.
 """
 
-from __future__ import annotations
+from importlib import import_module as _import_module
+from importlib.metadata import PackageNotFoundError as _NotFound
+from importlib.metadata import version as _version
 
-from importlib import import_module
-
+from . import crystal, detector
 from ._backend import build_info, cuda_available
-from . import crystal, powder
 from .align import rmsd
+from .crystal import powder
+from .detector import Geometry, IntegrateResult, Integrator, LegendreResult, radial_average
 from .factors import electron_form_factor, xray_form_factor
-from .geometry import Geometry
-from .integrator import IntegrateResult, Integrator, LegendreResult, radial_average
 from .scattering import simulate
 from .structures import molecule
 
-__version__ = "0.1.0"
+try:
+    __version__ = _version("xstructure")   # one source: pyproject.toml
+except _NotFound:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "simulate",
@@ -35,6 +40,7 @@ __all__ = [
     "IntegrateResult",
     "LegendreResult",
     "radial_average",
+    "detector",
     "crystal",
     "powder",
     "xray_form_factor",
@@ -42,16 +48,24 @@ __all__ = [
     "build_info",
     "cuda_available",
     "Pool",
+    "pools",
     "sampling",
     "pool",
     "ops",
     "__version__",
 ]
 
+# Loaded on first use: ops needs torch (optional), pools load zarr and sampling needs RDKit (optional).
+_LAZY = {"ops": ".ops", "pools": ".pools", "sampling": ".pools.sampling", "pool": ".pools.pool"}
+
 
 def __getattr__(name):
-    if name in ("ops", "sampling", "pool"):
-        return import_module("." + name, __name__)
+    if name in _LAZY:
+        return _import_module(_LAZY[name], __name__)
     if name == "Pool":
-        return import_module(".pool", __name__).Pool
+        return _import_module(".pools", __name__).Pool
     raise AttributeError(f"module 'xstructure' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -21,7 +21,7 @@ from . import _backend
 from .factors import _check_q, form_factor_table, incoherent_scattering_function
 from .structures import Batch, to_batches
 
-__all__ = ["simulate", "DebyeTables", "debye_tables", "PROBES", "SIGNALS"]
+__all__ = ["simulate", "register_target", "DebyeTables", "debye_tables", "PROBES", "SIGNALS"]
 
 PROBES = ("xray", "electron")
 SIGNALS = ("total", "atomic", "molecular", "sM")
@@ -144,6 +144,28 @@ def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev,
             bar.update(stop - start)
 
 
+_TARGETS: dict = {}
+
+
+def register_target(kind: type, target) -> None:
+    """Let :func:`simulate` take instances of ``kind`` in place of a q grid.
+
+    ``target(structures, q, *, probe, signal, energy_kev, num_threads, **options)`` computes the patterns;
+    :mod:`xstructure.detector` registers :class:`~xstructure.Geometry` this way (2D detector images), so that
+    this layer needs to know nothing of detectors.
+
+    Parameters
+    ----------
+    kind : type
+        The class of the objects passed as ``q``.
+    target : callable
+        The function that simulates patterns on such an object.
+    """
+    if not isinstance(kind, type) or not callable(target):
+        raise TypeError("register_target takes a class and a callable")
+    _TARGETS[kind] = target
+
+
 def simulate(structures, q, *, probe: str | None = None, signal: str = "total", energy_kev: float | None = None,
              compton: bool = False, chunk_size: int = 16384, progress: bool = False, num_threads: int = 0,
              **detector):
@@ -157,7 +179,7 @@ def simulate(structures, q, *, probe: str | None = None, signal: str = "total", 
         q: (Q,) momentum transfer 4π sinθ/λ in Å⁻¹, 0 ≤ q ≤ 75.4.  Uniform grids take the fast path.
             Or a :class:`~xstructure.Geometry`: then 2D detector images are returned, (n1, n2) or (B, n1, n2)
             float64 numpy, isotropic, aligned (photoselected) or in a fixed orientation, with polarisation,
-            solid angle and optional Poisson noise; see :func:`xstructure.patterns.simulate_detector` for the
+            solid angle and optional Poisson noise; see :func:`xstructure.detector.simulate_detector` for the
             keyword arguments (``orientation``, ``axis``, ``dipole``, ``p2``, ``p4``, ``polarization``,
             ``photons``, ``background``, ``gain``, ``rng``, ...).
         probe: 'xray' (Waasmaier–Kirfel f0, electrons²) or 'electron' (Mott–Bethe amplitudes, Å²).  Default:
@@ -178,15 +200,12 @@ def simulate(structures, q, *, probe: str | None = None, signal: str = "total", 
         ValueError: unknown element, NaN/inf coordinates, wrong shapes, negative or out-of-range q,
             empty structure, unknown probe or signal, unreadable file.
     """
-    from .geometry import Geometry
-
-    if isinstance(q, Geometry):
-        if compton:
-            raise ValueError("compton=True is not available for detector images yet")
-        from .patterns import simulate_detector
-
-        return simulate_detector(structures, q, probe=probe, signal=signal, energy_kev=energy_kev,
-                                 num_threads=num_threads, **detector)
+    for kind, target in _TARGETS.items():
+        if isinstance(q, kind):
+            if compton:
+                raise ValueError(f"compton=True is not available for {kind.__name__} targets yet")
+            return target(structures, q, probe=probe, signal=signal, energy_kev=energy_kev,
+                          num_threads=num_threads, **detector)
     if detector:
         raise TypeError(f"simulate() got detector options {sorted(detector)} but q is not a Geometry")
     probe = "xray" if probe is None else probe

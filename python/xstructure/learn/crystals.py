@@ -35,6 +35,8 @@ import shutil
 
 import numpy as np
 
+from ..crystal.phasing import cell_atoms
+
 __all__ = ["CrystalSet", "SYSTEMS", "ELEMENTS", "random_crystal", "FORMAT"]
 
 FORMAT = "xstructure-crystal-set"
@@ -117,12 +119,6 @@ def random_crystal(rng, system: str = "cubic", max_atoms: int = 24, tries: int =
     raise RuntimeError(f"no valid {system} crystal in {tries} draws")
 
 
-def _atoms(cell, frac, numbers):
-    import ase
-
-    return ase.Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True)
-
-
 class CrystalSet:
     """A store of random crystals and their diffraction (see the module notes)."""
 
@@ -136,7 +132,7 @@ class CrystalSet:
                max_atoms: int = 24, hmax: int = 8, sigma: float = 0.5, n_powder: int = 1024,
                two_theta_range=(5.0, 90.0), progress: bool = True) -> "CrystalSet":
         """Create (or finish) a set of ``n`` crystals; an existing set with other parameters is an error."""
-        from ..pool import _compressors, _move_in, _new_store_dir
+        from ..pools.pool import _compressors, _move_in, _new_store_dir
 
         if system not in SYSTEMS:
             raise ValueError(f"unknown crystal system {system!r}: use one of {sorted(SYSTEMS)}")
@@ -208,7 +204,7 @@ class CrystalSet:
 
     def _make_chunk(self, index: int, m: int) -> dict:
         from ..crystal import intensities
-        from ..powder import powder_pattern
+        from ..crystal.powder import powder_pattern
 
         a = self.attrs
         rng = np.random.default_rng([int(a["seed"]), index])
@@ -220,7 +216,7 @@ class CrystalSet:
             cell, frac, numbers, sg = random_crystal(rng, a["system"], A)
             out["cell"][k], out["spacegroup"][k] = cell, sg
             out["frac"][k, :len(frac)], out["numbers"][k, :len(frac)] = frac, numbers
-            atoms.append(_atoms(cell, frac, numbers))
+            atoms.append(cell_atoms(cell, frac, numbers))
         B = self.b_factor
         out["intensity"] = np.stack([
             intensities(x, H, factors="Z", grid=True, b_factors=np.full(len(x), B)) for x in atoms]).astype(np.float32)
@@ -233,7 +229,7 @@ class CrystalSet:
     # ---- reading --------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str) -> "CrystalSet":
-        from ..pool import _open_group
+        from ..pools.pool import _open_group
 
         if not os.path.isdir(path):
             raise ValueError(f"{path}: no crystal set there (not a directory)")
@@ -296,7 +292,7 @@ class CrystalSet:
         return [(c, f[z > 0], z[z > 0].astype(np.int64)) for c, f, z in zip(cell, frac, num)]
 
     def atoms(self, i: int):
-        return _atoms(*self.structures(i)[0])
+        return cell_atoms(*self.structures(i)[0])
 
     def composition(self, idx) -> np.ndarray:
         """(B, MAX_Z + 1) fraction of the cell's atoms per atomic number."""
@@ -313,7 +309,7 @@ class CrystalSet:
         from ..crystal import density_grid
 
         structures = self.structures(idx) if structures is None else structures
-        return np.stack([density_grid(_atoms(*s), (n, n, n), self.sigma) for s in structures])
+        return np.stack([density_grid(cell_atoms(*s), (n, n, n), self.sigma) for s in structures])
 
     def split(self, seed: int = 0, test: int = 500, val: int = 200) -> dict:
         """Index arrays {"train", "val", "test"} by crystal (a fixed permutation of the set)."""

@@ -177,7 +177,7 @@ def load_pool(path, name: str | None = None, *, fractions=(0.8, 0.1, 0.1), seed:
         seed: seed of the permutation.
         limit: use only the first ``limit`` members of the permutation (smaller experiments).
     """
-    from ..pool import Pool
+    from ..pools.pool import Pool
 
     pool = Pool.open(path)
     if not pool.complete:

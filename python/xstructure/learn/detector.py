@@ -3,7 +3,7 @@
 An isotropic ensemble's detector image is a function of |q| alone, so its radial average loses nothing and
 the 1D models see all there is.  An aligned ensemble (laser-aligned molecules, or a pump-photoselected
 excited state) is not: its image I(q) = I_0(q) + P_2(q̂·ê) I_2(q) + P_4(q̂·ê) I_4(q) (see
-:mod:`xstructure.patterns`) has an azimuthal dependence whose radial parts I_2, I_4 weigh every atom pair by
+:mod:`xstructure.detector.patterns`) has an azimuthal dependence whose radial parts I_2, I_4 weigh every atom pair by
 the orientation of its bond vector to the molecule's aligned axis d̂, which the isotropic pattern cannot
 tell.  That is the job of a 2D CNN (:class:`~xstructure.learn.models.DetectorCNN`).
 
@@ -52,7 +52,7 @@ def _wavenumber(energy_kev: float) -> float:
 
 def _legendre_factors(q, n_chi, energy_kev, axis):
     """Bin-averaged P_2(q̂·ê) and P_4(q̂·ê), each (n_chi, Q), for scattering at |q| and azimuth χ."""
-    from ..patterns import _legendre, _unit_vector
+    from ..detector.patterns import _legendre, _unit_vector
 
     e = _unit_vector("axis", axis)
     k = _wavenumber(energy_kev)
@@ -76,9 +76,9 @@ def aligned_cakes(numbers, positions, q, n_chi: int = 8, *, energy_kev: float, d
         numbers: (N,); positions: (B, N, 3) or (N, 3) Å, in the frame where ``dipole`` is given.
         q: (Q,) Å⁻¹; n_chi: azimuth bins (:func:`chi_centres`).
         energy_kev: photon energy (sets the Ewald-sphere angle between q and the detector plane).
-        dipole, axis, p2, p4, probe: as for :func:`xstructure.patterns.anisotropic_components`.
+        dipole, axis, p2, p4, probe: as for :func:`xstructure.detector.patterns.anisotropic_components`.
     """
-    from ..patterns import anisotropic_components
+    from ..detector.patterns import anisotropic_components
 
     pos = np.asarray(positions, dtype=np.float64)
     single = pos.ndim == 2
@@ -233,7 +233,7 @@ def image_forward(image: dict, numbers, q, *, dtype=None, device=None):
 
     from .. import ops
     from ..factors import form_factor_table
-    from ..patterns import _legendre, _unit_vector
+    from ..detector.patterns import _legendre, _unit_vector
 
     Z = np.asarray(numbers)
     q_np = np.asarray(q, dtype=np.float64)

@@ -140,7 +140,9 @@ def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None =
     log(f"{cs.path}: {len(train_d)} training and {len(val_d)} validation crystals loaded in "
         f"{time.perf_counter() - t_load:.0f} s")
     L = 2 * cs.hmax + 1
-    net = phase.build_model(cfg.model, L, cfg.n, len(cs.two_theta), **cfg.hparams())
+    from .crystal_models import build_model  # torch is optional: the networks load with it
+
+    net = build_model(cfg.model, L, cfg.n, len(cs.two_theta), **cfg.hparams())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     config_json = {"format": FORMAT, "version": VERSION, "config": asdict(cfg), "hmax": cs.hmax, "sigma": cs.sigma,
                    "two_theta": cs.attrs["two_theta"], "system": cs.attrs["system"], "split_seed": split_seed,
@@ -233,7 +235,9 @@ class PhaseModel:
                              f"{VERSION}")
         cfg = PhaseConfig(**config["config"])
         L = 2 * int(config["hmax"]) + 1
-        net = phase.build_model(cfg.model, L, cfg.n, int(config["two_theta"][2]), **cfg.hparams())
+        from .crystal_models import build_model  # torch is optional: the networks load with it
+
+        net = build_model(cfg.model, L, cfg.n, int(config["two_theta"][2]), **cfg.hparams())
         weights = os.path.join(path, "model.safetensors")
         if not os.path.isfile(weights):
             raise ValueError(f"{path}: no model.safetensors (training has not finished an epoch)")

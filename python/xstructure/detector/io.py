@@ -323,7 +323,7 @@ class CurvesWriter:
     def __init__(self, path, radial, unit, geometry, with_sigma=True, settings=None):
         import h5py
 
-        from . import __version__
+        from .. import __version__
         from .geometry import _unit
 
         radial = np.asarray(radial, dtype=np.float64)

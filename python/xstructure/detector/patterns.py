@@ -1,4 +1,4 @@
-"""2D detector patterns of molecules on a :class:`~xstructure.geometry.Geometry`: :func:`simulate_detector`.
+"""2D detector patterns of molecules on a :class:`~xstructure.detector.geometry.Geometry`: :func:`simulate_detector`.
 
 Every pixel sees the momentum transfer q = k (ŝ − ẑ) of its centre (``Geometry.q_vectors``, Å⁻¹, exact
 Ewald-sphere geometry, lab frame: z along the beam, x horizontal, y vertical).  Three orientational ensembles:
@@ -55,11 +55,11 @@ import math
 
 import numpy as np
 
-from ._backend import to_numpy
-from .factors import form_factor_table
+from .._backend import to_numpy
+from ..factors import form_factor_table
 from .geometry import Geometry
-from .scattering import PROBES, SIGNALS, as_q, simulate
-from .structures import to_batches
+from ..scattering import PROBES, SIGNALS, as_q, simulate
+from ..structures import to_batches
 
 __all__ = ["simulate_detector", "anisotropic_components", "ORIENTATIONS"]
 
@@ -270,7 +270,7 @@ def simulate_detector(structures, geometry, *, probe: str | None = None, signal:
         structures: as for :func:`xstructure.simulate`: an ase.Atoms, a list of them, a file, or
             ``(numbers, positions)`` with positions (N, 3) or (B, N, 3) in Å (numpy, torch or cupy; copied to
             float64 numpy).
-        geometry: the detector, a :class:`~xstructure.geometry.Geometry` of shape (n1, n2).
+        geometry: the detector, a :class:`~xstructure.detector.geometry.Geometry` of shape (n1, n2).
         probe: 'xray' or 'electron'; default ``geometry.probe``.
         signal: 'total', 'atomic', 'molecular' or 'sM' (as in :func:`xstructure.simulate`).
         orientation: 'isotropic' (Debye), 'aligned' (``dipole`` distributed about ``axis`` with moments

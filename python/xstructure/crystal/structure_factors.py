@@ -23,11 +23,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import _backend
-from .factors import Z_MAX, _electron_fe, _key, _wk, _xray_f0, atomic_number, relativistic_factor
+from .. import _backend
+from ..factors import Z_MAX, _electron_fe, _key, _wk, _xray_f0, atomic_number, relativistic_factor
 
-__all__ = ["structure_factors", "intensities", "density_grid", "powder_peaks", "powder_pattern", "PowderPeaks", "Cell",
-           "as_cell", "grid_spec"]
+__all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell", "grid_spec"]
 
 
 @dataclass
@@ -331,6 +330,3 @@ def grid_spec(cell, shape, frame: str = "fractional") -> dict:
         raise ValueError(f"unknown frame {frame!r}: use 'fractional' or 'cartesian'")
     return {"shape": shape, "cell": cell, "step": step, "origin": origin}
 
-
-# Powder diffraction lives in xstructure.powder; the crystal namespace offers it too (the API).
-from .powder import PowderPeaks, powder_pattern, powder_peaks  # noqa: E402

@@ -35,9 +35,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _backend
+from .. import _backend
+from . import structure_factors as sf
 
-__all__ = ["PowderPeaks", "powder_peaks", "powder_pattern", "WAVELENGTHS", "lorentz_polarization"]
+__all__ = ["PowderPeaks", "powder_peaks", "powder_pattern", "WAVELENGTHS", "lorentz_polarization", "profile_block",
+           "PROFILE_CUT"]
 
 #: X-ray lines in Å (the same values as pymatgen.analysis.diffraction.xrd.WAVELENGTHS).
 WAVELENGTHS = {
@@ -49,7 +51,7 @@ WAVELENGTHS = {
     "AgKa": 0.560885, "AgKa2": 0.563813, "AgKa1": 0.559421, "AgKb1": 0.497082,
 }
 _KA2_RATIO = 0.5    # I(Kα2) / I(Kα1)
-_CUT = 20.0         # profiles are cut at ±_CUT FWHM
+PROFILE_CUT = 20.0         # profiles are cut at ±PROFILE_CUT FWHM
 _PROFILES = ("pseudo-voigt", "gaussian", "lorentzian")
 
 
@@ -83,13 +85,6 @@ class PowderPeaks:
     def q(self) -> np.ndarray:
         """(P,) 2π / d in Å⁻¹."""
         return 2 * np.pi / self.d
-
-
-def _crystal():
-    """xstructure.crystal, imported on use: it re-exports this module's functions, so either may load first."""
-    from . import crystal
-
-    return crystal
 
 
 def lorentz_polarization(two_theta) -> np.ndarray:
@@ -184,7 +179,7 @@ def _line_peaks(c, lam, lo, hi, factors, lp, tolerance):
     order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], tth))
     hkl, g, tth = hkl[order], g[order], tth[order]
     if len(hkl):
-        _, F = _crystal().structure_factors(c, hkl=hkl, factors=factors)
+        _, F = sf.structure_factors(c, hkl=hkl, factors=factors)
         I = 2 * np.abs(F) ** 2 * (lorentz_polarization(tth) if lp else 1.0)  # 2: the Friedel mate −hkl
     else:
         I = np.zeros(0)
@@ -196,21 +191,20 @@ def _line_peaks(c, lam, lo, hi, factors, lp, tolerance):
 def _kernel_peaks(cells, lam, lo, hi, factors, lp, tolerance, num_threads=0, finish=None):
     """Peaks of every crystal at one wavelength, from the compiled batch kernel (Gaussian-sum factors): a dict
     of arrays per crystal for :func:`_finish`, or with ``finish=(scaled, min_intensity)`` the PowderPeaks."""
-    cr = _crystal()
     C = len(cells)
     # every crystal's atoms grouped by type (element, in increasing Z), as the kernel takes them, in one go
     counts = np.array([len(c.numbers) for c in cells], np.int64)
     atom_off = np.zeros(C + 1, np.int64)
     np.cumsum(counts, out=atom_off[1:])
     nums = np.concatenate([c.numbers for c in cells]).astype(np.int64)
-    base = cr.Z_MAX + 1
+    base = sf.Z_MAX + 1
     key = np.repeat(np.arange(C, dtype=np.int64), counts) * base + nums  # (crystal, Z), sortable
     order = np.argsort(key, kind="stable")
     ukey, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     type_off = np.searchsorted(ukey // base, np.arange(C + 1)).astype(np.int64)
     local = inverse.ravel() - type_off[key // base]
     symbols = [sym for c in cells for sym in c.symbols]
-    rows = [cr._gaussians(factors, [(symbols[i], int(z))]) for i, z in zip(first.tolist(), (ukey % base).tolist())]
+    rows = [sf._gaussians(factors, [(symbols[i], int(z))]) for i, z in zip(first.tolist(), (ukey % base).tolist())]
     K = rows[0][0] if rows else 0
     cat = lambda xs, dt=np.float64: np.ascontiguousarray(np.concatenate(xs), dtype=dt)  # noqa: E731
     Bs = cat([c.b_factors for c in cells])[order]
@@ -324,8 +318,7 @@ def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="
         raise ValueError(f"tolerance must be a number of degrees >= 0, got {tolerance!r}")
     if not (np.isfinite(min_intensity) and 0 <= min_intensity < 100):
         raise ValueError(f"min_intensity must be a percentage in [0, 100), got {min_intensity!r}")
-    cr = _crystal()
-    cells = [cr.as_cell(a, occupancy, b_factors) for a in crystals]
+    cells = [sf.as_cell(a, occupancy, b_factors) for a in crystals]
     compiled = isinstance(factors, str) and factors in ("xray", "Z")
     if compiled and len(lines) == 1 and lines[0][1] == 1.0:
         out = _kernel_peaks(cells, lines[0][0], lo, hi, factors, lorentz_polarization, tolerance, num_threads,
@@ -345,8 +338,8 @@ def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="
     return out[0] if single else out
 
 
-def _profile_block(x, centre, fwhm, profile, eta):
-    """(p, n) unit-area profiles at offsets x[None] − centre[:, None], zero beyond ±_CUT FWHM."""
+def profile_block(x, centre, fwhm, profile, eta):
+    """(p, n) unit-area profiles at offsets x[None] − centre[:, None], zero beyond ±PROFILE_CUT FWHM."""
     dx = x[None, :] - centre[:, None]
     w = fwhm[:, None]
     u = (dx / w) ** 2
@@ -355,9 +348,9 @@ def _profile_block(x, centre, fwhm, profile, eta):
         gauss = (2 / w) * np.sqrt(np.log(2) / np.pi) * np.exp(-4 * np.log(2) * u)
         out = gauss if profile == "gaussian" else (1 - eta) * gauss
     if profile in ("lorentzian", "pseudo-voigt"):
-        lor = (2 / (np.pi * w)) / (1 + 4 * u) / ((2 / np.pi) * np.arctan(2 * _CUT))
+        lor = (2 / (np.pi * w)) / (1 + 4 * u) / ((2 / np.pi) * np.arctan(2 * PROFILE_CUT))
         out = out + (lor if profile == "lorentzian" else eta * lor)
-    return np.where(u <= _CUT * _CUT, out, 0.0)
+    return np.where(u <= PROFILE_CUT * PROFILE_CUT, out, 0.0)
 
 
 def _broaden(x, centre, fwhm, height, profile, eta, chunk=256, max_block=1 << 22):
@@ -366,13 +359,13 @@ def _broaden(x, centre, fwhm, height, profile, eta, chunk=256, max_block=1 << 22
     p = 0
     while p < len(centre):
         q = min(len(centre), p + chunk)
-        a = np.searchsorted(x, np.min(centre[p:q] - _CUT * fwhm[p:q]), "left")
-        b = np.searchsorted(x, np.max(centre[p:q] + _CUT * fwhm[p:q]), "right")
+        a = np.searchsorted(x, np.min(centre[p:q] - PROFILE_CUT * fwhm[p:q]), "left")
+        b = np.searchsorted(x, np.max(centre[p:q] + PROFILE_CUT * fwhm[p:q]), "right")
         if q - p > 1 and (q - p) * (b - a) > max_block:  # a chunk over a wide window: split it
             chunk = max(1, (q - p) // 2)
             continue
         if b > a:
-            out[a:b] += height[p:q] @ _profile_block(x[a:b], centre[p:q], fwhm[p:q], profile, eta)
+            out[a:b] += height[p:q] @ profile_block(x[a:b], centre[p:q], fwhm[p:q], profile, eta)
         p = q
     return out
 
@@ -438,9 +431,9 @@ def powder_pattern(atoms, two_theta=None, wavelength=1.5406, *, q=None, profile:
         t = np.tan(np.radians(tth) / 2)
         return U * t * t + V * t + W
 
-    # peaks out to _CUT widest FWHM beyond the grid still reach it
+    # peaks out to PROFILE_CUT widest FWHM beyond the grid still reach it
     sample = np.linspace(tth_grid[0], min(179.9, tth_grid[-1] + 10), 200)
-    margin = _CUT * np.sqrt(max(0.0, np.max(fwhm2(sample)))) + 1.0
+    margin = PROFILE_CUT * np.sqrt(max(0.0, np.max(fwhm2(sample)))) + 1.0
     rng = (max(0.0, tth_grid[0] - margin), min(180.0, tth_grid[-1] + margin))
 
     def one(a):

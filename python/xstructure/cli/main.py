@@ -47,8 +47,8 @@ def parse_q(text: str) -> np.ndarray:
 
 
 def _cmd_simulate(args) -> int:
-    from . import simulate
-    from .structures import molecule, _read_file
+    from .. import simulate
+    from ..structures import molecule, _read_file
     import os
 
     if os.path.exists(args.structure):
@@ -108,9 +108,9 @@ def _cmd_integrate(args) -> int:
 
     from tqdm import tqdm
 
-    from .geometry import Geometry, _unit
-    from .integrator import Integrator
-    from .io import CurvesWriter, read_frames
+    from ..detector.geometry import Geometry, _unit
+    from ..detector.integrator import Integrator
+    from ..detector.io import CurvesWriter, read_frames
 
     geometry = Geometry.from_poni(args.poni)  # a bad PONI raises ValueError: exit 2
     mask = None
@@ -253,8 +253,8 @@ def parse_two_theta(text: str) -> np.ndarray:
 
 
 def _cmd_crystal(args) -> int:
-    from .crystal import as_cell, structure_factors
-    from .powder import powder_pattern, powder_peaks
+    from ..crystal import as_cell, structure_factors
+    from ..crystal.powder import powder_pattern, powder_peaks
 
     cell = as_cell(args.structure)  # missing file, no cell, zero volume: ValueError, exit 2
     if args.hkl_grid is not None and not args.out:
@@ -332,7 +332,7 @@ def _cmd_crystal(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from . import __version__, build_info
+    from .. import __version__, build_info
 
     print(json.dumps({"version": __version__, **build_info()}, indent=2))
     return 0
@@ -350,7 +350,7 @@ def parse_param(text: str) -> tuple:
 
 
 def _cmd_pool_create(args) -> int:
-    from .pool import Pool
+    from ..pools.pool import Pool
 
     params = dict(args.param or [])
     progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -367,7 +367,7 @@ def _cmd_pool_create(args) -> int:
 
 
 def _cmd_pool_simulate(args) -> int:
-    from .pool import Pool
+    from ..pools.pool import Pool
 
     pool = Pool.open(args.pool)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -383,7 +383,7 @@ def _cmd_pool_simulate(args) -> int:
 
 
 def _cmd_pool_info(args) -> int:
-    from .pool import Pool
+    from ..pools.pool import Pool
 
     pool = Pool.open(args.pool)
     print(json.dumps(pool.info(), indent=2, ensure_ascii=False))
@@ -395,7 +395,7 @@ def _cmd_pool_info(args) -> int:
 
 def parse_noise(text: str):
     """'gaussian:0.005' (relative σ per q point), 'poisson:1e6' (counts per pattern) or 'none'."""
-    from .learn.data import Noise
+    from ..learn.data import Noise
 
     kind, _, value = text.partition(":")
     try:
@@ -414,7 +414,7 @@ CRYSTAL_MODELS = ["mlp", "mlp_mse", "unet", "coord"]
 
 
 def _is_crystal_set(path: str) -> bool:
-    from .learn.crystals import CrystalSet
+    from ..learn.crystals import CrystalSet
 
     try:
         CrystalSet.open(path)
@@ -433,7 +433,7 @@ def _task(args, path: str) -> str:
 
 
 def _cmd_train_crystal(args) -> int:
-    from .learn.phase_train import PhaseConfig, train_phase
+    from ..learn.phase_train import PhaseConfig, train_phase
 
     if len(args.pools) != 1:
         raise ValueError("the crystal task trains on one crystal set")
@@ -452,7 +452,7 @@ def _cmd_train_crystal(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .learn import TrainConfig, load_pool, train
+    from ..learn import TrainConfig, load_pool, train
 
     task = _task(args, args.pools[0])
     if args.model is None:
@@ -462,7 +462,7 @@ def _cmd_train(args) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     datas = [load_pool(p, args.pattern_set, seed=args.seed, limit=args.limit) for p in args.pools]
     if args.model == "detector_cnn":
-        from .learn.detector import detector_data
+        from ..learn.detector import detector_data
 
         datas = [detector_data(d, args.chi_bins, energy_kev=args.energy, p2=args.p2, progress=progress) for d in datas]
     cfg = TrainConfig(model=args.model, d=args.width, layers=args.layers, epochs=args.epochs, batch=args.batch or 256,
@@ -480,7 +480,7 @@ def _cmd_train(args) -> int:
 
 
 def _is_phase_model(path: str) -> bool:
-    from .learn.phase_train import FORMAT
+    from ..learn.phase_train import FORMAT
 
     try:
         with open(os.path.join(path, "config.json")) as f:
@@ -490,8 +490,8 @@ def _is_phase_model(path: str) -> bool:
 
 
 def _cmd_evaluate_crystal(args) -> int:
-    from .learn.evaluate import strip_private
-    from .learn.phase_train import PhaseModel, evaluate_phase, format_phase_table, phase_plot
+    from ..learn.evaluate import strip_private
+    from ..learn.phase_train import PhaseModel, evaluate_phase, format_phase_table, phase_plot
 
     model = PhaseModel.load(args.model)
     c = model.config
@@ -509,8 +509,8 @@ def _cmd_evaluate_crystal(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .learn import InversionModel, evaluate, format_table, load_pool
-    from .learn.evaluate import report_plot, strip_private
+    from ..learn import InversionModel, evaluate, format_table, load_pool
+    from ..learn.evaluate import report_plot, strip_private
 
     if _is_phase_model(args.model):
         return _cmd_evaluate_crystal(args)
@@ -519,7 +519,7 @@ def _cmd_evaluate(args) -> int:
     if len(data.q) != len(model.q) or not np.allclose(data.q, model.q, rtol=0, atol=1e-9):
         raise ValueError(f"the pool's q grid ({len(data.q)} points) is not the model's ({len(model.q)} points)")
     if model.image is not None:
-        from .learn.detector import with_images
+        from ..learn.detector import with_images
 
         data = with_images(data, model.image, progress=sys.stderr.isatty())
     rep = evaluate(data, args.noise, models={model.config["model"]: model}, n_test=args.n_test,
@@ -566,7 +566,7 @@ def _read_patterns(path: str):
 def _composition(formula: str) -> np.ndarray:
     from ase.formula import Formula
 
-    from .factors import atomic_number
+    from ..factors import atomic_number
 
     try:
         counts = Formula(formula).count()
@@ -580,7 +580,7 @@ def _composition(formula: str) -> np.ndarray:
 
 
 def _cmd_predict_crystal(args) -> int:
-    from .learn.phase_train import PhaseModel
+    from ..learn.phase_train import PhaseModel
 
     model = PhaseModel.load(args.model)
     if not args.pattern.endswith(".npy") or not os.path.isfile(args.pattern):
@@ -609,7 +609,7 @@ def _solve_crystal(model, intensity, rho, args) -> np.ndarray:
     import ase.io
     from ase.geometry import cellpar_to_cell
 
-    from .learn import phase
+    from ..learn import phase
 
     if model.cfg.model == "coord" or not args.cell or not args.formula:
         raise ValueError("--cif needs a model on |F|² boxes (mlp, mlp_mse, unet), --cell and --formula")
@@ -639,7 +639,7 @@ def _cmd_predict(args) -> int:
     import ase
     import ase.io
 
-    from .learn import InversionModel
+    from ..learn import InversionModel
 
     if _is_phase_model(args.model):
         return _cmd_predict_crystal(args)
@@ -774,7 +774,7 @@ examples:
 
 
 def _cmd_crystals_create(args) -> int:
-    from .learn.crystals import CrystalSet
+    from ..learn.crystals import CrystalSet
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
@@ -789,7 +789,7 @@ def _cmd_crystals_create(args) -> int:
 
 
 def _cmd_crystals_info(args) -> int:
-    from .learn.crystals import CrystalSet
+    from ..learn.crystals import CrystalSet
 
     cs = CrystalSet.open(args.set)
     info = {k: v for k, v in cs.attrs.items()}
@@ -851,7 +851,7 @@ formats: TIFF, EDF, CBF and the rest of fabio's (multi-frame files give all thei
   NumPy .npy (2D or 3D) and .npz (its first array).  The mask is read the same way (non-zero = left out).
 output (HDF5): radial (npt,) with attrs units and long_name; intensity, sigma, count (frames, npt); source
   (frames,) e.g. "run.h5::/entry/data/data[3]"; the PONI geometry and the options as root attributes.
-  See python -c "import xstructure.io; help(xstructure.io)".
+  See python -c "import xstructure.detector.io; help(xstructure.detector.io)".
 errors: a file that cannot be read, or whose frames do not match the PONI's detector shape, is reported
   on stderr and left out (all its frames); the others are still integrated.
 exit status: 0 all files integrated; 1 some files failed, the rest written; 2 nothing integrated, or a bad

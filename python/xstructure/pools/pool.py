@@ -1,7 +1,7 @@
 """Pools of sampled geometries and their scattering patterns, in a resumable zarr v3 store: :class:`Pool`.
 
 A pool is a directory (a zarr v3 directory store) that holds B geometries of one molecule, sampled by
-:func:`xstructure.sampling.sample` (Wigner, MD or MC), their energies, and any number of pattern sets
+:func:`xstructure.pools.sampling.sample` (Wigner, MD or MC), their energies, and any number of pattern sets
 (:func:`xstructure.simulate` on a q grid).  Everything is computed chunk by chunk, and a chunk counts only
 once its ``done`` flag is set, after its data are written: a run that is stopped (Ctrl-C, SIGKILL, a lost
 node) is finished by running the same call again.  Chunks can be computed by the workers of a
@@ -201,7 +201,7 @@ def _sample_chunk(path: str, i: int, calc=None) -> int:
 
 def _simulate_chunk(path: str, i: int, name: str) -> int:
     """Patterns of chunk i for pattern set ``name`` of the pool at ``path``, written to its I (not its flag)."""
-    from .scattering import simulate
+    from ..scattering import simulate
 
     group = _open_group(path, "r+")
     a = dict(group.attrs)
@@ -317,7 +317,7 @@ class Pool:
             path: directory of the store (created; an empty directory is fine).
             molecule: a name (NMM, CHD, DT, an ase.build name), a SMILES string, a structure file (see
                 :func:`xstructure.molecule`) or an ase.Atoms: the reference geometry.
-            method: sampling method of :func:`xstructure.sampling.sample`: 'wigner', 'md' or 'mc'.
+            method: sampling method of :func:`xstructure.pools.sampling.sample`: 'wigner', 'md' or 'mc'.
             n: number of geometries B, > 0.
             temperature: in K.
             seed: random seed (non-negative integer).
@@ -340,7 +340,7 @@ class Pool:
         """
         import zarr
 
-        from .structures import molecule as _molecule
+        from ..structures import molecule as _molecule
 
         n = _positive_int(n, "n")
         chunk = _positive_int(chunk, "chunk")
@@ -385,7 +385,7 @@ class Pool:
                 raise ValueError(f"{path} holds a pool made with other arguments ({'; '.join(diff)}); "
                                  "use another path, or the same arguments to resume it")
         else:
-            from . import __version__
+            from .. import __version__
 
             group, tmp = _new_store_dir(path)
             try:
@@ -500,7 +500,7 @@ class Pool:
         Returns:
             The set's name; read it with :meth:`patterns`.
         """
-        from .scattering import PROBES, SIGNALS, as_q
+        from ..scattering import PROBES, SIGNALS, as_q
 
         if probe not in PROBES:
             raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
@@ -603,8 +603,8 @@ class Pool:
         import matplotlib.pyplot as plt
         from ase.data import chemical_symbols
 
-        from .align import rmsd
-        from .structures import bond_graph
+        from ..align import rmsd
+        from ..structures import bond_graph
 
         Z, ref = self.numbers, self.reference
         i, j = np.nonzero(np.triu(bond_graph(Z, ref)))

@@ -21,7 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .factors import electron_wavelength
+from ..factors import electron_wavelength
 
 __all__ = ["Geometry"]
 

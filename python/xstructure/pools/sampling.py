@@ -117,7 +117,7 @@ class MMFF94Calculator(Calculator):
         if atoms_or_smiles is not None:
             atoms = atoms_or_smiles
             if isinstance(atoms_or_smiles, str):
-                from .structures import molecule
+                from ..structures import molecule
 
                 atoms = molecule(atoms_or_smiles)
                 if charge is None:
@@ -196,7 +196,7 @@ def _smiles_charge(spec: str) -> int:
 
 
 def _as_atoms(atoms):
-    from .structures import molecule
+    from ..structures import molecule
 
     if isinstance(atoms, str):
         return molecule(atoms)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from .. import _backend
 from .geometry import Geometry, _unit
 
 __all__ = ["Integrator", "IntegrateResult", "LegendreResult", "radial_average"]

@@ -1,0 +1,13 @@
+"""Crystals: unit cells, structure factors F(hkl), powder patterns, density grids, and phasing.
+
+Structure factors and density grids come from the compiled kernels (:mod:`.structure_factors`); powder
+peak lists and profiles from :mod:`.powder`; solving the phase problem without learning (charge flipping,
+Pawley extraction of powder intensities, atom models refined against amplitudes) from :mod:`.phasing`.
+"""
+
+from . import powder
+from .powder import WAVELENGTHS, PowderPeaks, lorentz_polarization, powder_pattern, powder_peaks
+from .structure_factors import Cell, as_cell, density_grid, grid_spec, intensities, structure_factors
+
+__all__ = ["Cell", "as_cell", "structure_factors", "intensities", "density_grid", "grid_spec", "powder_peaks",
+           "powder_pattern", "PowderPeaks", "WAVELENGTHS", "lorentz_polarization", "powder"]
