@@ -135,13 +135,13 @@ def test_bad_files_reported_others_written(setup, capsys):
 
 def test_file_failing_half_way_is_taken_back(setup, monkeypatch, capsys):
     """Frames of a file that fails after some of them were written leave the output too."""
-    import xstructure.cli as cli
+    import xstructure.detector.batch as batch
 
     tmp_path, poni, g, frames = setup
     np.save(tmp_path / "a.npy", frames[0])
     np.save(tmp_path / "b.npy", frames[1:6])
     np.save(tmp_path / "c.npy", frames[6])
-    import xstructure.detector.io as xio  # the command imports read_frames from here when it runs
+    import xstructure.detector.io as xio
 
     original = xio.read_frames
 
@@ -158,8 +158,8 @@ def test_file_failing_half_way_is_taken_back(setup, monkeypatch, capsys):
             ff._get = fail_at_4
         return ff
 
-    monkeypatch.setattr(xio, "read_frames", flaky)
-    monkeypatch.setattr(cli, "_FRAMES_PER_CALL", 2)
+    monkeypatch.setattr(batch, "read_frames", flaky)
+    monkeypatch.setattr(batch, "FRAMES_PER_CALL", 2)
     out = tmp_path / "out.h5"
     assert main(["integrate", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), str(tmp_path / "c.npy"),
                  "--poni", str(poni), "--npt", str(NPT), "--out", str(out)]) == 1

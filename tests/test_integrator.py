@@ -40,9 +40,9 @@ def frame(geometry):
 
 def reference(image, geometry, npt, unit="q_A^-1", mask=None, weights=None):
     """numpy float64: bins over the unmasked pixels' span (pyFAI's rule), Σx / Σw and Poisson sem."""
-    from xstructure.detector.geometry import _unit
+    from xstructure.detector.geometry import radial_unit
 
-    u = _unit(unit)
+    u = radial_unit(unit)
     x = geometry.radial(unit).ravel() / u.scale
     keep = np.ones(x.size, bool) if mask is None else ~mask.ravel().astype(bool)
     img = image.ravel().astype(np.float64)

@@ -334,6 +334,6 @@ def test_cli_crystal_task(tmp_path, capsys):
     assert sorted(got.numbers) == sorted(z) and "(R = 0.00" in out     # solved: R < 0.01
     assert main(["predict", m, str(tmp_path / "I0.npy"), "--out", str(tmp_path / "rho0.npy"), "--cif", cif,
                  "--cell", "1,2", "--formula", formula]) == 2
-    assert "--cell must be" in capsys.readouterr().err
+    assert "cell must be a,b,c,alpha,beta,gamma" in capsys.readouterr().err
     assert main(["train", s, "--model", "transformer", "--out", m]) == 2
     assert "not for the crystal task" in capsys.readouterr().err

@@ -14,11 +14,10 @@ torch and :mod:`xstructure.pools.sampling` RDKit; both load on first use, so the
 """
 
 from importlib import import_module as _import_module
-from importlib.metadata import PackageNotFoundError as _NotFound
-from importlib.metadata import version as _version
 
 from . import crystal, detector
 from ._backend import build_info, cuda_available
+from ._version import __version__
 from .align import rmsd
 from .crystal import powder
 from .detector import Geometry, IntegrateResult, Integrator, LegendreResult, radial_average
@@ -26,10 +25,6 @@ from .factors import electron_form_factor, xray_form_factor
 from .scattering import simulate
 from .structures import molecule
 
-try:
-    __version__ = _version("xstructure")   # one source: pyproject.toml
-except _NotFound:  # pragma: no cover - a source tree that was never installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "simulate",

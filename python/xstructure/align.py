@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _backend
 
-__all__ = ["rmsd"]
+__all__ = ["rmsd", "torch_rmsd"]
 
 
 def _as_frames(x, name):
@@ -64,6 +64,44 @@ def _prepare(a, b, weights):
         if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
             raise ValueError("weights must be finite, non-negative and not all zero")
     return a3, b3, Ba, Bb, B, N, sa and sb, dtype_name, w
+
+
+def _torch_rmsd(a3, b3, w, dtype_name, align: bool, reflection: bool):
+    """(B,) RMSD of torch frames through the differentiable custom op (analytic backward)."""
+    import torch  # torch input: torch is there
+
+    from . import _ops
+
+    for name, x in (("a", a3), ("b", b3)):
+        if x.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{name} must be float32 or float64, got {x.dtype}")
+        if not bool(torch.isfinite(x.detach()).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+    dtype = getattr(torch, dtype_name)
+    wt = None if w is None else torch.as_tensor(w, device=a3.device)
+    return _ops.kabsch_rmsd(a3.to(dtype), b3.to(dtype), wt, align, reflection)
+
+
+def torch_rmsd(a, b, *, weights=None, align: bool = True, reflection: bool = False):
+    """RMSD after superposition of torch tensors, differentiable in both (see :func:`xstructure.ops.kabsch_rmsd`).
+
+    Parameters
+    ----------
+    a, b : torch.Tensor
+        (N, 3) or (B, N, 3) positions in Å on one device; one structure broadcasts against many.
+    weights : array_like, optional
+        (N,) non-negative atom weights.
+    align, reflection : bool
+        Superpose first; also allow improper rotations.
+
+    Returns
+    -------
+    torch.Tensor
+        (B,) RMSD in Å, 0-d for two (N, 3) inputs.
+    """
+    a3, b3, Ba, Bb, B, N, single, dtype_name, w = _prepare(a, b, weights)
+    out = _torch_rmsd(a3, b3, w, dtype_name, align, reflection)
+    return out[0] if single else out
 
 
 def _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, want_transform, num_threads):
@@ -193,9 +231,7 @@ def rmsd(a, b, *, align: bool = True, reflection: bool = False, weights=None, pe
         return (r, R, t, perm) if return_transform else r
 
     if kind == "torch" and not return_transform:
-        from . import ops
-
-        out = ops.kabsch_rmsd(a3, b3, weights=w, align=align, reflection=reflection)
+        out = _torch_rmsd(a3, b3, w, dtype_name, align, reflection)
         return out[0] if single else out
     out, R, t = _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, return_transform, num_threads)
     if single:

@@ -29,6 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._validate import Q_MAX, check_q
+
 __all__ = [
     "Q_MAX",
     "A0",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 #: Largest q (Å⁻¹) where the Waasmaier–Kirfel fits hold: s = sinθ/λ ≤ 6 Å⁻¹.
-Q_MAX = 4 * np.pi * 6.0
+
 #: Bohr radius in Å (CODATA 2018).
 A0 = 0.529177210903
 #: Electron rest energy m_e c² in keV (CODATA 2018).
@@ -81,7 +83,7 @@ def symbol(z: int) -> str:
 
 
 @lru_cache(maxsize=None)
-def _wk(name: str) -> tuple[np.ndarray, np.ndarray, float]:
+def wk_coefficients(name: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(a, b, c) of the Waasmaier–Kirfel fit for an element or ion ('Fe', 'Fe2+', 'O1-', 26)."""
     from periodictable import cromermann
 
@@ -95,22 +97,10 @@ def _wk(name: str) -> tuple[np.ndarray, np.ndarray, float]:
     return np.asarray(f.a, dtype=np.float64), np.asarray(f.b, dtype=np.float64), float(f.c)
 
 
-def _key(element) -> str:
+def factor_key(element) -> str:
     if isinstance(element, str) and element[-1:] in "+-":
         return element.strip()
     return symbol(atomic_number(element))
-
-
-def _check_q(q) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    if not np.all(np.isfinite(q)):
-        raise ValueError("q contains NaN or inf")
-    if np.any(q < 0):
-        raise ValueError(f"q must be >= 0 (Å⁻¹), got min {q.min():g}")
-    if np.any(q > Q_MAX * (1 + 1e-12)):
-        raise ValueError(
-            f"q = {q.max():g} Å⁻¹ is beyond the Waasmaier–Kirfel tables' range (q ≤ {Q_MAX:.2f} Å⁻¹, sinθ/λ ≤ 6)")
-    return q
 
 
 def xray_form_factor(element, q) -> np.ndarray:
@@ -123,13 +113,13 @@ def xray_form_factor(element, q) -> np.ndarray:
     Returns:
         float64 array shaped like q.
     """
-    q = _check_q(q)
-    return _xray_f0(_key(element), (q / (4 * np.pi)) ** 2)
+    q = check_q(q)
+    return xray_f0_s2(factor_key(element), (q / (4 * np.pi)) ** 2)
 
 
-def _xray_f0(key: str, s2) -> np.ndarray:
+def xray_f0_s2(key: str, s2) -> np.ndarray:
     """Waasmaier–Kirfel f0 at s² = (sinθ/λ)², no range check (beyond s = 6 the fit is extrapolated)."""
-    a, b, c = _wk(key)
+    a, b, c = wk_coefficients(key)
     return c + np.sum(a * np.exp(-np.multiply.outer(s2, b)), axis=-1)
 
 
@@ -163,16 +153,16 @@ def electron_form_factor(element, q, energy_kev: float | None = None) -> np.ndar
     """
     if isinstance(element, str) and element.strip()[-1:] in "+-":
         raise ValueError(f"electron scattering factors are for neutral atoms; got the ion {element!r}")
-    q = _check_q(q)
-    fe = _electron_fe(_key(element), (q / (4 * np.pi)) ** 2)
+    q = check_q(q)
+    fe = electron_fe_s2(factor_key(element), (q / (4 * np.pi)) ** 2)
     if energy_kev is not None:
         fe = fe * relativistic_factor(energy_kev)
     return fe
 
 
-def _electron_fe(key: str, s2) -> np.ndarray:
+def electron_fe_s2(key: str, s2) -> np.ndarray:
     """Mott–Bethe f_e (Å) at s² = (sinθ/λ)² from the Waasmaier–Kirfel fit, no range check, no γ."""
-    a, b, _ = _wk(key)
+    a, b, _ = wk_coefficients(key)
     x = np.multiply.outer(s2, b)  # b_i s²
     with np.errstate(invalid="ignore", divide="ignore"):
         # (1 - e^-x)/x -> 1 at x = 0; x < 0 occurs (C and others have a term with b < 0)
@@ -211,7 +201,7 @@ def incoherent_scattering_function(element, q) -> np.ndarray:
 
     S → 0 as q → 0 and → Z at large q.  Needs the optional package xraylib (``pip install xraylib``).
     """
-    q = _check_q(q)
+    q = check_q(q)
     z = atomic_number(element)
     try:
         import xraylib

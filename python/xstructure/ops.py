@@ -13,7 +13,8 @@ from torch import Tensor
 
 from . import _ops
 from .scattering import PROBES, SIGNALS, as_q, debye_tables
-from .structures import _numbers
+from .align import torch_rmsd
+from .structures import atomic_numbers
 
 __all__ = ["debye", "debye_sum", "kabsch_rmsd", "density_grid", "detector_pattern"]
 
@@ -41,7 +42,7 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
         raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
     if positions.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"positions must be float32 or float64, got {positions.dtype}")
-    numbers = _numbers(numbers)
+    numbers = atomic_numbers(numbers)
     single = positions.dim() == 2
     pos = positions.unsqueeze(0) if single else positions
     if pos.dim() != 3 or pos.shape[2] != 3 or pos.shape[1] != len(numbers):
@@ -74,20 +75,9 @@ def kabsch_rmsd(a: Tensor, b: Tensor, *, weights=None, align: bool = True, refle
         (B,) RMSD in Å (0-d for two (N, 3) inputs).  Gradients flow to both a and b (analytic kernel;
         zero where the RMSD is exactly 0).
     """
-    from .align import _prepare
-
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         raise ValueError("kabsch_rmsd takes torch tensors; use xstructure.rmsd for numpy or cupy arrays")
-    a3, b3, Ba, Bb, B, N, single, dtype_name, w = _prepare(a, b, weights)
-    for name, x in (("a", a3), ("b", b3)):
-        if x.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"{name} must be float32 or float64, got {x.dtype}")
-        if not bool(torch.isfinite(x.detach()).all()):
-            raise ValueError(f"{name} contains NaN or inf")
-    dtype = getattr(torch, dtype_name)
-    wt = None if w is None else torch.as_tensor(w, device=a3.device)
-    out = _ops.kabsch_rmsd(a3.to(dtype), b3.to(dtype), wt, align, reflection)
-    return out[0] if single else out
+    return torch_rmsd(a, b, weights=weights, align=align, reflection=reflection)
 
 
 def density_grid(positions: Tensor, cell, *, numbers=None, weights=None, shape=(20, 20, 20), sigma=0.5,
@@ -182,7 +172,7 @@ def detector_pattern(numbers, positions: Tensor, geometry, *, orientation: str =
     if orientation == "isotropic":
         img = debye(numbers, pos, qpix, probe=probe, signal="total", energy_kev=energy)
     else:
-        nums = _numbers(numbers)
+        nums = atomic_numbers(numbers)
         if pos.dim() != 3 or pos.shape[1:] != (len(nums), 3):
             raise ValueError(f"positions must have shape (N, 3) or (B, N, 3) with N = {len(nums)}, "
                              f"got {tuple(positions.shape)}")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _backend
-from .factors import _check_q, form_factor_table, incoherent_scattering_function
+from ._validate import check_q
+from .factors import form_factor_table, incoherent_scattering_function
 from .structures import Batch, to_batches
 
 __all__ = ["simulate", "register_target", "DebyeTables", "debye_tables", "PROBES", "SIGNALS"]
@@ -118,7 +119,7 @@ def as_q(q) -> np.ndarray:
         raise ValueError(f"q must have shape (Q,), got {q.shape}")
     if q.size == 0:
         raise ValueError("q is empty")
-    return _check_q(q)
+    return check_q(q)
 
 
 def _run_batch(batch: Batch, q: np.ndarray, out_rows, probe, signal, energy_kev, compton, chunk_size, num_threads,

@@ -17,7 +17,7 @@ import numpy as np
 from ._backend import array_kind, to_numpy
 from .factors import atomic_number
 
-__all__ = ["Batch", "to_batches", "molecule", "bond_graph", "BUILTIN_MOLECULES"]
+__all__ = ["Batch", "to_batches", "molecule", "read_file", "read_structures", "bond_graph", "BUILTIN_MOLECULES"]
 
 #: Molecules of the seed design, shipped as MMFF94-minimised geometries (see the files' comment lines).
 BUILTIN_MOLECULES = {
@@ -42,7 +42,7 @@ class Batch:
     rows: np.ndarray
 
 
-def _numbers(numbers) -> np.ndarray:
+def atomic_numbers(numbers) -> np.ndarray:
     arr = to_numpy(numbers)
     if arr.ndim != 1:
         raise ValueError(f"numbers must have shape (N,), got {arr.shape}")
@@ -71,7 +71,9 @@ def bond_graph(numbers, positions, scale: float = 1.2) -> np.ndarray:
     return adj
 
 
-def _read_file(path) -> list:
+def read_file(path) -> list:
+    """Every structure in a file that ase.io reads, as a list of ``ase.Atoms``; a clear ValueError for a
+    missing, unreadable or empty file."""
     import ase.io
 
     path = os.fspath(path)
@@ -104,7 +106,7 @@ def _group_atoms(frames: Sequence) -> list[Batch]:
     batches = []
     for numbers, rows in groups.items():
         pos = np.stack([np.asarray(frames[k].get_positions(), dtype=np.float64) for k in rows])
-        batches.append(Batch(_numbers(np.array(numbers)), pos, np.asarray(rows)))
+        batches.append(Batch(atomic_numbers(np.array(numbers)), pos, np.asarray(rows)))
     return batches
 
 
@@ -118,11 +120,11 @@ def to_batches(structures) -> tuple[list[Batch], int, bool]:
     if _is_atoms(structures):
         return _group_atoms([structures]), 1, True
     if isinstance(structures, (str, os.PathLike)):
-        frames = _read_file(structures)
+        frames = read_file(structures)
         return _group_atoms(frames), len(frames), len(frames) == 1
     if isinstance(structures, tuple) and len(structures) == 2 and not _is_atoms(structures[0]):
         numbers, positions = structures
-        numbers = _numbers(numbers)
+        numbers = atomic_numbers(numbers)
         if array_kind(positions) == "other" and not hasattr(positions, "shape"):
             positions = np.asarray(positions, dtype=np.float64)
         shape = tuple(positions.shape)
@@ -151,6 +153,26 @@ def to_batches(structures) -> tuple[list[Batch], int, bool]:
         f"got {type(structures).__name__}")
 
 
+def read_structures(spec: str) -> tuple[list, list[str]]:
+    """The structures a user names on the command line, and a label for each.
+
+    Parameters
+    ----------
+    spec : str
+        A structure file (every frame is used), a built-in name, an ase.build name or a SMILES string.
+
+    Returns
+    -------
+    frames : list of ase.Atoms
+    names : list of str
+        ``spec`` for one structure, ``frame0``, ``frame1``, ... for the frames of a multi-frame file.
+    """
+    if os.path.exists(spec):
+        frames = read_file(spec)
+        return frames, ([f"frame{k}" for k in range(len(frames))] if len(frames) > 1 else [spec])
+    return [molecule(spec)], [spec]
+
+
 def molecule(spec: str):
     """An ase.Atoms from a file path, a built-in name (NMM, CHD, DT), an ase.build name or a SMILES string.
 
@@ -160,7 +182,7 @@ def molecule(spec: str):
     import ase.io
 
     if os.path.exists(spec):
-        frames = _read_file(spec)
+        frames = read_file(spec)
         return frames[0]
     key = spec.upper()
     if key in BUILTIN_MOLECULES:

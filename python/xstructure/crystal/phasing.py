@@ -28,8 +28,79 @@ import numpy as np
 from .powder import PROFILE_CUT, lorentz_polarization, profile_block
 from .structure_factors import density_grid
 
-__all__ = ["normalised_density", "box_amplitudes", "density_peaks", "cell_atoms", "r_factor", "charge_flip",
+__all__ = ["normalised_density", "box_amplitudes", "density_peaks", "cell_atoms", "composition", "cell_from_parameters",
+           "solve_box", "r_factor", "charge_flip",
            "powder_amplitudes", "powder_groups", "cell_contents", "refine_atoms", "solve_atoms"]
+
+
+def composition(formula: str) -> np.ndarray:
+    """(119,) float32 atom fractions by atomic number from a formula such as 'NaCl' or 'Al2O3'."""
+    from ase.formula import Formula
+
+    from ..factors import atomic_number
+
+    try:
+        counts = Formula(formula).count()
+    except ValueError as exc:
+        raise ValueError(f"cannot read the formula {formula!r}: {exc}") from None
+    if not counts:
+        raise ValueError(f"the formula {formula!r} names no element")
+    comp = np.zeros(119, dtype=np.float32)
+    total = sum(counts.values())
+    for sym, k in counts.items():
+        comp[atomic_number(sym)] = k / total
+    return comp
+
+
+def cell_from_parameters(text) -> np.ndarray:
+    """(3, 3) cell rows in Å from 'a,b,c,alpha,beta,gamma' (Å, degrees) or a sequence of the six numbers."""
+    from ase.geometry import cellpar_to_cell
+
+    try:
+        par = [float(v) for v in (text.split(",") if isinstance(text, str) else text)]
+        cell = cellpar_to_cell(par) if len(par) == 6 else None
+    except ValueError:
+        cell = None
+    if cell is None or not np.isfinite(np.linalg.det(cell)) or np.linalg.det(cell) <= 0:
+        raise ValueError(f"the cell must be a,b,c,alpha,beta,gamma (Å, degrees) of a real cell, got {text!r}")
+    return cell
+
+
+def solve_box(intensity, cell, formula: str, sigma: float, *, start=None) -> dict:
+    """Atoms from |F|² boxes on the absolute scale, one cell and formula for all.
+
+    The atom count comes from F(000) = sqrt(|F(000)|²) and the composition (:func:`cell_contents`); the
+    amplitudes are normalised by F(000), the atoms' B = 8π²σ², and :func:`solve_atoms` runs from ``start``
+    densities when given (e.g. a network's).
+
+    Parameters
+    ----------
+    intensity : array_like
+        (L, L, L) or (B, L, L, L) |F|² boxes, L = 2H + 1, electrons².
+    cell : array_like
+        (3, 3) cell rows in Å.
+    formula : str
+        The composition, e.g. 'NaCl'.
+    sigma : float
+        Gaussian width of the atoms in Å.
+    start : numpy.ndarray, optional
+        (B, n, n, n) starting densities.
+
+    Returns
+    -------
+    dict
+        :func:`solve_atoms`'s result plus ``atoms``, a list of ``ase.Atoms``.
+    """
+    I = np.asarray(intensity, dtype=np.float64)
+    I = I.reshape((-1,) + I.shape[-3:])
+    H = I.shape[-1] // 2
+    comp = composition(formula)
+    contents = [cell_contents(comp, np.sqrt(i[H, H, H])) for i in I]
+    A = np.sqrt(I / I[:, H, H, H].reshape(-1, 1, 1, 1))
+    kw = {} if start is None else {"start": start, "n": start.shape[-1]}
+    sol = solve_atoms(A, [cell] * len(I), contents, 8 * np.pi ** 2 * float(sigma) ** 2, **kw)
+    sol["atoms"] = [cell_atoms(cell, f, z) for f, z in zip(sol["frac"], sol["numbers"])]
+    return sol
 
 
 def cell_atoms(cell, frac, numbers):

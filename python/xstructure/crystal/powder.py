@@ -38,7 +38,8 @@ import numpy as np
 from .. import _backend
 from . import structure_factors as sf
 
-__all__ = ["PowderPeaks", "powder_peaks", "powder_pattern", "WAVELENGTHS", "lorentz_polarization", "profile_block",
+__all__ = ["PowderPeaks", "powder_peaks", "powder_pattern", "WAVELENGTHS", "lorentz_polarization", "wavelength_value",
+           "profile_block",
            "PROFILE_CUT"]
 
 #: X-ray lines in Å (the same values as pymatgen.analysis.diffraction.xrd.WAVELENGTHS).
@@ -85,6 +86,26 @@ class PowderPeaks:
     def q(self) -> np.ndarray:
         """(P,) 2π / d in Å⁻¹."""
         return 2 * np.pi / self.d
+
+    def strongest(self, n: int) -> np.ndarray:
+        """Indices of the ``n`` strongest peaks, in order of 2θ."""
+        return np.sort(np.argsort(-self.intensity, kind="stable")[:max(0, int(n))])
+
+    def to_csv(self, path: str) -> None:
+        """Write every peak as CSV: two_theta_deg, d_A, h, k, l, multiplicity, intensity, wavelength_A."""
+        table = np.column_stack([self.two_theta, self.d, self.hkl, self.multiplicity, self.intensity,
+                                 self.wavelength])
+        np.savetxt(path, table, delimiter=",", fmt=["%.6f", "%.6f", "%d", "%d", "%d", "%d", "%.6g", "%.6f"],
+                   header="two_theta_deg,d_A,h,k,l,multiplicity,intensity,wavelength_A", comments="")
+
+
+def wavelength_value(text):
+    """A wavelength as the command line gives it: a number in Å (returned as float) or a line name such as
+    'CuKa1' (returned unchanged, for :func:`powder_peaks` to look up)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text
 
 
 def lorentz_polarization(two_theta) -> np.ndarray:

@@ -24,9 +24,9 @@ from functools import lru_cache
 import numpy as np
 
 from .. import _backend
-from ..factors import Z_MAX, _electron_fe, _key, _wk, _xray_f0, atomic_number, relativistic_factor
+from ..factors import Z_MAX, electron_fe_s2, factor_key, wk_coefficients, xray_f0_s2, atomic_number, relativistic_factor
 
-__all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell", "grid_spec"]
+__all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell", "grid_spec", "save_hkl_grid"]
 
 
 @dataclass
@@ -39,6 +39,30 @@ class Cell:
     numbers: np.ndarray       # (N,) atomic numbers
     occupancy: np.ndarray     # (N,)
     b_factors: np.ndarray     # (N,) isotropic B in Å²
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(3,) a, b, c in Å."""
+        return np.linalg.norm(self.cell, axis=1)
+
+    @property
+    def angles(self) -> np.ndarray:
+        """(3,) α, β, γ in degrees (α between b and c, β between a and c, γ between a and b)."""
+        a, b, c = self.cell
+        ang = lambda u, v: np.degrees(np.arccos(np.clip(u @ v / np.linalg.norm(u) / np.linalg.norm(v), -1, 1)))  # noqa: E731
+        return np.array([ang(b, c), ang(a, c), ang(a, b)])
+
+    @property
+    def formula(self) -> str:
+        """The cell's contents in Hill-like order of symbols, e.g. 'Cl4Na4'."""
+        symbols, counts = np.unique(self.symbols, return_counts=True)
+        return "".join(f"{s}{n if n > 1 else ''}" for s, n in zip(symbols, counts))
+
+    def describe(self) -> str:
+        """One line: formula, atom count, cell lengths (Å), angles (°) and volume (Å³)."""
+        (a, b, c), (al, be, ga) = self.lengths, self.angles
+        return (f"{self.formula}, {len(self.symbols)} atoms; a b c = {a:.4f} {b:.4f} {c:.4f} Å, "
+                f"α β γ = {al:.3f} {be:.3f} {ga:.3f}°, V = {self.volume:.3f} Å³")
 
     @property
     def volume(self) -> float:
@@ -140,9 +164,9 @@ def _form_factors(factors, symbol: str, z: int, s: np.ndarray, energy_kev) -> np
     if factors == "Z":
         return np.full(s.shape, float(z))
     if factors == "xray":
-        return _xray_f0(_key(symbol), s2)
+        return xray_f0_s2(factor_key(symbol), s2)
     if factors == "electron":
-        fe = _electron_fe(_key(symbol), s2)
+        fe = electron_fe_s2(factor_key(symbol), s2)
         return fe * relativistic_factor(energy_kev) if energy_kev is not None else fe
     raise ValueError(f"unknown factors {factors!r}: use 'xray', 'electron', 'Z' or a callable f(symbol, s)")
 
@@ -189,7 +213,7 @@ def _gaussians(factors, types):
 def _gaussians_cached(factors, types):
     if factors == "Z":
         return 0, np.zeros((len(types), 0)), np.zeros((len(types), 0)), np.array([float(z) for _, z in types])
-    coef = [_wk(_key(sym)) for sym, _ in types]
+    coef = [wk_coefficients(factor_key(sym)) for sym, _ in types]
     return (5, np.stack([a for a, _, _ in coef]), np.stack([b for _, b, _ in coef]),
             np.array([c for _, _, c in coef]))
 
@@ -257,6 +281,16 @@ def structure_factors(atoms, hmax: int = 10, *, hkl=None, factors="xray", d_min:
         L = 2 * H + 1
         return F.reshape(L, L, L)
     return hkl_arr, F
+
+
+def save_hkl_grid(path: str, atoms, H: int, *, factors="xray") -> None:
+    """F(hkl) on the box h, k, l ∈ [−H, H] to an NPZ file: ``hkl_grid`` (complex, (2H+1)³, index
+    [h+H, k+H, l+H]), ``intensity`` |F|², ``H`` and ``cell`` (rows a, b, c in Å)."""
+    if not 0 <= int(H) <= 100:
+        raise ValueError(f"the hkl grid's H must be in 0..100 (a (2H+1)³ grid), got {H}")
+    c = as_cell(atoms)
+    F = structure_factors(c, int(H), grid=True, factors=factors)
+    np.savez(path, hkl_grid=F, H=int(H), cell=c.cell, intensity=np.abs(F) ** 2)
 
 
 def intensities(atoms, hmax: int = 10, **kwargs):

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..factors import electron_wavelength
 
-__all__ = ["Geometry"]
+__all__ = ["Geometry", "radial_unit", "RadialUnit"]
 
 _PONI_KEYS = ("distance", "poni1", "poni2", "rot1", "rot2", "rot3")
 
@@ -295,10 +295,10 @@ class Geometry:
     def radial(self, unit: str) -> np.ndarray:
         """Per-pixel radial coordinate in ``unit``: ``"q_A^-1"``, ``"q_nm^-1"``, ``"2th_deg"``, ``"2th_rad"``,
         ``"r_mm"`` or ``"r_m"``."""
-        u = _unit(unit)
+        u = radial_unit(unit)
         return self._radial_internal(u) * u.scale
 
-    def _radial_internal(self, u: "_Unit") -> np.ndarray:
+    def _radial_internal(self, u: "RadialUnit") -> np.ndarray:
         """The radial coordinate in pyFAI's internal unit (nm⁻¹, rad or m), in which bins are laid out."""
         return getattr(self, u.attr)
 
@@ -311,7 +311,7 @@ class Geometry:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Unit:
+class RadialUnit:
     name: str
     attr: str  # Geometry attribute with the per-pixel values in pyFAI's internal unit
     scale: float  # factor from the internal unit to the user's unit
@@ -319,16 +319,16 @@ class _Unit:
 
 
 _UNITS = {
-    "q_A^-1": _Unit("q_A^-1", "_q_nm", 0.1, "q (Å⁻¹)"),
-    "q_nm^-1": _Unit("q_nm^-1", "_q_nm", 1.0, "q (nm⁻¹)"),
-    "2th_deg": _Unit("2th_deg", "tth", 180.0 / math.pi, "2θ (°)"),
-    "2th_rad": _Unit("2th_rad", "tth", 1.0, "2θ (rad)"),
-    "r_mm": _Unit("r_mm", "r", 1000.0, "r (mm)"),
-    "r_m": _Unit("r_m", "r", 1.0, "r (m)"),
+    "q_A^-1": RadialUnit("q_A^-1", "_q_nm", 0.1, "q (Å⁻¹)"),
+    "q_nm^-1": RadialUnit("q_nm^-1", "_q_nm", 1.0, "q (nm⁻¹)"),
+    "2th_deg": RadialUnit("2th_deg", "tth", 180.0 / math.pi, "2θ (°)"),
+    "2th_rad": RadialUnit("2th_rad", "tth", 1.0, "2θ (rad)"),
+    "r_mm": RadialUnit("r_mm", "r", 1000.0, "r (mm)"),
+    "r_m": RadialUnit("r_m", "r", 1.0, "r (m)"),
 }
 
 
-def _unit(unit) -> _Unit:
+def radial_unit(unit) -> RadialUnit:
     key = str(unit)
     if key not in _UNITS:
         raise ValueError(f"unknown radial unit {unit!r}; choose one of {', '.join(_UNITS)}")

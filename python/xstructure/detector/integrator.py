@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import _backend
-from .geometry import Geometry, _unit
+from .geometry import Geometry, radial_unit
 
 __all__ = ["Integrator", "IntegrateResult", "LegendreResult", "radial_average"]
 
@@ -127,12 +127,12 @@ class Integrator:
             raise ValueError(f"unknown error_model {error_model!r}: use 'poisson', 'azimuthal' or None")
         self.geometry = geometry
         self.npt = int(npt)
-        self.unit = _unit(unit).name
+        self.unit = radial_unit(unit).name
         self.error_model = error_model
         self.empty = float(empty)
         self.num_threads = int(num_threads)
         shape = geometry.shape
-        u = _unit(unit)
+        u = radial_unit(unit)
 
         valid = np.ones(shape, dtype=bool)
         if mask is not None:

@@ -323,13 +323,13 @@ class CurvesWriter:
     def __init__(self, path, radial, unit, geometry, with_sigma=True, settings=None):
         import h5py
 
-        from .. import __version__
-        from .geometry import _unit
+        from .._version import __version__
+        from .geometry import radial_unit
 
         radial = np.asarray(radial, dtype=np.float64)
         if radial.ndim != 1 or radial.size < 1:
             raise ValueError(f"radial must be a 1D array of bin centres, got shape {radial.shape}")
-        u = _unit(unit)
+        u = radial_unit(unit)
         npt = radial.size
         self.path = os.fspath(path)
         try:

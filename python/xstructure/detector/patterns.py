@@ -56,10 +56,11 @@ import math
 import numpy as np
 
 from .._backend import to_numpy
+from .._validate import unit_vector
 from ..factors import form_factor_table
-from .geometry import Geometry
 from ..scattering import PROBES, SIGNALS, as_q, simulate
 from ..structures import to_batches
+from .geometry import Geometry
 
 __all__ = ["simulate_detector", "anisotropic_components", "ORIENTATIONS"]
 
@@ -71,21 +72,6 @@ _CHUNK = 1 << 21        # elements of the largest temporary (pixels × atoms, pa
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def _unit_vector(name, v) -> np.ndarray:
-    try:
-        a = np.asarray(to_numpy(v), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a 3-vector, got {v!r}") from None
-    if a.shape != (3,):
-        raise ValueError(f"{name} must be a 3-vector, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got {a.tolist()}")
-    n = float(np.linalg.norm(a))
-    if n == 0.0:
-        raise ValueError(f"{name} must not be the zero vector")
-    return a / n
-
-
 def _moment(name, value, low) -> float:
     try:
         a = float(value)
@@ -123,7 +109,7 @@ def _probe_energy(probe, energy_kev, geometry):
 
 
 # ---------------------------------------------------------------------------------------------- physics
-def _legendre(l, c):
+def legendre_p(l, c):
     c2 = c * c
     return 0.5 * (3.0 * c2 - 1.0) if l == 2 else (35.0 * c2 * c2 - 30.0 * c2 + 3.0) / 8.0
 
@@ -160,7 +146,7 @@ def _legendre_sums(numbers, pos, q, dhat, probe, energy_kev, ls) -> dict:
         for s in range(0, r.size, step):
             x = np.multiply.outer(r[s:s + step], q)
             for l in ls:
-                S = onehot[:, s:s + step] @ (_legendre(l, cos[s:s + step])[:, None] * spherical_jn(l, x))
+                S = onehot[:, s:s + step] @ (legendre_p(l, cos[s:s + step])[:, None] * spherical_jn(l, x))
                 out[l][g] += np.einsum("tq,tq->q", F, S)
     return out
 
@@ -245,7 +231,7 @@ def anisotropic_components(structures, q, *, dipole, p2: float = 0.4, p4: float 
         raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
     if dipole is None:
         raise ValueError("dipole (the molecule-frame axis, a 3-vector) is required")
-    dhat = _unit_vector("dipole", dipole)
+    dhat = unit_vector("dipole", dipole)
     a2, a4 = _moment("p2", p2, -0.5), _moment("p4", p4, -3.0 / 7.0)
     q = as_q(q)
     batches, n_rows, single = to_batches(structures)
@@ -309,8 +295,8 @@ def simulate_detector(structures, geometry, *, probe: str | None = None, signal:
     if orientation == "aligned":
         if dipole is None:
             raise ValueError("orientation='aligned' needs dipole, the molecule-frame axis (a 3-vector)")
-        dhat = _unit_vector("dipole", dipole)
-        ehat = _unit_vector("axis", axis)
+        dhat = unit_vector("dipole", dipole)
+        ehat = unit_vector("axis", axis)
         a2, a4 = _moment("p2", p2, -0.5), _moment("p4", p4, -3.0 / 7.0)
     elif dipole is not None:
         raise ValueError(f"dipole applies to orientation='aligned' only, not {orientation!r}")
@@ -343,7 +329,7 @@ def simulate_detector(structures, geometry, *, probe: str | None = None, signal:
             if dhat is not None:
                 qvec = geometry.q_vectors.reshape(-1, 3)
                 c = np.divide(qvec @ ehat, qpix, out=np.zeros_like(qpix), where=qpix > 0)
-                i_mol = i_mol + _legendre(2, c) * i2 + _legendre(4, c) * i4
+                i_mol = i_mol + legendre_p(2, c) * i2 + legendre_p(4, c) * i4
         out[b.rows] = _signal(signal, i_at, i_mol, qpix)
 
     if factor is not None:

@@ -132,7 +132,7 @@ class CrystalSet:
                max_atoms: int = 24, hmax: int = 8, sigma: float = 0.5, n_powder: int = 1024,
                two_theta_range=(5.0, 90.0), progress: bool = True) -> "CrystalSet":
         """Create (or finish) a set of ``n`` crystals; an existing set with other parameters is an error."""
-        from ..pools.pool import _compressors, _move_in, _new_store_dir
+        from ..pools.pool import compressors, move_in, new_store_dir
 
         if system not in SYSTEMS:
             raise ValueError(f"unknown crystal system {system!r}: use one of {sorted(SYSTEMS)}")
@@ -156,10 +156,10 @@ class CrystalSet:
         else:
             if os.path.isdir(path):
                 os.rmdir(path)
-            g, tmp = _new_store_dir(path)
+            g, tmp = new_store_dir(path)
             L = 2 * hmax + 1
             A = int(max_atoms)
-            comp = _compressors()
+            comp = compressors()
             g.attrs.update(wanted)
             g.create_array("cell", shape=(n, 3, 3), chunks=(chunk, 3, 3), dtype="float64", fill_value=np.nan,
                            compressors=comp)
@@ -175,7 +175,7 @@ class CrystalSet:
                            fill_value=np.nan, compressors=comp)
             n_chunks = (n + chunk - 1) // chunk
             g.create_array("done", shape=(n_chunks,), chunks=(n_chunks,), dtype="bool", fill_value=False)
-            _move_in(tmp, path)
+            move_in(tmp, path)
             cs = cls.open(path)
         cs._fill(progress)
         return cs
@@ -229,11 +229,11 @@ class CrystalSet:
     # ---- reading --------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str) -> "CrystalSet":
-        from ..pools.pool import _open_group
+        from ..pools.pool import open_group
 
         if not os.path.isdir(path):
             raise ValueError(f"{path}: no crystal set there (not a directory)")
-        g = _open_group(path, "r")
+        g = open_group(path, "r")
         fmt = g.attrs.get("format")
         if fmt != FORMAT:
             raise ValueError(f"{path} is not an xstructure crystal set (format {fmt!r})")

@@ -41,6 +41,21 @@ class Noise:
         if not (np.isfinite(self.counts) and self.counts > 0):
             raise ValueError(f"noise counts must be a number > 0, got {self.counts!r}")
 
+    @classmethod
+    def parse(cls, text: str) -> "Noise":
+        """'gaussian:LEVEL' (relative σ per q point), 'poisson:COUNTS' (counts per pattern) or 'none'."""
+        kind, _, value = str(text).partition(":")
+        try:
+            if kind == "none" and not value:
+                return cls("none")
+            if kind == "gaussian":
+                return cls("gaussian", level=float(value))
+            if kind == "poisson":
+                return cls("poisson", counts=float(value))
+        except ValueError as exc:
+            raise ValueError(f"bad noise {text!r}: {exc}") from None
+        raise ValueError(f"noise must be gaussian:LEVEL, poisson:COUNTS or none, got {text!r}")
+
     def apply(self, I: np.ndarray, rng) -> np.ndarray:
         """A noisy copy of (B, Q) patterns (float64), drawn from ``rng`` (a numpy Generator or seed)."""
         rng = np.random.default_rng(rng)

@@ -52,9 +52,10 @@ def _wavenumber(energy_kev: float) -> float:
 
 def _legendre_factors(q, n_chi, energy_kev, axis):
     """Bin-averaged P_2(q̂·ê) and P_4(q̂·ê), each (n_chi, Q), for scattering at |q| and azimuth χ."""
-    from ..detector.patterns import _legendre, _unit_vector
+    from .._validate import unit_vector
+    from ..detector.patterns import legendre_p
 
-    e = _unit_vector("axis", axis)
+    e = unit_vector("axis", axis)
     k = _wavenumber(energy_kev)
     q = np.asarray(q, dtype=np.float64)
     if np.any(q >= 2 * k):
@@ -65,7 +66,7 @@ def _legendre_factors(q, n_chi, energy_kev, axis):
     s = np.stack([np.sin(tth)[None, None] * np.cos(chi)[..., None], np.sin(tth)[None, None] * np.sin(chi)[..., None],
                   np.broadcast_to(np.cos(tth) - 1.0, chi.shape + q.shape)], -1)   # k(ŝ − ẑ)/k
     c = (s @ e) / np.linalg.norm(s, axis=-1)
-    return _legendre(2, c).mean(1), _legendre(4, c).mean(1)
+    return legendre_p(2, c).mean(1), legendre_p(4, c).mean(1)
 
 
 def aligned_cakes(numbers, positions, q, n_chi: int = 8, *, energy_kev: float, dipole, axis=(1.0, 0.0, 0.0),
@@ -233,12 +234,13 @@ def image_forward(image: dict, numbers, q, *, dtype=None, device=None):
 
     from .. import ops
     from ..factors import form_factor_table
-    from ..detector.patterns import _legendre, _unit_vector
+    from .._validate import unit_vector
+    from ..detector.patterns import legendre_p
 
     Z = np.asarray(numbers)
     q_np = np.asarray(q, dtype=np.float64)
     kw = dict(dtype=dtype or torch.float64, device=device)
-    dhat = torch.as_tensor(_unit_vector("dipole", image["dipole"]), **kw)
+    dhat = torch.as_tensor(unit_vector("dipole", image["dipole"]), **kw)
     a2, a4 = float(image["p2"]), float(image["p4"])
     _, species, f = form_factor_table(Z, q_np, "xray", None)
     ff = torch.as_tensor(f[species], **kw)                                   # (N, Q)
@@ -254,9 +256,9 @@ def image_forward(image: dict, numbers, q, *, dtype=None, device=None):
         c = (d @ dhat) / r
         out = ops.debye(Z, pos, q_np, probe="xray", signal="total")[:, None, :]
         if a2:
-            out = out + f2[None] * (-5 * a2 * _pair_sum(2)(r, _legendre(2, c), qt, F))[:, None, :]
+            out = out + f2[None] * (-5 * a2 * _pair_sum(2)(r, legendre_p(2, c), qt, F))[:, None, :]
         if a4:
-            out = out + f4[None] * (9 * a4 * _pair_sum(4)(r, _legendre(4, c), qt, F))[:, None, :]
+            out = out + f4[None] * (9 * a4 * _pair_sum(4)(r, legendre_p(4, c), qt, F))[:, None, :]
         return out
 
     return forward

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import phase
 from .crystals import CrystalSet
-from .train import _load_optimizer, _load_safetensors, _optimizer_tensors, _save_safetensors, _write_json
+from .train import load_optimizer, load_safetensors, optimizer_tensors, save_safetensors, write_json
 
 __all__ = ["PhaseConfig", "train_phase", "PhaseModel", "evaluate_phase", "format_phase_table", "phase_plot",
            "PhaseData", "FORMAT"]
@@ -154,12 +154,12 @@ def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None =
             saved = json.load(f)
         if saved.get("config") != config_json:
             raise ValueError(f"{out_dir} holds a run with another configuration; use another --out or --restart")
-        tensors = _load_safetensors(last_path)
+        tensors = load_safetensors(last_path)
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        _load_optimizer(opt, tensors, saved["optimizer"])
+        load_optimizer(opt, tensors, saved["optimizer"])
         state = saved["state"]
         log(f"resuming at epoch {state['epoch']} (best val {state['best']:.4f} at epoch {state['best_epoch']})")
-    _write_json(config_json, os.path.join(out_dir, "config.json"))
+    write_json(config_json, os.path.join(out_dir, "config.json"))
     vin = _inputs(val_d, np.arange(len(val_d)), 0.0, None)
     vt = torch.as_tensor(val_d.target)
     steps_per_epoch = math.ceil(len(train_d) / cfg.batch)
@@ -198,14 +198,14 @@ def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None =
         state["history"].append({"epoch": ep + 1, "train_loss": total / len(train_d), "val_aligned_mse": vl})
         if vl < state["best"] - 1e-6:
             state.update(best=vl, best_epoch=ep + 1, bad=0)
-            _save_safetensors(dict(net.state_dict()), os.path.join(out_dir, "model.safetensors"),
+            save_safetensors(dict(net.state_dict()), os.path.join(out_dir, "model.safetensors"),
                               metadata={"format": FORMAT})
         else:
             state["bad"] += 1
         state["seconds"] = time.perf_counter() - t0
-        otensors, ometa = _optimizer_tensors(opt)
-        _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **otensors}, last_path)
-        _write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
+        otensors, ometa = optimizer_tensors(opt)
+        save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **otensors}, last_path)
+        write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
         log(f"epoch {ep + 1}: train {total / len(train_d):.4f}  val aligned MSE {vl:.4f}"
             f"{' (best)' if state['best_epoch'] == ep + 1 else ''}")
     return PhaseModel.load(out_dir)
@@ -241,7 +241,7 @@ class PhaseModel:
         weights = os.path.join(path, "model.safetensors")
         if not os.path.isfile(weights):
             raise ValueError(f"{path}: no model.safetensors (training has not finished an epoch)")
-        tensors = _load_safetensors(weights)
+        tensors = load_safetensors(weights)
         try:
             net.load_state_dict(tensors)
         except RuntimeError as exc:

@@ -25,10 +25,11 @@ import numpy as np
 
 from .data import Noise, PoolData, Standardizer, heavy_mask, input_shape
 
-__all__ = ["TrainConfig", "train", "InversionModel", "FORMAT", "VERSION"]
+__all__ = ["TrainConfig", "train", "InversionModel", "FORMAT", "VERSION", "MOLECULE_MODELS"]
 
 FORMAT = "xstructure-inversion-model"
 VERSION = 1
+MOLECULE_MODELS = ("transformer", "cnn_gru", "detector_cnn")   # the networks of xstructure.learn.models
 
 
 @dataclass
@@ -62,7 +63,7 @@ class TrainConfig:
         return hp if self.model != "detector_cnn" else {**hp, "channels": self.channels}
 
 
-def _save_safetensors(tensors: dict, path: str, metadata: dict | None = None):
+def save_safetensors(tensors: dict, path: str, metadata: dict | None = None):
     from safetensors.torch import save_file
 
     tmp = path + ".tmp"
@@ -70,7 +71,7 @@ def _save_safetensors(tensors: dict, path: str, metadata: dict | None = None):
     os.replace(tmp, path)  # a crash mid-write never leaves a half-written checkpoint
 
 
-def _load_safetensors(path: str) -> dict:
+def load_safetensors(path: str) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -103,7 +104,7 @@ def _with_defaults(config):
     return {**config, "train": {**asdict(TrainConfig()), **config["train"]}}
 
 
-def _write_json(obj, path: str):
+def write_json(obj, path: str):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
@@ -138,6 +139,7 @@ class InversionModel:
         self.q = np.asarray(config["q"], dtype=np.float64)
         self.image = config.get("image")
         self.input_shape = input_shape(len(self.q), self.image)
+        self.signal = config.get("signal")   # the pattern signal the model was trained on ('total', 'sM', ...)
 
     @classmethod
     def load(cls, path) -> "InversionModel":
@@ -159,7 +161,7 @@ class InversionModel:
         im = cfg.get("image")
         if im is not None and not (isinstance(im, dict) and isinstance(im.get("n_chi"), int) and im["n_chi"] > 0):
             raise ValueError(f"corrupt model config {cfg_path}: bad image description {im!r}")
-        tensors = _load_safetensors(os.path.join(path, "model.safetensors"))
+        tensors = load_safetensors(os.path.join(path, "model.safetensors"))
         net = build_model(cfg["model"], int(np.prod(input_shape(len(cfg["q"]), im))), **cfg["hparams"])
         weights = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
@@ -222,7 +224,7 @@ def _lr(cfg: TrainConfig, step: int, total: int, elapsed_min: float = 0.0) -> fl
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def _optimizer_tensors(opt) -> tuple[dict, dict]:
+def optimizer_tensors(opt) -> tuple[dict, dict]:
     import torch
 
     sd = opt.state_dict()
@@ -233,7 +235,7 @@ def _optimizer_tensors(opt) -> tuple[dict, dict]:
     return tensors, {"param_groups": sd["param_groups"]}
 
 
-def _load_optimizer(opt, tensors: dict, meta: dict):
+def load_optimizer(opt, tensors: dict, meta: dict):
     state: dict = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
@@ -304,12 +306,12 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
             raise ValueError(f"{out_dir} holds a run with other data or settings; use another directory "
                              "or resume=False")
         state = saved["state"]
-        t = _load_safetensors(last_path)
+        t = load_safetensors(last_path)
         net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
-        _load_optimizer(opt, t, saved["optimizer"])
+        load_optimizer(opt, t, saved["optimizer"])
         log(f"resuming at epoch {state['epoch']} (best val {state['best']:.4f} Å at epoch {state['best_epoch']})")
     if rank == 0:
-        _write_json(config_json, os.path.join(out_dir, "config.json"))
+        write_json(config_json, os.path.join(out_dir, "config.json"))
     if world > 1:
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
@@ -412,11 +414,11 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
             state["bad"] += 1
         if rank == 0:
             if improved:
-                _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **std_tensors()},
+                save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **std_tensors()},
                                   os.path.join(out_dir, "model.safetensors"))
-            ot, ometa = _optimizer_tensors(opt)
-            _save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **ot}, last_path)
-            _write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
+            ot, ometa = optimizer_tensors(opt)
+            save_safetensors({**{f"net.{k}": v for k, v in net.state_dict().items()}, **ot}, last_path)
+            write_json({"config": config_json, "state": state, "optimizer": ometa}, state_path)
         log(f"epoch {ep + 1}: train loss {run / max(n, 1):.4f}, val RMSD {vloss:.4f} Å"
                 f"{' (best)' if state['best_epoch'] == ep + 1 else ''}")
         if cfg.max_minutes is not None and minutes + epoch_min > cfg.max_minutes * 1.02:

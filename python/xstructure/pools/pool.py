@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
+
 __all__ = ["Pool", "FORMAT", "VERSION"]
 
 FORMAT = "xstructure-pool"
@@ -37,7 +39,7 @@ _ROOT_KEYS = ("molecule", "numbers", "reference", "method", "temperature", "seed
               "chunk", "created_by")
 
 
-def _compressors():
+def compressors():
     from zarr.codecs import BloscCodec, BloscShuffle
 
     return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
@@ -66,7 +68,7 @@ def _jsonable(params: dict, what: str) -> dict:
         raise ValueError(f"{what} must be JSON-serialisable (numbers, strings, lists, dicts): {exc}") from None
 
 
-def _open_group(path: str, mode: str = "r"):
+def open_group(path: str, mode: str = "r"):
     """The store's root group; ValueError when it is not a readable zarr v3 store."""
     import zarr
 
@@ -149,16 +151,16 @@ def _check_store(path: str, group) -> dict:
     return attrs
 
 
-def _new_store_dir(beside: str):
+def new_store_dir(beside: str):
     """A fresh zarr group in a temporary sibling of the directory ``beside`` (outside any store), returned with
-    its directory: fill it, then rename it into place with :func:`_move_in`."""
+    its directory: fill it, then rename it into place with :func:`move_in`."""
     import zarr
 
     tmp = f"{beside}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     return zarr.create_group(store=tmp, zarr_format=3), tmp
 
 
-def _move_in(tmp: str, path: str):
+def move_in(tmp: str, path: str):
     """Rename a finished temporary directory to ``path`` (atomic; replaces an empty directory only)."""
     try:
         os.rename(tmp, path)
@@ -180,7 +182,7 @@ def _sample_chunk(path: str, i: int, calc=None) -> int:
 
     from . import sampling
 
-    group = _open_group(path, "r+")
+    group = open_group(path, "r+")
     a = dict(group.attrs)
     start, stop = _bounds(a, i)
     n, N = stop - start, len(a["numbers"])
@@ -203,7 +205,7 @@ def _simulate_chunk(path: str, i: int, name: str) -> int:
     """Patterns of chunk i for pattern set ``name`` of the pool at ``path``, written to its I (not its flag)."""
     from ..scattering import simulate
 
-    group = _open_group(path, "r+")
+    group = open_group(path, "r+")
     a = dict(group.attrs)
     start, stop = _bounds(a, i)
     sub = group["patterns"][name]
@@ -298,7 +300,7 @@ class Pool:
     def open(cls, path) -> "Pool":
         """Open an existing pool read-only.  ValueError if ``path`` is not an intact xstructure pool."""
         path = os.path.abspath(os.fspath(path))
-        group = _open_group(path, "r")
+        group = open_group(path, "r")
         return cls(path, group, _check_store(path, group))
 
     @classmethod
@@ -385,17 +387,15 @@ class Pool:
                 raise ValueError(f"{path} holds a pool made with other arguments ({'; '.join(diff)}); "
                                  "use another path, or the same arguments to resume it")
         else:
-            from .. import __version__
-
-            group, tmp = _new_store_dir(path)
+            group, tmp = new_store_dir(path)
             try:
                 N, n_chunks = len(numbers), math.ceil(n / chunk)
                 group.create_array("numbers", data=np.asarray(numbers, dtype=np.int64))
                 group.create_array("positions", shape=(n, N, 3), chunks=(chunk, N, 3), dtype="float64",
-                                   fill_value=np.nan, compressors=_compressors(),
+                                   fill_value=np.nan, compressors=compressors(),
                                    dimension_names=("geometry", "atom", "xyz"))
                 group.create_array("energies", shape=(n,), chunks=(chunk,), dtype="float64", fill_value=np.nan,
-                                   compressors=_compressors(), dimension_names=("geometry",))
+                                   compressors=compressors(), dimension_names=("geometry",))
                 group.create_array("done", shape=(n_chunks,), chunks=(n_chunks,), dtype="bool", fill_value=False)
                 group.create_group("patterns")
                 group.attrs.update({"format": FORMAT, "version": VERSION,
@@ -404,7 +404,7 @@ class Pool:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            _move_in(tmp, path)
+            move_in(tmp, path)
 
         group = zarr.open_group(store=path, mode="r+", zarr_format=3)
         done = group["done"]
@@ -528,17 +528,17 @@ class Pool:
                                  f"{s['q'][0]:g}..{s['q'][-1]:g}; give another name=")
         else:
             B, C = len(self), int(self.attrs["chunk"])
-            sub, tmp = _new_store_dir(self.path)  # beside the store: a killed run leaves no stray group in it
+            sub, tmp = new_store_dir(self.path)  # beside the store: a killed run leaves no stray group in it
             try:
                 sub.create_array("q", data=q)
                 sub.create_array("I", shape=(B, q.size), chunks=(C, q.size), dtype="float64", fill_value=np.nan,
-                                 compressors=_compressors(), dimension_names=("geometry", "q"))
+                                 compressors=compressors(), dimension_names=("geometry", "q"))
                 sub.create_array("done", shape=(flags.size,), chunks=(flags.size,), dtype="bool", fill_value=False)
                 sub.attrs.update({"probe": probe, "signal": signal, "energy_kev": energy_kev})
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            _move_in(tmp, os.path.join(self.path, "patterns", name))
+            move_in(tmp, os.path.join(self.path, "patterns", name))
 
         group = zarr.open_group(store=self.path, mode="r+", zarr_format=3)
         done = group["patterns"][name]["done"]
@@ -549,7 +549,7 @@ class Pool:
             _run_chunks(self.path, done, pending, [min(C, B - i * C) for i in pending], _simulate_chunk, (name,),
                         progress=progress, scheduler=scheduler, desc=f"pool-{name}")
         finally:
-            self._group = _open_group(self.path, "r")
+            self._group = open_group(self.path, "r")
         return name
 
     def nearest(self, pattern, name: str | None = None):

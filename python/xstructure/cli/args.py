@@ -1,0 +1,88 @@
+"""Argument types and options shared by the command groups."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+__all__ = ["parse_q", "parse_range", "parse_two_theta", "parse_param", "parse_noise", "add_progress", "progress",
+           "interrupted"]
+
+
+def parse_q(text: str) -> np.ndarray:
+    """'START:STOP:N' (N points, both ends included) or a comma-separated list, in Å⁻¹."""
+    try:
+        if ":" in text:
+            start, stop, n = text.split(":")
+            n = int(n)
+            if n < 1:
+                raise ValueError
+            return np.linspace(float(start), float(stop), n)
+        return np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--q must be START:STOP:N (e.g. 0.5:12:500) or a comma-separated list, got {text!r}") from None
+
+
+def parse_range(text: str) -> tuple:
+    """'MIN:MAX' -> (min, max)."""
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX (e.g. 0.5:8), got {text!r}") from None
+    if not lo < hi:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX with MIN < MAX, got {text!r}")
+    return lo, hi
+
+
+def parse_two_theta(text: str) -> np.ndarray:
+    """'START:STOP:N' in degrees 2θ (N points, both ends included)."""
+    try:
+        start, stop, n = text.split(":")
+        start, stop, n = float(start), float(stop), int(n)
+        if n < 2 or not 0 <= start < stop <= 180:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--two-theta must be START:STOP:N with 0 <= START < STOP <= 180 and N >= 2 (e.g. 5:90:8501), "
+            f"got {text!r}") from None
+    return np.linspace(start, stop, n)
+
+
+def parse_param(text: str) -> tuple:
+    """'KEY=VALUE' with VALUE read as JSON when it parses (numbers, true, lists), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--param must be KEY=VALUE (e.g. steps=2000), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def parse_noise(text: str):
+    """'gaussian:0.005' (relative σ per q point), 'poisson:1e6' (counts per pattern) or 'none'."""
+    from ..learn.data import Noise
+
+    try:
+        return Noise.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_progress(parser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a terminal)")
+
+
+def progress(args) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
+def interrupted(where: str, what: str = "finished chunks") -> int:
+    print(f"xstructure: interrupted; the {what} are kept in {where}: run the same command again to finish",
+          file=sys.stderr)
+    return 130

@@ -1,0 +1,18 @@
+"""``xstructure info``: version and build information."""
+
+from __future__ import annotations
+
+import json
+
+from .._backend import build_info
+from .._version import __version__
+
+
+def run(args) -> int:
+    print(json.dumps({"version": __version__, **build_info()}, indent=2))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    i = sub.add_parser("info", help="version and build information (OpenMP, CPU instruction set, CUDA)")
+    i.set_defaults(func=run)

@@ -1,0 +1,109 @@
+"""``xstructure train``, ``evaluate`` and ``predict``: inversion models for molecules and crystals."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..learn.tasks import CRYSTAL_MODELS, MOLECULE_MODELS, evaluate_model, predict_file, train_store
+from .args import add_progress, interrupted, parse_noise, progress
+
+
+def run_train(args) -> int:
+    try:
+        model, what = train_store(
+            args.pools, args.out, model=args.model, task=args.task, pattern_set=args.pattern_set, limit=args.limit,
+            seed=args.seed, epochs=args.epochs, batch=args.batch, lr=args.lr, width=args.width, layers=args.layers,
+            patience=args.patience, noise=args.noise, max_minutes=args.max_minutes, resume=not args.restart,
+            progress=progress(args), chi_bins=args.chi_bins, energy_kev=args.energy, p2=args.p2,
+            w_phys=args.w_phys, n_test=args.n_test, n_val=args.n_val)
+    except KeyboardInterrupt:
+        return interrupted(args.out, "finished epochs")
+    print(f"model {args.out}: {model} for {what}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    print(evaluate_model(args.model, args.pool, noise=args.noise, n_test=args.n_test, refine_steps=args.refine_steps,
+                         seed=args.seed, pattern_set=args.pattern_set, flip=args.flip, json_path=args.json,
+                         plot=args.plot, progress=progress(args)))
+    for path, what in ((args.json, ""), (args.plot, "plot ")):
+        if path:
+            print(f"wrote {what}{path}")
+    return 0
+
+
+def run_predict(args) -> int:
+    print(predict_file(args.model, args.pattern, args.out, molecule=args.molecule, formula=args.formula,
+                       cell=args.cell, cif=args.cif))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    t = sub.add_parser("train", help="train an inversion model (pattern -> structure) on pools",
+                       description="Train a model on one pool, or one model on several pools of different "
+                                   "molecules.  Checkpoints (safetensors + JSON) go to --out after every epoch; "
+                                   "running the same command again resumes.")
+    t.add_argument("pools", nargs="+", metavar="POOL")
+    t.add_argument("--model", default=None, choices=list(MOLECULE_MODELS) + list(CRYSTAL_MODELS),
+                   help="molecules: transformer (default), cnn_gru, detector_cnn (2D images of aligned molecules, "
+                        "made from the pool's geometries); crystals: mlp (default), mlp_mse, unet, coord")
+    t.add_argument("--chi-bins", type=int, default=8, help="detector_cnn: azimuth bins of the images")
+    t.add_argument("--energy", type=float, default=20.0, help="detector_cnn: X-ray photon energy (keV)")
+    t.add_argument("--p2", type=float, default=0.4,
+                   help="detector_cnn: alignment <P2> of the molecule's long axis along x")
+    t.add_argument("--task", default="auto", choices=["auto", "molecule", "crystal"],
+                   help="auto: crystal for a crystal set (xstructure crystals create), else molecule")
+    t.add_argument("--w-phys", type=float, default=0.0, help="crystals: weight of the |F| consistency loss")
+    t.add_argument("--n-test", type=int, default=500, help="crystals: held-out test crystals")
+    t.add_argument("--n-val", type=int, default=200, help="crystals: validation crystals")
+    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--pattern-set", help="pattern set of the pools (default: their only one)")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--batch", type=int, help="batch size (default 256 for molecules, 32 for crystals)")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--width", type=int, default=64, help="model width (token dimension)")
+    t.add_argument("--layers", type=int, default=2)
+    t.add_argument("--patience", type=int, default=8)
+    t.add_argument("--noise", type=parse_noise, default="gaussian:0.005",
+                   help="training noise: gaussian:LEVEL (relative per q point, per image pixel for detector_cnn), "
+                        "poisson:COUNTS or none")
+    t.add_argument("--limit", type=int, help="use only this many members of each pool")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-minutes", type=float)
+    t.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    add_progress(t)
+    t.set_defaults(func=run_train)
+    e = sub.add_parser("evaluate", help="score a model and the baselines on a pool's test split",
+                       description="Median/mean heavy-atom RMSD, all-atom RMSD and accuracy at 0.05/0.1/0.2 Å of "
+                                   "the model, the mean structure, pool fitting and ridge regression, and the best "
+                                   "of them refined, on one noisy draw of the test patterns.")
+    e.add_argument("model")
+    e.add_argument("pool")
+    e.add_argument("--pattern-set")
+    e.add_argument("--noise", type=parse_noise, default="gaussian:0.005")
+    e.add_argument("--n-test", type=int)
+    e.add_argument("--refine-steps", type=int, default=40)
+    e.add_argument("--seed", type=int, default=0, help="split seed (the model's training seed)")
+    e.add_argument("--json", help="write the report here")
+    e.add_argument("--plot", help="write a figure here (PNG)")
+    e.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="crystals: also score charge flipping and atom models refined from it (default on)")
+    add_progress(e)
+    e.set_defaults(func=run_evaluate)
+    r = sub.add_parser("predict", help="structures from patterns with a trained model")
+    r.add_argument("model")
+    r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column); .h5 (I and q); for a "
+                                   "detector_cnn model .npy or .h5 images (n_chi, Q) or (B, n_chi, Q) "
+                                   "(xstructure.learn.detector.cake bins a detector frame)")
+    r.add_argument("--molecule", help="which of the model's molecules (default: its only one)")
+    r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
+    r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees)")
+    r.add_argument("--cif", help="crystals: also solve for atoms (charge flipping from the model's phases, atoms "
+                                 "refined against the |F|² box) and write them here; --out gets their densities. "
+                                 "The atom count comes from F(000) = sqrt(|F(000)|²), so the box must be on the "
+                                 "absolute scale (electrons², atoms of Z electrons and the model's B)")
+    r.add_argument("--out", required=True, help="structure file (any format ase writes: .xyz, .pdb, ...); for a "
+                                                "crystal model a .npy of densities")
+    r.set_defaults(func=run_predict)
+
+

@@ -1,0 +1,212 @@
+"""The learning workflows behind ``xstructure train``, ``evaluate`` and ``predict``, one call each.
+
+A store or model directory is recognised by its own metadata: a crystal set (:class:`~.crystals.CrystalSet`)
+or a molecule pool (:class:`xstructure.Pool`); a crystal phase model (:class:`~.phase_train.PhaseModel`) or an
+inversion model (:class:`~.train.InversionModel`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .crystals import CrystalSet
+from .data import Noise, load_pool
+from .evaluate import evaluate, format_table, report_plot, strip_private
+from .phase import MODELS as CRYSTAL_MODELS
+from .phase_train import FORMAT as PHASE_FORMAT
+from .phase_train import PhaseConfig, PhaseModel, evaluate_phase, format_phase_table, phase_plot, train_phase
+from .train import MOLECULE_MODELS, InversionModel, TrainConfig, train
+
+__all__ = ["CRYSTAL_MODELS", "MOLECULE_MODELS", "is_crystal_set", "is_phase_model", "task_of", "train_store",
+           "evaluate_model", "predict_file"]
+
+
+def is_crystal_set(path: str) -> bool:
+    """True when ``path`` is a crystal set made by ``xstructure crystals create``."""
+    try:
+        CrystalSet.open(path)
+    except ValueError:
+        return False
+    return True
+
+
+def is_phase_model(path: str) -> bool:
+    """True when ``path`` is a model directory of the crystal task."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return json.load(f).get("format") == PHASE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def task_of(path: str, task: str = "auto", model: str | None = None) -> str:
+    """'crystal' or 'molecule': ``task``, or with 'auto' what the store at ``path`` holds; a ``model`` of the
+    other task is an error."""
+    task = task if task != "auto" else ("crystal" if is_crystal_set(path) else "molecule")
+    if model is not None and (task == "crystal") != (model in CRYSTAL_MODELS):
+        raise ValueError(f"model {model!r} is not for the {task} task: use one of "
+                         f"{', '.join(CRYSTAL_MODELS if task == 'crystal' else MOLECULE_MODELS)}")
+    return task
+
+
+def train_store(stores, out: str, *, model: str | None = None, task: str = "auto", pattern_set=None,
+                limit=None, seed: int = 0, epochs: int = 40, batch: int | None = None, lr: float = 1e-3,
+                width: int = 64, layers: int = 2, patience: int = 8, noise: Noise | None = None,
+                max_minutes: float | None = None, resume: bool = True, progress: bool = False,
+                chi_bins: int = 8, energy_kev: float = 20.0, p2: float = 0.4, w_phys: float = 0.0,
+                n_test: int = 500, n_val: int = 200) -> tuple[str, str]:
+    """Train a model on pools of molecules (several pools: one model for all) or on one crystal set.
+
+    Parameters
+    ----------
+    stores : list of str
+        Pool stores, or one crystal set.
+    out : str
+        Model directory; checkpoints are written after every epoch and a second call resumes.
+    model : str, optional
+        Molecules: 'transformer' (default), 'cnn_gru', 'detector_cnn' (2D images of aligned molecules made
+        from the pool's geometries with ``chi_bins``, ``energy_kev`` (keV) and ``p2``); crystals: 'mlp'
+        (default), 'mlp_mse', 'unet', 'coord'.
+    task, pattern_set, limit, seed, epochs, batch, lr, width, layers, patience, noise, max_minutes
+        As in :class:`~.train.TrainConfig` and :class:`~.phase_train.PhaseConfig`; ``batch`` defaults to 256
+        molecules or 32 crystals; ``noise`` to 0.5 % Gaussian.
+    w_phys, n_test, n_val
+        Crystals: weight of the |F| consistency loss; test and validation crystals held out.
+
+    Returns
+    -------
+    (str, str)
+        The model kind and what it was trained for (molecule names or the crystal set).
+    """
+    task = task_of(stores[0], task, model)
+    model = model or ("mlp" if task == "crystal" else "transformer")
+    if task == "crystal":
+        if len(stores) != 1:
+            raise ValueError("the crystal task trains on one crystal set")
+        cfg = PhaseConfig(model=model, epochs=epochs, batch=batch or 32, lr=lr, seed=seed, max_minutes=max_minutes,
+                          patience=patience, w_phys=w_phys)
+        train_phase(stores[0], out, cfg, progress=progress, resume=resume, limit=limit, n_test=n_test, n_val=n_val)
+        return model, stores[0]
+    datas = [load_pool(p, pattern_set, seed=seed, limit=limit) for p in stores]
+    if model == "detector_cnn":
+        from .detector import detector_data
+
+        datas = [detector_data(d, chi_bins, energy_kev=energy_kev, p2=p2, progress=progress) for d in datas]
+    noise = noise or Noise("gaussian", level=0.005)
+    cfg = TrainConfig(model=model, d=width, layers=layers, epochs=epochs, batch=batch or 256, lr=lr,
+                      noise=noise.to_dict(), seed=seed, max_minutes=max_minutes, patience=patience)
+    trained = train(datas if len(datas) > 1 else datas[0], out, cfg, progress=progress, resume=resume)
+    return model, ", ".join(m.name for m in trained.molecules)
+
+
+def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n_test: int | None = None,
+                   refine_steps: int = 40, seed: int = 0, pattern_set=None, flip: bool = True, json_path=None,
+                   plot=None, progress: bool = False) -> str:
+    """Score a trained model beside the baselines on the test split of a pool (or crystal set).
+
+    Writes the report as JSON to ``json_path`` and a figure to ``plot`` (PNG) when given, and returns the
+    table as text.
+    """
+    if is_phase_model(model_path):
+        model = PhaseModel.load(model_path)
+        c = model.config
+        rep = evaluate_phase(store, {c["config"]["model"]: model}, split_seed=c["split_seed"], n_test=c["n_test"],
+                             n_val=c["n_val"], limit=n_test, flip=None if flip else {})
+        table = format_phase_table(rep)
+        draw = lambda path: phase_plot(rep, path)  # noqa: E731
+    else:
+        model = InversionModel.load(model_path)
+        data = load_pool(store, pattern_set, seed=seed)
+        if len(data.q) != len(model.q) or not np.allclose(data.q, model.q, rtol=0, atol=1e-9):
+            raise ValueError(f"the pool's q grid ({len(data.q)} points) is not the model's ({len(model.q)} points)")
+        if model.image is not None:
+            from .detector import with_images
+
+            data = with_images(data, model.image, progress=progress)
+        rep = evaluate(data, noise or Noise("gaussian", level=0.005), models={model.config["model"]: model},
+                       n_test=n_test, refine_steps=refine_steps)
+        table = format_table(rep)
+        draw = lambda path: report_plot(rep, data, path)  # noqa: E731
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(strip_private(rep), f, indent=1)
+    if plot:
+        draw(plot)
+    return table
+
+
+def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | None = None, formula=None,
+                 cell=None, cif=None) -> str:
+    """Structures from a file of patterns (or |F|² boxes / powder patterns for a crystal model), written to
+    ``out``; returns a one-line summary.
+
+    Molecules: ``pattern`` is read by :func:`xstructure.profiles.read_patterns`; its q grid, when the file
+    has one, must be the model's, and a CSV whose header names a signal must name the model's.  ``out`` is any
+    structure format ase writes.  Crystals: ``pattern`` is a .npy of |F|² boxes (or powder patterns for the
+    'coord' model, with ``formula``); ``out`` a .npy of densities; with ``cif`` (and ``cell``, ``formula``)
+    atoms are solved for (:func:`xstructure.crystal.phasing.solve_box`) and written as CIF.
+    """
+    import ase
+    import ase.io
+
+    from ..profiles import read_patterns
+
+    if is_phase_model(model_path):
+        return _predict_crystal(model_path, pattern, out, formula=formula, cell=cell, cif=cif)
+    model = InversionModel.load(model_path)
+    pats = read_patterns(pattern)
+    q = pats.q
+    if q is not None and (len(q) != len(model.q) or not np.allclose(q, model.q, rtol=0, atol=1e-6)):
+        raise ValueError(f"the pattern's q grid ({len(q)} points, {q[0]:g}..{q[-1]:g} Å⁻¹) is not the model's "
+                         f"({len(model.q)} points, {model.q[0]:g}..{model.q[-1]:g} Å⁻¹)")
+    want = model.signal
+    got = {s for s in (pats.signals or []) if s is not None}
+    if want is not None and got and got != {want}:
+        raise ValueError(f"{pattern} holds {'/'.join(sorted(got))} patterns; the model was trained on {want} "
+                         f"patterns (xstructure simulate --signal {want})")
+    mol = model.molecule(molecule)
+    pos = model.predict(pats.intensity, mol.name).reshape(-1, len(mol.numbers_np), 3)
+    frames = [ase.Atoms(numbers=mol.numbers_np, positions=p) for p in pos]
+    ase.io.write(out, frames if len(frames) > 1 else frames[0])
+    return f"wrote {len(frames)} structure(s) of {mol.name} to {out}"
+
+
+def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
+    from ..crystal.phasing import cell_from_parameters, composition, solve_box
+
+    model = PhaseModel.load(model_path)
+    if not pattern.endswith(".npy") or not os.path.isfile(pattern):
+        raise ValueError(f"crystal input must be an existing .npy file, got {pattern}")
+    if not out.endswith(".npy"):
+        raise ValueError("the output of a crystal model must be a .npy file (densities, fractional frame)")
+    x = np.load(pattern, allow_pickle=False)
+    if model.cfg.model == "coord":
+        if not formula:
+            raise ValueError("the coord model needs the composition: --formula (e.g. NaCl)")
+        x = np.atleast_2d(x)
+        rho = model.predict(powder=x, composition=np.repeat(composition(formula)[None], len(x), 0))
+    else:
+        rho = model.predict(intensity=x)
+    lines = []
+    if cif:
+        if model.cfg.model == "coord" or not cell or not formula:
+            raise ValueError("solving for atoms (--cif) needs a model on |F|² boxes (mlp, mlp_mse, unet), the cell "
+                             "and the formula")
+        sol = solve_box(x, cell_from_parameters(cell), formula, float(model.config["sigma"]), start=rho)
+        ase_write(cif, sol["atoms"])
+        rho = sol["density"]
+        lines.append(f"wrote {len(sol['atoms'])} refined atom model(s) to {cif} (R = "
+                     f"{', '.join(f'{r:.3f}' for r in sol['r'])}; below 0.02 counts as solved)")
+    np.save(out, rho if len(rho) > 1 else rho[0])
+    lines.append(f"wrote {len(rho)} density grid(s) {rho.shape[1:]} to {out}")
+    return "\n".join(lines)
+
+
+def ase_write(path: str, frames: list) -> None:
+    """Write structures as CIF (one frame or several)."""
+    import ase.io
+
+    ase.io.write(path, frames if len(frames) > 1 else frames[0], format="cif")
