@@ -41,3 +41,18 @@ def random_rotation(rng):
     if np.linalg.det(q) < 0:
         q[:, 0] *= -1
     return q
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the tests marked slow (training runs, subprocesses, dask clusters); CI does")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow are deselected unless --slow is given (or -m selects by marker)."""
+    if config.getoption("--slow") or config.getoption("-m"):
+        return
+    slow = [it for it in items if "slow" in it.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [it for it in items if "slow" not in it.keywords]

@@ -5,7 +5,7 @@ import pytest
 
 import xstructure
 from xstructure import factors
-from reference import f_xray, f_electron
+from reference.debye import f_xray, f_electron
 
 Q = np.linspace(0.0, 75.0, 300)
 

@@ -7,7 +7,7 @@ from hypothesis.extra.numpy import arrays
 
 import xstructure
 from conftest import random_rotation
-from reference import f_xray
+from reference.debye import f_xray
 
 Q = np.linspace(0.0, 15.0, 160)
 ELEMENTS = [1, 6, 7, 8, 16, 26, 53]

@@ -111,6 +111,7 @@ def test_checkpoint_round_trips_and_loads_only_safe_files(tmp_path):
         InversionModel.load(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_resume_continues_where_it_stopped(tmp_path):
     d = tiny_data()
     cfg = small_cfg(epochs=4)
@@ -259,6 +260,7 @@ def cli_pool(tmp_path, n=120):
     return pool
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_predict(tmp_path, capsys):
     from xstructure.cli import main
 
@@ -285,6 +287,7 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     assert "q grid" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_equal_one(tmp_path):
     """torchrun with 2 CPU processes (gloo) trains the same model as one process."""
     import subprocess

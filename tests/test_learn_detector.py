@@ -153,6 +153,7 @@ def test_differentiable_images_equal_the_exact_ones_and_have_the_right_gradient(
     assert float(x.grad[k]) == pytest.approx(fd, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_predict_on_images(tmp_path, capsys):
     from xstructure.cli import main
 

@@ -9,28 +9,11 @@ import xstructure  # noqa: E402
 from xstructure import _ops  # noqa: E402
 from xstructure.scattering import debye_tables  # noqa: E402
 from conftest import available_devices, perturbed  # noqa: E402
-from reference import signal as ref_signal, f_xray  # noqa: E402
+from reference.debye import f_xray, ref_grad, signal as ref_signal  # noqa: E402,F401
 
 Q = np.linspace(0.0, 12.0, 97)
 Q_IRREGULAR = np.sort(np.random.default_rng(3).uniform(0.0, 12.0, 41))
 
-
-def ref_grad(numbers, pos, q, weights):
-    """d/dpos of sum_q w(q) I_mol(q) for one geometry, by hand in float64."""
-    f = np.array([f_xray(z, q) for z in numbers])
-    g = np.zeros_like(pos)
-    for i in range(len(numbers)):
-        for j in range(len(numbers)):
-            if i == j:
-                continue
-            d = pos[i] - pos[j]
-            r = np.linalg.norm(d)
-            x = q * r
-            with np.errstate(invalid="ignore", divide="ignore"):
-                dsinc = np.where(x > 0, (x * np.cos(x) - np.sin(x)) / (x * r), 0.0)   # d sinc(q r)/dr
-            # each unordered pair appears twice in i != j; d/dpos_i picks up both terms
-            g[i] += 2 * np.sum(weights * f[i] * f[j] * dsinc) * d / r
-    return g
 
 
 @pytest.mark.parametrize("device", available_devices())

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.spatial.transform import Rotation
 
 import xstructure
-from reference import f_xray
+from reference.debye import f_xray
 from xstructure.detector.geometry import Geometry
 from xstructure.detector.patterns import _fixed_intensity, anisotropic_components, simulate_detector
 

@@ -255,6 +255,7 @@ def test_mlp_overfits_a_handful_of_crystals(cset):
     assert float(loss.detach()) < 0.02 * first
 
 
+@pytest.mark.slow
 def test_train_resume_predict_and_bad_input(cset, tmp_path):
     out = str(tmp_path / "m")
     cfg = PhaseConfig(model="coord", epochs=1, batch=8, width=32, latent=8)
@@ -301,6 +302,7 @@ def test_bad_crystal_input(cset):
         CrystalSet.open(os.path.dirname(cset.path))
 
 
+@pytest.mark.slow
 def test_cli_crystal_task(tmp_path, capsys):
     from xstructure.cli import main
 

@@ -165,6 +165,7 @@ def test_resume_after_keyboard_interrupt(tmp_path, sampler, monkeypatch):
     assert_same_store(full, part, ["xray_molecular"])
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path):
     """A process killed with SIGKILL mid-run leaves only whole chunks counted; rerunning finishes the store."""
     script = tmp_path / "run.py"
@@ -205,6 +206,7 @@ def test_resume_after_sigkill(tmp_path):
     assert_same_store(full, part)
 
 
+@pytest.mark.slow
 def test_dask_workers_write_the_same_store(tmp_path, sampler):
     distributed = pytest.importorskip("distributed")
     local = make(tmp_path / "local.zarr")
@@ -284,6 +286,7 @@ def test_cli_pool(tmp_path, sampler, capsys):
     assert snapshot(out) == before and not (tmp_path / "x.zarr").exists()
 
 
+@pytest.mark.slow
 def test_real_sampler_in_worker_processes(tmp_path):
     """xstructure.pools.sampling itself, in process and in two dask worker processes: the pool is one sample() call."""
     pytest.importorskip("rdkit")

@@ -9,7 +9,7 @@ import pytest
 
 import xstructure
 from conftest import perturbed
-from reference import signal as ref_signal
+from reference.debye import signal as ref_signal
 
 Q_WIDE = np.linspace(0.1, 20.0, 400)                 # uniform: the recurrence path
 Q_IRREGULAR = np.sort(np.random.default_rng(5).uniform(0.1, 20.0, 157))   # the direct path
@@ -72,7 +72,7 @@ def test_large_molecule_uses_threads_per_geometry(rng):
     pos = rng.uniform(-8, 8, size=(n, 3))
     q = np.linspace(0.0, 8, 120)
     got = xstructure.simulate((numbers, pos), q, signal="total")
-    from reference import SYMBOLS  # noqa: F401  (all chosen elements are in the reference table)
+    from reference.debye import SYMBOLS  # noqa: F401  (all chosen elements are in the reference table)
     assert rel_err(got, ref_signal(numbers, pos, q)) < 1e-12
 
 

@@ -40,3 +40,21 @@ def debye(numbers, positions, q, probe="xray"):
 def signal(numbers, positions, q, probe="xray", kind="total"):
     i_at, i_mol = debye(numbers, positions, q, probe)
     return {"atomic": i_at, "molecular": i_mol, "total": i_at + i_mol, "sM": np.asarray(q) * i_mol / i_at}[kind]
+
+
+def ref_grad(numbers, pos, q, weights):
+    """d/dpos of sum_q w(q) I_mol(q) for one geometry, by hand in float64."""
+    f = np.array([f_xray(z, q) for z in numbers])
+    g = np.zeros_like(pos)
+    for i in range(len(numbers)):
+        for j in range(len(numbers)):
+            if i == j:
+                continue
+            d = pos[i] - pos[j]
+            r = np.linalg.norm(d)
+            x = q * r
+            with np.errstate(invalid="ignore", divide="ignore"):
+                dsinc = np.where(x > 0, (x * np.cos(x) - np.sin(x)) / (x * r), 0.0)   # d sinc(q r)/dr
+            # each unordered pair appears twice in i != j; d/dpos_i picks up both terms
+            g[i] += 2 * np.sum(weights * f[i] * f[j] * dsinc) * d / r
+    return g
