@@ -70,6 +70,7 @@ def test_aligned_targets_are_centred_and_superposed():
         assert np.allclose(r, xstructure.rmsd(X, ref), atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["transformer", "cnn_gru"])
 def test_model_overfits_a_handful_of_samples(tmp_path, kind):
     d = tiny_data(n=24, split=(8, 8, 8))

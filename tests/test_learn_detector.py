@@ -93,6 +93,7 @@ def test_inputs_of_remakes_the_data_patterns_and_images():
         assert np.allclose(data.inputs_of(X), data.patterns["train"], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_detector_cnn_overfits_and_round_trips(tmp_path):
     d = _image_data()
     assert d.input_shape == (4, len(d.q)) and d.patterns["train"].shape == (8, 4 * len(d.q))

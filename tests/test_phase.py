@@ -185,6 +185,7 @@ def test_atom_refinement_and_solution_of_rock_salt():
         phase.solve_atoms(A, [at.cell[:]], [z, z], B)
 
 
+@pytest.mark.slow
 def test_powder_extraction_and_atoms_from_a_powder_pattern(cset, tmp_path):
     H = cset.hmax
     # Pawley extraction: the groups of overlapped reflections get their true Σ|F|² (up to one scale), also

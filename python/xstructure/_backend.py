@@ -55,11 +55,11 @@ def to_like(arr: np.ndarray, like):
     """A numpy array as an array of like's kind on like's device (numpy and array-likes: unchanged)."""
     kind = array_kind(like)
     if kind == "torch":
-        import torch
+        import torch  # optional dependency (torch)
 
         return torch.as_tensor(arr, device=like.device)
     if kind == "cupy":
-        import cupy
+        import cupy  # optional dependency (cupy arrays)
 
         with like.device:
             return cupy.asarray(arr)
@@ -70,11 +70,11 @@ def empty_like(like, shape, dtype_name: str):
     """An uninitialised array of like's kind and device (numpy for numpy and array-likes)."""
     kind = array_kind(like)
     if kind == "torch":
-        import torch
+        import torch  # optional dependency (torch)
 
         return torch.empty(shape, dtype=getattr(torch, dtype_name), device=like.device)
     if kind == "cupy":
-        import cupy
+        import cupy  # optional dependency (cupy arrays)
 
         with like.device:
             return cupy.empty(shape, dtype=dtype_name)
@@ -85,11 +85,11 @@ def contiguous(x, dtype_name: str):
     """x as a C-contiguous array of dtype_name, of the same kind and device (array-likes become numpy)."""
     kind = array_kind(x)
     if kind == "torch":
-        import torch
+        import torch  # optional dependency (torch)
 
         return x.detach().to(getattr(torch, dtype_name)).contiguous()
     if kind == "cupy":
-        import cupy
+        import cupy  # optional dependency (cupy arrays)
 
         return cupy.ascontiguousarray(x, dtype=dtype_name)
     return np.ascontiguousarray(np.asarray(x), dtype=dtype_name)
@@ -99,11 +99,11 @@ def all_finite(x) -> bool:
     """True when no element of the array is NaN or inf."""
     kind = array_kind(x)
     if kind == "torch":
-        import torch
+        import torch  # optional dependency (torch)
 
         return bool(torch.isfinite(x).all())
     if kind == "cupy":
-        import cupy
+        import cupy  # optional dependency (cupy arrays)
 
         return bool(cupy.isfinite(x).all())
     return bool(np.isfinite(x).all())
@@ -139,12 +139,12 @@ def _on_device(x: Any):
     """Make x's GPU the current one and yield the current stream's handle (0 on the CPU)."""
     kind = array_kind(x)
     if kind == "torch" and x.device.type == "cuda":
-        import torch
+        import torch  # optional dependency (torch)
 
         with torch.cuda.device(x.device):
             yield int(torch.cuda.current_stream(x.device).cuda_stream)
     elif kind == "cupy":
-        import cupy
+        import cupy  # optional dependency (cupy arrays)
 
         with x.device:
             yield int(cupy.cuda.get_current_stream().ptr)

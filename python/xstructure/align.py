@@ -70,7 +70,7 @@ def _torch_rmsd(a3, b3, w, dtype_name, align: bool, reflection: bool):
     """(B,) RMSD of torch frames through the differentiable custom op (analytic backward)."""
     import torch  # torch input: torch is there
 
-    from . import _ops
+    from . import _ops  # torch is optional: loaded when a model or op is used
 
     for name, x in (("a", a3), ("b", b3)):
         if x.dtype not in (torch.float32, torch.float64):
@@ -124,7 +124,7 @@ def _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, want_transfo
 
 def _permuted_pair(a, b, numbers, groups, w, align, reflection, max_iter=50):
     """Best relabelling of b's interchangeable atoms: Hungarian assignment alternated with superposition."""
-    from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # loaded on use: keeps `import xstructure` fast
 
     N = a.shape[0]
 

@@ -85,7 +85,7 @@ def symbol(z: int) -> str:
 @lru_cache(maxsize=None)
 def wk_coefficients(name: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(a, b, c) of the Waasmaier–Kirfel fit for an element or ion ('Fe', 'Fe2+', 'O1-', 26)."""
-    from periodictable import cromermann
+    from periodictable import cromermann  # loaded on use: keeps `import xstructure` fast
 
     key = name
     if key[-1:] in "+-" and not key[-2:-1].isdigit():  # 'Na+' -> 'Na1+'
@@ -204,7 +204,7 @@ def incoherent_scattering_function(element, q) -> np.ndarray:
     q = check_q(q)
     z = atomic_number(element)
     try:
-        import xraylib
+        import xraylib  # optional dependency (xraylib)
     except ImportError:
         raise ValueError("Compton scattering needs the xraylib package (Hubbell et al. 1975 tables): "
                          "pip install xraylib") from None

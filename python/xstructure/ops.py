@@ -12,8 +12,10 @@ import torch
 from torch import Tensor
 
 from . import _ops
-from .scattering import PROBES, SIGNALS, as_q, debye_tables
 from .align import torch_rmsd
+from .crystal import grid_spec
+from .factors import atomic_number, form_factor_table
+from .scattering import PROBES, SIGNALS, as_q, debye_tables
 from .structures import atomic_numbers
 
 __all__ = ["debye", "debye_sum", "kabsch_rmsd", "density_grid", "detector_pattern"]
@@ -96,9 +98,7 @@ def density_grid(positions: Tensor, cell, *, numbers=None, weights=None, shape=(
     Returns:
         (n0, n1, n2) or (B, n0, n1, n2), positions' dtype and device; gradients flow to positions.
     """
-    import numpy as np
-
-    from .crystal import grid_spec
+    import numpy as np  # loaded on use: keeps `import xstructure` fast
 
     if not isinstance(positions, torch.Tensor):
         raise ValueError("density_grid takes a torch tensor of positions; use xstructure.crystal.density_grid "
@@ -119,8 +119,6 @@ def density_grid(positions: Tensor, cell, *, numbers=None, weights=None, shape=(
     if weights is not None:
         w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (N,))
     elif numbers is not None:
-        from .factors import atomic_number
-
         w = np.array([atomic_number(int(z)) for z in np.asarray(numbers).reshape(-1)], dtype=np.float64)
         if w.shape != (N,):
             raise ValueError(f"numbers has {w.size} entries for {N} atoms")
@@ -154,9 +152,7 @@ def detector_pattern(numbers, positions: Tensor, geometry, *, orientation: str =
     Returns:
         (n1, n2) or (B, n1, n2) tensor of positions' dtype and device; gradients flow to positions.
     """
-    import numpy as np
-
-    from .factors import form_factor_table
+    import numpy as np  # loaded on use: keeps `import xstructure` fast
 
     probe = geometry.probe if probe is None else probe
     if orientation not in ("isotropic", "fixed"):

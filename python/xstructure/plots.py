@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .crystal import powder_pattern
+
 __all__ = ["SIGNAL_LABELS", "plot_patterns", "plot_curves", "plot_powder"]
 
 SIGNAL_LABELS = {
@@ -22,7 +24,7 @@ def _pyplot():
     import matplotlib  # plotting only: the library itself never needs matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # plotting only
 
     return plt
 
@@ -65,7 +67,7 @@ def plot_patterns(path: str, q, intensity, names, probe: str, signal: str, title
 def plot_curves(h5path: str, png: str, xlabel: str, logy: bool = False, most: int = 20) -> None:
     """PNG of the profiles in an ``xstructure integrate`` output: all of them when at most ``most``, else
     their mean and 8 evenly spaced ones.  Empty bins are not drawn."""
-    import h5py
+    import h5py  # loaded on use: keeps `import xstructure` fast
 
     plt = _pyplot()
     with h5py.File(h5path, "r") as f:
@@ -101,8 +103,6 @@ def plot_powder(path: str, cell, peaks, two_theta, wavelength, *, factors: str =
                 label: int = 10) -> None:
     """PNG of a powder pattern (pseudo-Voigt, FWHM 0.1°) on the 2θ grid ``two_theta`` (degrees) with the
     peaks as sticks, the ``label`` strongest annotated with their hkl."""
-    from .crystal import powder_pattern
-
     plt = _pyplot()
     x, y = powder_pattern(cell, two_theta, wavelength, factors=factors, doublet=doublet)
     scale = 100.0 / y.max() if y.max() > 0 else 1.0

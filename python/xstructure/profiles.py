@@ -114,7 +114,7 @@ def read_patterns(path: str) -> Patterns:
             return Patterns(np.atleast_2d(np.load(path, allow_pickle=False)).astype(np.float64))
         if ext == ".csv":
             return _read_csv(path)
-        import h5py
+        import h5py  # loaded on use: keeps `import xstructure` fast
 
         with h5py.File(path, "r") as f:
             key = next((k for k in ("I", "intensity", "patterns") if k in f), None)

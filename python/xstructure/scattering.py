@@ -228,7 +228,7 @@ def simulate(structures, q, *, probe: str | None = None, signal: str = "total", 
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
         bar = tqdm(total=n_rows, unit="pattern", desc=f"simulate {probe}/{signal}")
     try:

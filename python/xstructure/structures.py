@@ -61,7 +61,7 @@ def atomic_numbers(numbers) -> np.ndarray:
 
 def bond_graph(numbers, positions, scale: float = 1.2) -> np.ndarray:
     """(N, N) bool adjacency: pairs closer than ``scale`` × the sum of their covalent radii (ase's table)."""
-    from ase.data import covalent_radii
+    from ase.data import covalent_radii  # loaded on use: keeps `import xstructure` fast
 
     Z = np.asarray(numbers)
     r = np.asarray(positions, dtype=np.float64)
@@ -74,7 +74,7 @@ def bond_graph(numbers, positions, scale: float = 1.2) -> np.ndarray:
 def read_file(path) -> list:
     """Every structure in a file that ase.io reads, as a list of ``ase.Atoms``; a clear ValueError for a
     missing, unreadable or empty file."""
-    import ase.io
+    import ase.io  # loaded on use: keeps `import xstructure` fast
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -178,8 +178,8 @@ def molecule(spec: str):
 
     SMILES are embedded with RDKit (ETKDG, fixed seed) and minimised with MMFF94.
     """
-    import ase.build
-    import ase.io
+    import ase.build  # loaded on use: keeps `import xstructure` fast
+    import ase.io  # loaded on use: keeps `import xstructure` fast
 
     if os.path.exists(spec):
         frames = read_file(spec)
@@ -199,14 +199,14 @@ def molecule(spec: str):
 def from_smiles(smiles: str, seed: int = 20261122):
     """Embed a SMILES string in 3D (RDKit ETKDG + MMFF94 minimisation) as an ase.Atoms."""
     try:
-        from rdkit import Chem
-        from rdkit.Chem import AllChem
+        from rdkit import Chem  # optional dependency (RDKit)
+        from rdkit.Chem import AllChem  # optional dependency (RDKit)
     except ImportError:
         raise ValueError(
             f"{smiles!r} is not a file, a built-in name or an ase.build molecule, and RDKit (needed for "
             "SMILES) is not installed: pip install rdkit") from None
-    from rdkit import RDLogger
-    import ase
+    import ase  # loaded on use: keeps `import xstructure` fast
+    from rdkit import RDLogger  # optional dependency (RDKit)
 
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromSmiles(smiles)

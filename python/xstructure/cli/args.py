@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from ..learn.data import Noise
+
 __all__ = ["parse_q", "parse_range", "parse_two_theta", "parse_param", "parse_noise", "add_progress", "progress",
            "interrupted"]
 
@@ -65,8 +67,6 @@ def parse_param(text: str) -> tuple:
 
 def parse_noise(text: str):
     """'gaussian:0.005' (relative σ per q point), 'poisson:1e6' (counts per pattern) or 'none'."""
-    from ..learn.data import Noise
-
     try:
         return Noise.parse(text)
     except ValueError as exc:

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from ..factors import atomic_number
 from .powder import PROFILE_CUT, lorentz_polarization, profile_block
 from .structure_factors import density_grid
 
@@ -35,9 +36,7 @@ __all__ = ["normalised_density", "box_amplitudes", "density_peaks", "cell_atoms"
 
 def composition(formula: str) -> np.ndarray:
     """(119,) float32 atom fractions by atomic number from a formula such as 'NaCl' or 'Al2O3'."""
-    from ase.formula import Formula
-
-    from ..factors import atomic_number
+    from ase.formula import Formula  # loaded on use: keeps `import xstructure` fast
 
     try:
         counts = Formula(formula).count()
@@ -54,7 +53,7 @@ def composition(formula: str) -> np.ndarray:
 
 def cell_from_parameters(text) -> np.ndarray:
     """(3, 3) cell rows in Å from 'a,b,c,alpha,beta,gamma' (Å, degrees) or a sequence of the six numbers."""
-    from ase.geometry import cellpar_to_cell
+    from ase.geometry import cellpar_to_cell  # loaded on use: keeps `import xstructure` fast
 
     try:
         par = [float(v) for v in (text.split(",") if isinstance(text, str) else text)]
@@ -106,7 +105,7 @@ def solve_box(intensity, cell, formula: str, sigma: float, *, start=None) -> dic
 def cell_atoms(cell, frac, numbers):
     """An ``ase.Atoms`` of a periodic cell from (3, 3) cell rows in Å, (N, 3) fractional coordinates and (N,)
     atomic numbers."""
-    import ase
+    import ase  # loaded on use: keeps `import xstructure` fast
 
     return ase.Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True)
 
@@ -120,7 +119,7 @@ def normalised_density(rho: np.ndarray) -> np.ndarray:
 
 def box_amplitudes(rho, H: int):
     """Complex F(h)/F(000) on the box [−H, H]³ of normalised densities (B, n, n, n) (torch or numpy)."""
-    import torch
+    import torch  # optional dependency (torch)
 
     t = rho if isinstance(rho, torch.Tensor) else torch.as_tensor(np.asarray(rho))
     n = t.shape[-1]
@@ -134,7 +133,7 @@ def box_amplitudes(rho, H: int):
 
 
 def density_peaks(g: np.ndarray, rel: float = 0.1):
-    from scipy.ndimage import maximum_filter
+    from scipy.ndimage import maximum_filter  # loaded on use: keeps `import xstructure` fast
 
     mx = maximum_filter(g, size=3, mode="wrap")
     idx = np.argwhere((g == mx) & (g > rel * g.max()))
@@ -144,7 +143,7 @@ def density_peaks(g: np.ndarray, rel: float = 0.1):
 def r_factor(pred: np.ndarray, amplitudes: np.ndarray) -> float:
     """R = Σ ||F_obs| − k |F_calc|| / Σ |F_obs| over the box without F(000), k the least-squares scale;
     amplitudes: observed |F|/F(000) on the box (L, L, L); pred: normalised density."""
-    import torch
+    import torch  # optional dependency (torch)
 
     H = amplitudes.shape[-1] // 2
     Fc = box_amplitudes(np.asarray(pred, dtype=np.float64)[None], H).abs()
@@ -185,7 +184,7 @@ def charge_flip(amplitudes: np.ndarray, n: int = 24, iterations: int = 200, star
     (flipping needs near-atomic resolution; broad atoms defeat it); the result carries the observed
     amplitudes with the solution's phases.  ``start``: densities (B, m, m, m) whose phases start the first run
     instead of random ones (a network's prediction refined by flipping)."""
-    import torch
+    import torch  # optional dependency (torch)
 
     A0 = np.asarray(amplitudes, dtype=np.float64)
     B, L = A0.shape[0], A0.shape[-1]
@@ -262,7 +261,7 @@ def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, w
     wholly inside the measured range are set to 0: a resolution cut.  A powder pattern has no absolute scale
     and does not measure F(000): the largest amplitude is set to 1/2 and F(000) to 1 (charge flipping leaves
     F(000) free anyway)."""
-    from scipy.optimize import lsq_linear, nnls
+    from scipy.optimize import lsq_linear, nnls  # loaded on use: keeps `import xstructure` fast
 
 
     two_theta = np.asarray(two_theta, dtype=np.float64)
@@ -373,7 +372,7 @@ def refine_atoms(frac, numbers, amplitudes: np.ndarray, cells, b_atoms: float, s
     scale) with Adam on the fractional coordinates.  ``groups``: (B, L, L, L) integer labels of reflections
     measured together (a powder pattern's overlapped peaks, :func:`powder_groups`; −1: not measured); then
     the fit is to each group's √Σ|F|² instead.  Returns (positions list, R (B,) over reflections or groups)."""
-    import torch
+    import torch  # optional dependency (torch)
 
     A = np.asarray(amplitudes, dtype=np.float64)
     B, L = A.shape[0], A.shape[-1]

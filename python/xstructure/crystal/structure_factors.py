@@ -24,7 +24,15 @@ from functools import lru_cache
 import numpy as np
 
 from .. import _backend
-from ..factors import Z_MAX, electron_fe_s2, factor_key, wk_coefficients, xray_f0_s2, atomic_number, relativistic_factor
+from ..factors import (
+    Z_MAX,
+    atomic_number,
+    electron_fe_s2,
+    factor_key,
+    relativistic_factor,
+    wk_coefficients,
+    xray_f0_s2,
+)
 
 __all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell", "grid_spec", "save_hkl_grid"]
 
@@ -120,7 +128,7 @@ def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
     if isinstance(atoms, Cell):
         return atoms
     if isinstance(atoms, (str, os.PathLike)):
-        import ase.io
+        import ase.io  # loaded on use: keeps `import xstructure` fast
 
         path = os.fspath(atoms)
         if not os.path.exists(path):

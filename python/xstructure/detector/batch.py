@@ -79,7 +79,7 @@ def integrate_files(images, integrator: Integrator, out: str, *, dataset: str | 
     -------
     BatchResult
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # loaded on use: keeps `import xstructure` fast
 
     geometry = integrator.geometry
     shape = geometry.shape

@@ -156,7 +156,7 @@ class Geometry:
         det_shape = config.get("max_shape")
         if (det_shape is None or pixel1 is None) and detector.lower() != "detector":
             try:
-                import pyFAI.detectors
+                import pyFAI.detectors  # optional dependency (pyFAI)
 
                 det = pyFAI.detectors.detector_factory(detector, config or None)
                 det_shape = det_shape or det.max_shape

@@ -298,7 +298,7 @@ class Integrator:
         """Decompose I(q, χ) into Legendre components about a lab-frame ``axis`` (e.g. the pump laser's
         polarisation): in each bin, the weighted least-squares fit x_k ≈ w_k Σ_l I_l P_l(q̂_k·ê) over the
         valid pixels (weights 1/w_k, which for orders=(0,) gives ``integrate``'s mean).  Returns numpy."""
-        from scipy.special import eval_legendre
+        from scipy.special import eval_legendre  # loaded on use: keeps `import xstructure` fast
 
         frames, single, dtype = self._frames(frames)
         x = _backend.to_numpy(frames, np.float64).reshape(-1, self.geometry.shape[0] * self.geometry.shape[1])
@@ -357,11 +357,11 @@ def radial_average(image, geometry: Geometry, npt: int = 1000, **kwargs) -> Inte
 def _namespace(x):
     kind = _backend.array_kind(x)
     if kind == "torch":
-        import torch
+        import torch  # optional dependency (torch)
 
         return torch
     if kind == "cupy":
-        import cupy
+        import cupy  # optional dependency (cupy arrays)
 
         return cupy
     return np
@@ -370,7 +370,7 @@ def _namespace(x):
 def _astype_int(a):
     kind = _backend.array_kind(a)
     if kind == "torch":
-        import torch
+        import torch  # optional dependency (torch)
 
         return a.to(torch.int64)
     return a.astype(np.int64)

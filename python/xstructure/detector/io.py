@@ -40,6 +40,9 @@ import os
 
 import numpy as np
 
+from .._version import __version__
+from .geometry import radial_unit
+
 __all__ = ["read_frames", "FrameFile", "write_curves_h5", "CurvesWriter", "HDF5_SUFFIXES"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
@@ -177,7 +180,7 @@ def _open_numpy(path, dataset):
 
 
 def _open_hdf5(path, dataset):
-    import h5py
+    import h5py  # loaded on use: keeps `import xstructure` fast
 
     f = h5py.File(path, "r")
     try:
@@ -207,7 +210,7 @@ def _open_hdf5(path, dataset):
 def _first_frames_dataset(f):
     """The NeXus default plot's signal if it is 2D/3D numbers, else the first 3D, else the first 2D numeric
     dataset (external links followed, as in an Eiger master file)."""
-    import h5py
+    import h5py  # loaded on use: keeps `import xstructure` fast
 
     def frames_like(obj):
         return (isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3) and obj.dtype.kind in "biuf"
@@ -279,7 +282,7 @@ def _fabio_data(path, image, k):
 
 def _open_fabio(path, dataset):
     try:
-        import fabio
+        import fabio  # loaded on use: keeps `import xstructure` fast
     except ImportError:
         raise _BadFile(f"{path}: reading this format needs fabio (pip install fabio)") from None
     with _fabio_errors(path):
@@ -321,10 +324,7 @@ class CurvesWriter:
     """
 
     def __init__(self, path, radial, unit, geometry, with_sigma=True, settings=None):
-        import h5py
-
-        from .._version import __version__
-        from .geometry import radial_unit
+        import h5py  # loaded on use: keeps `import xstructure` fast
 
         radial = np.asarray(radial, dtype=np.float64)
         if radial.ndim != 1 or radial.size < 1:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import Standardizer
+
 __all__ = ["MeanStructure", "PoolFit", "Ridge"]
 
 
@@ -67,8 +69,6 @@ class Ridge:
     def on_noisy(cls, data, noise, rng_train, rng_val) -> "Ridge":
         """Fitted on one noisy draw of a :class:`PoolData`'s training patterns (``noise``), the penalty chosen
         on a noisy draw of its validation patterns (when there are any)."""
-        from .data import Standardizer
-
         st = Standardizer.fit(data.patterns["train"])
         xt = st(noise.apply(data.patterns["train"], rng_train))
         if not len(data.patterns["val"]):

@@ -35,7 +35,10 @@ import shutil
 
 import numpy as np
 
+from ..crystal import density_grid, intensities
 from ..crystal.phasing import cell_atoms
+from ..crystal.powder import powder_pattern
+from ..pools.pool import compressors, move_in, new_store_dir, open_group
 
 __all__ = ["CrystalSet", "SYSTEMS", "ELEMENTS", "random_crystal", "FORMAT"]
 
@@ -49,7 +52,7 @@ _groups: dict = {}
 
 
 def _group(sg: int):
-    from pyxtal.symmetry import Group
+    from pyxtal.symmetry import Group  # optional dependency (pyxtal)
 
     if sg not in _groups:
         g = Group(sg)
@@ -89,7 +92,7 @@ def _min_distance_ok(cell, frac, radii) -> bool:
 
 def random_crystal(rng, system: str = "cubic", max_atoms: int = 24, tries: int = 200):
     """(cell (3, 3) Å, frac (n, 3), numbers (n,), space group) of one random crystal (see the module notes)."""
-    from ase.data import covalent_radii
+    from ase.data import covalent_radii  # loaded on use: keeps `import xstructure` fast
 
     lo, hi = SYSTEMS[system]
     for _ in range(tries):
@@ -132,8 +135,6 @@ class CrystalSet:
                max_atoms: int = 24, hmax: int = 8, sigma: float = 0.5, n_powder: int = 1024,
                two_theta_range=(5.0, 90.0), progress: bool = True) -> "CrystalSet":
         """Create (or finish) a set of ``n`` crystals; an existing set with other parameters is an error."""
-        from ..pools.pool import compressors, move_in, new_store_dir
-
         if system not in SYSTEMS:
             raise ValueError(f"unknown crystal system {system!r}: use one of {sorted(SYSTEMS)}")
         for name, v in (("n", n), ("chunk", chunk), ("max_atoms", max_atoms), ("n_powder", n_powder)):
@@ -181,8 +182,8 @@ class CrystalSet:
         return cs
 
     def _fill(self, progress: bool):
-        import zarr
-        from tqdm.auto import tqdm
+        import zarr  # loaded on use: keeps `import xstructure` fast
+        from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
         g = zarr.open_group(store=self.path, mode="r+", zarr_format=3)
         a = self.attrs
@@ -203,9 +204,6 @@ class CrystalSet:
         bar.close()
 
     def _make_chunk(self, index: int, m: int) -> dict:
-        from ..crystal import intensities
-        from ..crystal.powder import powder_pattern
-
         a = self.attrs
         rng = np.random.default_rng([int(a["seed"]), index])
         A, H = int(a["max_atoms"]), int(a["hmax"])
@@ -229,8 +227,6 @@ class CrystalSet:
     # ---- reading --------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str) -> "CrystalSet":
-        from ..pools.pool import open_group
-
         if not os.path.isdir(path):
             raise ValueError(f"{path}: no crystal set there (not a directory)")
         g = open_group(path, "r")
@@ -306,8 +302,6 @@ class CrystalSet:
     def density(self, idx, n: int = 32, structures=None) -> np.ndarray:
         """(B, n, n, n) targets: ``crystal.density_grid`` (weights Z, σ of the set, fractional frame);
         ``structures``: those of ``idx`` when already read."""
-        from ..crystal import density_grid
-
         structures = self.structures(idx) if structures is None else structures
         return np.stack([density_grid(cell_atoms(*s), (n, n, n), self.sigma) for s in structures])
 

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..align import rmsd
+from ..pools.pool import Pool
+from ..scattering import simulate
+from .detector import images_of
+
 __all__ = ["Noise", "Standardizer", "PoolData", "load_pool", "aligned_to", "heavy_mask"]
 
 
@@ -113,7 +118,7 @@ class Standardizer:
         fused multiply-add ((I − mean)/std as I·(1/std) − mean/std) and one sum to check finiteness (a NaN or
         inf anywhere makes the sum non-finite).  Rounding I to float32 first costs ~1e-7·|I|/std, far below
         any pattern's noise."""
-        import torch
+        import torch  # optional dependency (torch)
 
         self._check_width(x)
         if not hasattr(self, "_t"):
@@ -133,8 +138,6 @@ def heavy_mask(numbers) -> np.ndarray:
 
 def aligned_to(reference: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """positions (B, N, 3) superposed onto ``reference`` (N, 3) by proper rotations, then centred."""
-    from ..align import rmsd
-
     ref = reference - reference.mean(axis=0)
     out = np.empty_like(np.asarray(positions, dtype=np.float64))
     for s in range(0, len(positions), 65536):
@@ -168,11 +171,7 @@ class PoolData:
         their flattened detector images (:func:`.detector.images_of`), made as this data's patterns were."""
         X = np.asarray(positions, dtype=np.float64)
         if self.image is None:
-            from ..scattering import simulate
-
             return simulate((self.numbers, X), self.q, probe=self.probe, signal=self.signal)
-        from .detector import images_of
-
         return images_of(self, X).reshape(len(X), -1)
 
 
@@ -192,8 +191,6 @@ def load_pool(path, name: str | None = None, *, fractions=(0.8, 0.1, 0.1), seed:
         seed: seed of the permutation.
         limit: use only the first ``limit`` members of the permutation (smaller experiments).
     """
-    from ..pools.pool import Pool
-
     pool = Pool.open(path)
     if not pool.complete:
         raise ValueError(f"pool {path} is not complete: finish it with Pool.create (or `xstructure pool create`)")

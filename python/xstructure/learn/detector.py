@@ -29,6 +29,10 @@ import math
 
 import numpy as np
 
+from .._validate import unit_vector
+from ..detector.patterns import anisotropic_components, legendre_p
+from ..factors import form_factor_table
+
 __all__ = ["chi_centres", "aligned_cakes", "cake", "detector_data", "with_images", "images_of", "images_torch",
            "image_forward", "long_axis"]
 
@@ -52,9 +56,6 @@ def _wavenumber(energy_kev: float) -> float:
 
 def _legendre_factors(q, n_chi, energy_kev, axis):
     """Bin-averaged P_2(q̂·ê) and P_4(q̂·ê), each (n_chi, Q), for scattering at |q| and azimuth χ."""
-    from .._validate import unit_vector
-    from ..detector.patterns import legendre_p
-
     e = unit_vector("axis", axis)
     k = _wavenumber(energy_kev)
     q = np.asarray(q, dtype=np.float64)
@@ -79,8 +80,6 @@ def aligned_cakes(numbers, positions, q, n_chi: int = 8, *, energy_kev: float, d
         energy_kev: photon energy (sets the Ewald-sphere angle between q and the detector plane).
         dipole, axis, p2, p4, probe: as for :func:`xstructure.detector.patterns.anisotropic_components`.
     """
-    from ..detector.patterns import anisotropic_components
-
     pos = np.asarray(positions, dtype=np.float64)
     single = pos.ndim == 2
     I0, I2, I4 = anisotropic_components((numbers, pos[None] if single else pos), q, dipole=dipole, p2=p2, p4=p4,
@@ -164,8 +163,8 @@ def detector_data(data, n_chi: int = 8, *, energy_kev: float = 20.0, dipole=None
 def with_images(data, image: dict, *, progress: bool = False):
     """A copy of ``data`` whose patterns are the flattened images its geometries give under ``image`` (a
     ``PoolData.image`` or a model's ``image`` description)."""
-    import torch
-    from tqdm.auto import tqdm
+    import torch  # optional dependency (torch)
+    from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
     if data.probe != "xray" or data.signal != "total":
         raise ValueError(f"detector images are made for X-ray total scattering, the pool has {data.probe} {data.signal}")
@@ -206,7 +205,7 @@ def _jl(l: int, x, s, co):
 def _pair_sum(l: int):
     """S[b, k] = Σ_p F[p, k] j_l(q_k r[b, p]) w[b, p] as a torch autograd Function with an analytic backward
     (gradients to r and w; sin and cos recomputed, nothing of size B × P × Q kept)."""
-    import torch
+    import torch  # optional dependency (torch)
 
     class PairSum(torch.autograd.Function):
         @staticmethod
@@ -230,12 +229,9 @@ def _pair_sum(l: int):
 def image_forward(image: dict, numbers, q, *, dtype=None, device=None):
     """The differentiable image model of :func:`images_torch` with its tables (form factors, pair indices,
     bin-averaged Legendre factors) made once: a function (B, N, 3) tensor → (B, n_chi, Q) tensor."""
-    import torch
+    import torch  # optional dependency (torch)
 
-    from .. import ops
-    from ..factors import form_factor_table
-    from .._validate import unit_vector
-    from ..detector.patterns import legendre_p
+    from .. import ops  # torch is optional: loaded when a model or op is used
 
     Z = np.asarray(numbers)
     q_np = np.asarray(q, dtype=np.float64)

@@ -6,8 +6,11 @@ import time
 
 import numpy as np
 
+from ..align import rmsd
+from ..structures import bond_graph
 from .baselines import MeanStructure, PoolFit, Ridge
 from .data import Noise, PoolData, heavy_mask
+from .refine import refine
 
 __all__ = ["scores", "evaluate", "THRESHOLDS", "format_table", "information_limit"]
 
@@ -16,8 +19,6 @@ THRESHOLDS = (0.05, 0.1, 0.2)
 
 def scores(pred: np.ndarray, true: np.ndarray, numbers) -> dict:
     """Heavy-atom RMSD (headline) and all-atom RMSD after superposition, mirror images allowed."""
-    from ..align import rmsd
-
     h = heavy_mask(numbers)
     rh = np.atleast_1d(rmsd(np.ascontiguousarray(pred[:, h]), np.ascontiguousarray(true[:, h]), reflection=True))
     ra = np.atleast_1d(rmsd(pred, true, reflection=True))
@@ -29,8 +30,6 @@ def scores(pred: np.ndarray, true: np.ndarray, numbers) -> dict:
 
 
 def _bonds(numbers, reference, targets):
-    from ..structures import bond_graph
-
     adj = bond_graph(numbers, reference)
     i, j = np.nonzero(np.triu(adj))
     d = np.linalg.norm(targets[:, i] - targets[:, j], axis=-1)
@@ -55,8 +54,6 @@ def evaluate(data: PoolData, noise: Noise, *, models: dict | None = None, baseli
         the report: {"noise", "test_size", "molecule", "methods": {name: {median_rmsd, mean_rmsd,
         median_rmsd_all, mean_rmsd_all, accuracy@0.05, accuracy@0.1, accuracy@0.2, seconds}}}.
     """
-    from .refine import refine
-
     I_true = data.patterns["test"][:n_test]
     X_true = data.targets["test"][:n_test]
     if len(I_true) == 0:
@@ -126,12 +123,10 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     """Figure: RMSD distributions per method; the median test structure, true vs predicted (best method);
     its observed pattern against the patterns of the prediction and of the truth; and, when given,
     ``extra_noise`` {method: [(noise level, median RMSD), ...]} as error vs noise."""
-    import matplotlib
+    import matplotlib  # plotting only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..align import rmsd
+    import matplotlib.pyplot as plt  # plotting only
 
     per, preds = report["_per_structure"], report["_predictions"]
     best = min(report["methods"], key=lambda k: report["methods"][k]["median_rmsd"])
@@ -156,8 +151,6 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     for P, style, lab in ((true, dict(marker="o", s=40, facecolors="none", edgecolors="k"), "true"),
                           (pred_al, dict(marker="x", s=30, c="C3"), best)):
         ax.scatter(P[:, 0], P[:, 1], **style, label=lab)
-    from ..structures import bond_graph
-
     for i, j in zip(*np.nonzero(np.triu(bond_graph(Z, data.reference)))):
         ax.plot(true[[i, j], 0], true[[i, j], 1], c="0.6", lw=0.8, zorder=0)
     ax.set_aspect("equal")
@@ -207,8 +200,6 @@ def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: 
     floor a perfect learner would reach.  For detector images (``data.image``) the forward model is
     :func:`.detector.images_of`.  Also returned: the same for the prior alone (≈ the mean structure).
     """
-    from ..align import rmsd
-
     Z = np.asarray(data.numbers)
     N = len(Z)
     D = 3 * N

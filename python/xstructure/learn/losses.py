@@ -15,7 +15,7 @@ def aligned_rmsd(pred: Tensor, target: Tensor, weights=None) -> Tensor:
     invariant to rotating, translating and reflecting ``pred``.  Runs through the analytic-gradient
     :func:`xstructure.ops.kabsch_rmsd`.
     """
-    from .. import ops
+    from .. import ops  # torch is optional: loaded when a model or op is used
 
     return ops.kabsch_rmsd(pred, target, weights=weights, reflection=True).mean()
 
@@ -33,7 +33,7 @@ def pattern_loss(pred: Tensor, numbers, q, x_obs: Tensor, mean: Tensor, std: Ten
                  signal: str) -> Tensor:
     """Physics consistency: simulate ``pred`` with :func:`xstructure.ops.debye`, standardise it as the inputs
     were, and take the mean squared difference to the (standardised) input pattern ``x_obs``."""
-    from .. import ops
+    from .. import ops  # torch is optional: loaded when a model or op is used
 
     I = ops.debye(numbers, pred.to(torch.float64), q, probe=probe, signal=signal)
     x = (I - mean) / std

@@ -37,9 +37,19 @@ import math
 import numpy as np
 
 from ..crystal import density_grid
-from ..crystal.phasing import (box_amplitudes, cell_atoms, cell_contents, charge_flip, density_peaks,  # noqa: F401
-                               normalised_density, powder_amplitudes, powder_groups, r_factor, refine_atoms,
-                               solve_atoms)
+from ..crystal.phasing import (  # noqa: F401
+    box_amplitudes,
+    cell_atoms,
+    cell_contents,
+    charge_flip,
+    density_peaks,
+    normalised_density,
+    powder_amplitudes,
+    powder_groups,
+    r_factor,
+    refine_atoms,
+    solve_atoms,
+)
 
 __all__ = ["normalised_density", "box_features", "box_amplitudes", "aligned_mse", "align", "ssim", "ssim_best",
            "atom_recovery", "r_factor", "rank_candidates", "charge_flip", "powder_amplitudes", "powder_groups",
@@ -63,7 +73,7 @@ def box_features(I: np.ndarray) -> np.ndarray:
 
 def _cross_correlation(P, T):
     """(B, n, n, n) circular cross-correlations (P ⋆ T)(s) = Σ_x P(x + s) T(x), without and with T inverted."""
-    import torch
+    import torch  # optional dependency (torch)
 
     Pf = torch.fft.rfftn(P, dim=(-3, -2, -1))
     Tf = torch.fft.rfftn(T, dim=(-3, -2, -1))
@@ -76,7 +86,7 @@ def aligned_mse(pred, target, inversion: bool = True):
     """Mean over the batch of min over circular shifts (and inversion) of the mean squared difference.
 
     pred, target: torch tensors (B, n, n, n).  Differentiable in pred (the gradient of the best alignment)."""
-    import torch
+    import torch  # optional dependency (torch)
 
     cc, cci = _cross_correlation(pred, target)
     best = cc.flatten(1).max(dim=1).values
@@ -90,7 +100,7 @@ def align(pred: np.ndarray, target: np.ndarray, inversion: bool = True, subvoxel
     """pred (n, n, n) shifted (and inverted, if better) onto target by the best circular shift: first the best
     whole-voxel shift, then (``subvoxel``) the best continuous shift near it, applied as a Fourier phase ramp
     (the origin of a crystal is continuous; a grid only holds whole-voxel shifts)."""
-    import torch
+    import torch  # optional dependency (torch)
 
     P = torch.as_tensor(np.ascontiguousarray(pred, dtype=np.float64))[None]
     T = torch.as_tensor(np.ascontiguousarray(target, dtype=np.float64))[None]
@@ -131,7 +141,7 @@ def _subvoxel_shift(p: np.ndarray, t: np.ndarray, steps: int = 6) -> np.ndarray:
 
 def _rotations():
     """The 24 proper rotations of the cube as (axes permutation, flips) acting on a grid."""
-    import itertools
+    import itertools  # loaded on use: keeps `import xstructure` fast
 
     out = []
     for perm in itertools.permutations(range(3)):
@@ -155,7 +165,7 @@ def _rotate(g: np.ndarray, rot) -> np.ndarray:
 def ssim(pred: np.ndarray, target: np.ndarray, aligned: bool = True) -> float:
     """3D SSIM as seed 003 computes it: skimage ``structural_similarity`` with data_range from the target
     (after aligning pred to target by shift and inversion, unless ``aligned=False``)."""
-    from skimage.metrics import structural_similarity
+    from skimage.metrics import structural_similarity  # optional dependency (scikit-image)
 
     p = align(pred, target) if aligned else np.asarray(pred, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
@@ -165,7 +175,7 @@ def ssim(pred: np.ndarray, target: np.ndarray, aligned: bool = True) -> float:
 def rank_candidates(samples, target: np.ndarray, top: int | None = 3, rotations: bool = True) -> list:
     """The samples under the 24 cube rotations, best first by aligned correlation with target (all on one
     grid): the first sample unrotated, then the ``top`` best others (None: every candidate, unranked)."""
-    import torch
+    import torch  # optional dependency (torch)
 
     cands = [_rotate(np.asarray(s, dtype=np.float64), r) for s in samples
              for r in (CUBE_ROTATIONS if rotations else CUBE_ROTATIONS[:1])]

@@ -28,7 +28,13 @@ import numpy as np
 
 from . import phase
 from .crystals import CrystalSet
-from .train import load_optimizer, load_safetensors, optimizer_tensors, save_safetensors, write_json
+from .train import (
+    load_optimizer,
+    load_safetensors,
+    optimizer_tensors,
+    save_safetensors,
+    write_json,
+)
 
 __all__ = ["PhaseConfig", "train_phase", "PhaseModel", "evaluate_phase", "format_phase_table", "phase_plot",
            "PhaseData", "FORMAT"]
@@ -95,7 +101,7 @@ def _noisy(x: np.ndarray, level: float, rng) -> np.ndarray:
 
 
 def _inputs(data: PhaseData, sel, noise: float, rng):
-    import torch
+    import torch  # optional dependency (torch)
 
     box = data.box[sel]
     if noise > 0:   # noise on |F|, then the features' sqrt
@@ -105,7 +111,7 @@ def _inputs(data: PhaseData, sel, noise: float, rng):
 
 
 def _loss(cfg: PhaseConfig, net, pred, target, amplitudes):
-    import torch
+    import torch  # optional dependency (torch)
 
     loss = phase.aligned_mse(pred, target) if cfg.loss == "aligned" else torch.mean((pred - target) ** 2)
     if cfg.w_phys > 0:
@@ -120,8 +126,8 @@ def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None =
                 resume: bool = True, split_seed: int = 0, n_test: int = 500, n_val: int = 200, limit: int | None = None,
                 log=print) -> "PhaseModel":
     """Train one crystal model on a set's training split; the best validation epoch is kept."""
-    import torch
-    from tqdm.auto import tqdm
+    import torch  # optional dependency (torch)
+    from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
     cfg = config or PhaseConfig()
     if cfg.model not in phase.MODELS:
@@ -140,7 +146,9 @@ def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None =
     log(f"{cs.path}: {len(train_d)} training and {len(val_d)} validation crystals loaded in "
         f"{time.perf_counter() - t_load:.0f} s")
     L = 2 * cs.hmax + 1
-    from .crystal_models import build_model  # torch is optional: the networks load with it
+    from .crystal_models import (
+        build_model,  # torch is optional: the networks load with it
+    )
 
     net = build_model(cfg.model, L, cfg.n, len(cs.two_theta), **cfg.hparams())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -235,7 +243,9 @@ class PhaseModel:
                              f"{VERSION}")
         cfg = PhaseConfig(**config["config"])
         L = 2 * int(config["hmax"]) + 1
-        from .crystal_models import build_model  # torch is optional: the networks load with it
+        from .crystal_models import (
+            build_model,  # torch is optional: the networks load with it
+        )
 
         net = build_model(cfg.model, L, cfg.n, int(config["two_theta"][2]), **cfg.hparams())
         weights = os.path.join(path, "model.safetensors")
@@ -262,7 +272,7 @@ class PhaseModel:
                 batch: int = 128) -> np.ndarray:
         """(B, n, n, n) normalised densities (fractional frame) from |F|² boxes (B, L, L, L) (mlp, unet) or
         powder patterns (B, n_2θ) on the model's 2θ grid plus compositions (B, 119) (coord)."""
-        import torch
+        import torch  # optional dependency (torch)
 
         L = 2 * self.hmax + 1
         if self.cfg.model == "coord":
@@ -342,7 +352,7 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
     many; the cell's contents taken as known); and from an
     ``mlp`` model's phases (``mlp+flip+atoms``, one solution).  ``atoms`` holds the options of
     :func:`phase.solve_atoms` (None: the defaults; ``{}``: skip)."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
     cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
     idx = cs.split(split_seed, n_test, n_val)["test"]
@@ -438,11 +448,11 @@ def format_phase_table(rep: dict) -> str:
 def phase_plot(rep: dict, path: str, examples: int = 3):
     """Figure: for a few test crystals, the true density and every method's prediction (aligned), as the
     central slice and as an isosurface at half the true maximum."""
-    import matplotlib
+    import matplotlib  # plotting only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from skimage.measure import marching_cubes
+    import matplotlib.pyplot as plt  # plotting only
+    from skimage.measure import marching_cubes  # optional dependency (scikit-image)
 
     ex = rep.get("_examples", [])[:examples]
     if not ex:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .detector import image_forward
+
 __all__ = ["refine"]
 
 
@@ -28,10 +30,9 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
     Returns:
         (B, N, 3) refined structures.
     """
-    import torch
+    import torch  # optional dependency (torch)
 
-    from .. import ops
-    from .detector import image_forward
+    from .. import ops  # torch is optional: loaded when a model or op is used
 
     if image is None:
         def forward(x):

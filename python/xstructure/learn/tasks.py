@@ -12,12 +12,22 @@ import os
 
 import numpy as np
 
+from ..crystal.phasing import cell_from_parameters, composition, solve_box
+from ..profiles import read_patterns
 from .crystals import CrystalSet
 from .data import Noise, load_pool
+from .detector import detector_data, with_images
 from .evaluate import evaluate, format_table, report_plot, strip_private
 from .phase import MODELS as CRYSTAL_MODELS
 from .phase_train import FORMAT as PHASE_FORMAT
-from .phase_train import PhaseConfig, PhaseModel, evaluate_phase, format_phase_table, phase_plot, train_phase
+from .phase_train import (
+    PhaseConfig,
+    PhaseModel,
+    evaluate_phase,
+    format_phase_table,
+    phase_plot,
+    train_phase,
+)
 from .train import MOLECULE_MODELS, InversionModel, TrainConfig, train
 
 __all__ = ["CRYSTAL_MODELS", "MOLECULE_MODELS", "is_crystal_set", "is_phase_model", "task_of", "train_store",
@@ -92,8 +102,6 @@ def train_store(stores, out: str, *, model: str | None = None, task: str = "auto
         return model, stores[0]
     datas = [load_pool(p, pattern_set, seed=seed, limit=limit) for p in stores]
     if model == "detector_cnn":
-        from .detector import detector_data
-
         datas = [detector_data(d, chi_bins, energy_kev=energy_kev, p2=p2, progress=progress) for d in datas]
     noise = noise or Noise("gaussian", level=0.005)
     cfg = TrainConfig(model=model, d=width, layers=layers, epochs=epochs, batch=batch or 256, lr=lr,
@@ -123,8 +131,6 @@ def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n
         if len(data.q) != len(model.q) or not np.allclose(data.q, model.q, rtol=0, atol=1e-9):
             raise ValueError(f"the pool's q grid ({len(data.q)} points) is not the model's ({len(model.q)} points)")
         if model.image is not None:
-            from .detector import with_images
-
             data = with_images(data, model.image, progress=progress)
         rep = evaluate(data, noise or Noise("gaussian", level=0.005), models={model.config["model"]: model},
                        n_test=n_test, refine_steps=refine_steps)
@@ -149,10 +155,8 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
     'coord' model, with ``formula``); ``out`` a .npy of densities; with ``cif`` (and ``cell``, ``formula``)
     atoms are solved for (:func:`xstructure.crystal.phasing.solve_box`) and written as CIF.
     """
-    import ase
-    import ase.io
-
-    from ..profiles import read_patterns
+    import ase  # loaded on use: keeps `import xstructure` fast
+    import ase.io  # loaded on use: keeps `import xstructure` fast
 
     if is_phase_model(model_path):
         return _predict_crystal(model_path, pattern, out, formula=formula, cell=cell, cif=cif)
@@ -175,8 +179,6 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
 
 
 def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
-    from ..crystal.phasing import cell_from_parameters, composition, solve_box
-
     model = PhaseModel.load(model_path)
     if not pattern.endswith(".npy") or not os.path.isfile(pattern):
         raise ValueError(f"crystal input must be an existing .npy file, got {pattern}")
@@ -207,6 +209,6 @@ def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
 
 def ase_write(path: str, frames: list) -> None:
     """Write structures as CIF (one frame or several)."""
-    import ase.io
+    import ase.io  # loaded on use: keeps `import xstructure` fast
 
     ase.io.write(path, frames if len(frames) > 1 else frames[0], format="cif")

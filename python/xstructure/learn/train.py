@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..structures import bond_graph
 from .data import Noise, PoolData, Standardizer, heavy_mask, input_shape
 
 __all__ = ["TrainConfig", "train", "InversionModel", "FORMAT", "VERSION", "MOLECULE_MODELS"]
@@ -64,7 +65,7 @@ class TrainConfig:
 
 
 def save_safetensors(tensors: dict, path: str, metadata: dict | None = None):
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # optional dependency (safetensors)
 
     tmp = path + ".tmp"
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -72,8 +73,8 @@ def save_safetensors(tensors: dict, path: str, metadata: dict | None = None):
 
 
 def load_safetensors(path: str) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError  # optional dependency (safetensors)
+    from safetensors.torch import load_file  # optional dependency (safetensors)
 
     try:
         return load_file(path)
@@ -87,8 +88,8 @@ def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    import torch
-    import torch.distributed as dist
+    import torch  # optional dependency (torch)
+    import torch.distributed as dist  # optional dependency (torch)
 
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("XSTRUCTURE_DEVICE") == "cuda"
@@ -115,9 +116,7 @@ class _Molecule:
     """One molecule's tensors and data for training and prediction."""
 
     def __init__(self, name, numbers, reference, standardizer):
-        import torch
-
-        from ..structures import bond_graph
+        import torch  # optional dependency (torch)
 
         self.name = name
         self.numbers_np = np.asarray(numbers, dtype=np.int64)
@@ -143,7 +142,9 @@ class InversionModel:
 
     @classmethod
     def load(cls, path) -> "InversionModel":
-        from .models import build_model
+        from .models import (
+            build_model,  # torch is optional: loaded when a model or op is used
+        )
 
         path = os.fspath(path)
         cfg_path = os.path.join(path, "config.json")
@@ -190,7 +191,7 @@ class InversionModel:
     def predict(self, patterns, molecule=None, *, batch: int = 512, numbers=None) -> np.ndarray:
         """(B, N, 3) structures (Å, centred, in the reference frame) for (B, Q) or (Q,) raw patterns on the
         model's q grid; a detector model takes (B, n_chi, Q) or (n_chi, Q) images (:func:`.detector.cake`)."""
-        import torch
+        import torch  # optional dependency (torch)
 
         m = self.molecule(molecule)
         if numbers is not None and not np.array_equal(np.asarray(numbers), m.numbers_np):
@@ -225,7 +226,7 @@ def _lr(cfg: TrainConfig, step: int, total: int, elapsed_min: float = 0.0) -> fl
 
 
 def optimizer_tensors(opt) -> tuple[dict, dict]:
-    import torch
+    import torch  # optional dependency (torch)
 
     sd = opt.state_dict()
     tensors = {}
@@ -254,10 +255,16 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     noisy draw of the validation split) picks the best epoch and stops training after ``patience`` epochs
     without improvement.  With ``resume`` an interrupted run in ``out_dir`` continues from its last epoch.
     """
-    import torch
+    import torch  # optional dependency (torch)
 
-    from .losses import aligned_rmsd, pair_distance_loss, pattern_loss
-    from .models import build_model
+    from .losses import (  # torch is optional: loaded when a model or op is used
+        aligned_rmsd,
+        pair_distance_loss,
+        pattern_loss,
+    )
+    from .models import (
+        build_model,  # torch is optional: loaded when a model or op is used
+    )
 
     cfg = config or TrainConfig()
     datas = [data] if isinstance(data, PoolData) else list(data)
@@ -313,8 +320,8 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     if rank == 0:
         write_json(config_json, os.path.join(out_dir, "config.json"))
     if world > 1:
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
+        import torch.distributed as dist  # optional dependency (torch)
+        from torch.nn.parallel import DistributedDataParallel  # optional dependency (torch)
 
         # every process draws the same noise and batches and takes its share of each batch; the losses are
         # weighted so that the averaged gradient is the full batch's (the same run as one process)
@@ -338,7 +345,7 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
     total = steps_per_epoch * cfg.epochs
     t_start = time.monotonic()
     base_min = state.get("minutes", 0.0)
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
         hist = state["history"]

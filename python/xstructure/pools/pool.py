@@ -29,6 +29,10 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..align import rmsd
+from ..scattering import PROBES, SIGNALS, as_q, simulate
+from ..structures import bond_graph
+from ..structures import molecule as _molecule
 
 __all__ = ["Pool", "FORMAT", "VERSION"]
 
@@ -40,7 +44,7 @@ _ROOT_KEYS = ("molecule", "numbers", "reference", "method", "temperature", "seed
 
 
 def compressors():
-    from zarr.codecs import BloscCodec, BloscShuffle
+    from zarr.codecs import BloscCodec, BloscShuffle  # loaded on use: keeps `import xstructure` fast
 
     return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
 
@@ -70,7 +74,7 @@ def _jsonable(params: dict, what: str) -> dict:
 
 def open_group(path: str, mode: str = "r"):
     """The store's root group; ValueError when it is not a readable zarr v3 store."""
-    import zarr
+    import zarr  # loaded on use: keeps `import xstructure` fast
 
     if not os.path.isdir(path):
         raise ValueError(f"{path}: no pool there (not a directory)")
@@ -89,7 +93,7 @@ def _done_flags(array, path: str, what: str) -> np.ndarray:
 
 
 def _check_array(group, key: str, shape: tuple, dtype, chunks: tuple | None, path: str):
-    import zarr
+    import zarr  # loaded on use: keeps `import xstructure` fast
 
     try:
         arr = group[key]
@@ -134,7 +138,7 @@ def _check_store(path: str, group) -> dict:
     _check_array(group, "positions", (B, N, 3), np.float64, (C, N, 3), path)
     _check_array(group, "energies", (B,), np.float64, (C,), path)
     _done_flags(_check_array(group, "done", (n_chunks,), bool, None, path), path, "sampling")
-    import zarr
+    import zarr  # loaded on use: keeps `import xstructure` fast
 
     patterns = group.get("patterns")
     if not isinstance(patterns, zarr.Group):
@@ -154,7 +158,7 @@ def _check_store(path: str, group) -> dict:
 def new_store_dir(beside: str):
     """A fresh zarr group in a temporary sibling of the directory ``beside`` (outside any store), returned with
     its directory: fill it, then rename it into place with :func:`move_in`."""
-    import zarr
+    import zarr  # loaded on use: keeps `import xstructure` fast
 
     tmp = f"{beside}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     return zarr.create_group(store=tmp, zarr_format=3), tmp
@@ -178,9 +182,11 @@ def _bounds(attrs: dict, i: int) -> tuple[int, int]:
 
 def _sample_chunk(path: str, i: int, calc=None) -> int:
     """Sample chunk i of the pool at ``path`` and write its positions and energies (not its done flag)."""
-    import ase
+    import ase  # loaded on use: keeps `import xstructure` fast
 
-    from . import sampling
+    from . import (
+        sampling,  # looked up on use: it needs RDKit, and tests swap in a stand-in sampler
+    )
 
     group = open_group(path, "r+")
     a = dict(group.attrs)
@@ -203,8 +209,6 @@ def _sample_chunk(path: str, i: int, calc=None) -> int:
 
 def _simulate_chunk(path: str, i: int, name: str) -> int:
     """Patterns of chunk i for pattern set ``name`` of the pool at ``path``, written to its I (not its flag)."""
-    from ..scattering import simulate
-
     group = open_group(path, "r+")
     a = dict(group.attrs)
     start, stop = _bounds(a, i)
@@ -219,7 +223,7 @@ def _simulate_chunk(path: str, i: int, name: str) -> int:
 def _client(scheduler):
     """(client, owned) for an address or a dask.distributed Client."""
     try:
-        from distributed import Client
+        from distributed import Client  # optional dependency (dask.distributed)
     except ImportError:
         raise ValueError("scheduler= needs dask.distributed: pip install 'xstructure[scale]'") from None
     if isinstance(scheduler, Client):
@@ -239,7 +243,7 @@ def _run_chunks(path: str, done, pending: list[int], sizes: list[int], task, arg
     done[i] after chunk i's task has returned (its data are then in the store)."""
     bar = None
     if progress and pending:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
         bar = tqdm(total=sum(sizes), unit="geometry", desc=desc)
     try:
@@ -250,7 +254,7 @@ def _run_chunks(path: str, done, pending: list[int], sizes: list[int], task, arg
                 if bar is not None:
                     bar.update(size)
             return
-        from distributed import as_completed
+        from distributed import as_completed  # optional dependency (dask.distributed)
 
         client, owned = _client(scheduler)
         token = uuid.uuid4().hex[:8]
@@ -340,9 +344,7 @@ class Pool:
                 something else than a pool, a pool of another format version, a corrupted pool, or a pool made
                 with different arguments (then nothing in it is changed).
         """
-        import zarr
-
-        from ..structures import molecule as _molecule
+        import zarr  # loaded on use: keeps `import xstructure` fast
 
         n = _positive_int(n, "n")
         chunk = _positive_int(chunk, "chunk")
@@ -354,7 +356,9 @@ class Pool:
         if not isinstance(method, str) or not method:
             raise ValueError(f"method must be a sampling method name such as 'wigner', got {method!r}")
         try:
-            from . import sampling
+            from . import (
+                sampling,  # looked up on use: it needs RDKit, and tests swap in a stand-in sampler
+            )
         except ImportError:
             sampling = None
         methods = tuple(getattr(sampling, "METHODS", ("wigner", "md", "mc")))
@@ -500,8 +504,6 @@ class Pool:
         Returns:
             The set's name; read it with :meth:`patterns`.
         """
-        from ..scattering import PROBES, SIGNALS, as_q
-
         if probe not in PROBES:
             raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
         if signal not in SIGNALS:
@@ -516,7 +518,7 @@ class Pool:
         if not flags.all():
             raise ValueError(f"{self.path}: only {int(flags.sum())} of {flags.size} sampling chunks are done; "
                              "rerun Pool.create (xstructure pool create) with the same arguments to finish it")
-        import zarr
+        import zarr  # loaded on use: keeps `import xstructure` fast
 
         sets = self.pattern_sets()
         if name in sets:
@@ -597,14 +599,11 @@ class Pool:
         Bonds are the reference's atom pairs closer than 1.2 × the sum of covalent radii.  Distributions use up
         to ``max_members`` evenly strided members; means and stds use every finished chunk.
         """
-        import matplotlib
+        import matplotlib  # plotting only
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from ase.data import chemical_symbols
-
-        from ..align import rmsd
-        from ..structures import bond_graph
+        import matplotlib.pyplot as plt  # plotting only
+        from ase.data import chemical_symbols  # loaded on use: keeps `import xstructure` fast
 
         Z, ref = self.numbers, self.reference
         i, j = np.nonzero(np.triu(bond_graph(Z, ref)))

@@ -27,6 +27,8 @@ import numpy as np
 from ase import units
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..structures import molecule
+
 __all__ = [
     "MMFF94Calculator",
     "NormalModes",
@@ -68,8 +70,8 @@ _C_CM_PER_FS = 2.99792458e-5  # speed of light, cm/fs
 def _rdkit_mol(atoms, charge: int):
     """An RDKit Mol with the atoms' order, bonds perceived from the geometry (xyz2mol)."""
     try:
-        from rdkit import Chem, RDLogger
-        from rdkit.Chem import rdDetermineBonds
+        from rdkit import Chem, RDLogger  # optional dependency (RDKit)
+        from rdkit.Chem import rdDetermineBonds  # optional dependency (RDKit)
     except ImportError:
         raise ValueError("MMFF94 needs RDKit: pip install rdkit") from None
     RDLogger.DisableLog("rdApp.*")
@@ -117,8 +119,6 @@ class MMFF94Calculator(Calculator):
         if atoms_or_smiles is not None:
             atoms = atoms_or_smiles
             if isinstance(atoms_or_smiles, str):
-                from ..structures import molecule
-
                 atoms = molecule(atoms_or_smiles)
                 if charge is None:
                     self._charge = _smiles_charge(atoms_or_smiles)
@@ -126,7 +126,7 @@ class MMFF94Calculator(Calculator):
 
     # -- construction ----------------------------------------------------------------------------------
     def _setup(self, atoms) -> None:
-        from rdkit.Chem import rdForceFieldHelpers as ffh
+        from rdkit.Chem import rdForceFieldHelpers as ffh  # optional dependency (RDKit)
 
         if len(atoms) == 0:
             raise ValueError("empty structure: no atoms")
@@ -182,7 +182,7 @@ class MMFF94Calculator(Calculator):
 
 def _smiles_charge(spec: str) -> int:
     try:
-        from rdkit import Chem, RDLogger
+        from rdkit import Chem, RDLogger  # optional dependency (RDKit)
     except ImportError:
         return 0
     RDLogger.DisableLog("rdApp.*")
@@ -196,8 +196,6 @@ def _smiles_charge(spec: str) -> int:
 
 
 def _as_atoms(atoms):
-    from ..structures import molecule
-
     if isinstance(atoms, str):
         return molecule(atoms)
     if type(atoms).__name__ != "Atoms" or not hasattr(atoms, "get_atomic_numbers"):
@@ -225,7 +223,7 @@ def optimize(atoms, calc=None, fmax: float = 1e-4, steps: int = 10000):
     Raises:
         ValueError: not converged within ``steps``.
     """
-    from ase.optimize import BFGS
+    from ase.optimize import BFGS  # loaded on use: keeps `import xstructure` fast
 
     a = _with_calc(_as_atoms(atoms), calc)
     opt = BFGS(a, logfile=None)
@@ -448,7 +446,7 @@ def _energy_fn(atoms_calc):
 
 
 def _thermalize(a, temperature, rng):
-    from ase.md import velocitydistribution as vd
+    from ase.md import velocitydistribution as vd  # loaded on use: keeps `import xstructure` fast
 
     if hasattr(vd, "thermalize_momenta"):
         vd.thermalize_momenta(a, temperature, rng=rng)
@@ -472,7 +470,7 @@ def langevin_md(atoms, n: int, temperature: float, *, calc=None, timestep: float
         positions (n, N, 3) Å, potential energies (n,) eV, kinetic temperatures (n,) K (3N degrees of
         freedom: the thermostat acts on all of them, so the molecule slowly diffuses and tumbles).
     """
-    from ase.md.langevin import Langevin
+    from ase.md.langevin import Langevin  # loaded on use: keeps `import xstructure` fast
 
     n = _check_n(n)
     t = _check_temperature(temperature, positive=True)
@@ -577,7 +575,7 @@ def bonds_intact(reference_atoms, positions, scale: float = 1.25, low: float = 0
         reference_atoms: ase.Atoms (N atoms).
         positions: (n, N, 3) or (N, 3) positions, Å.
     """
-    from ase.neighborlist import natural_cutoffs
+    from ase.neighborlist import natural_cutoffs  # loaded on use: keeps `import xstructure` fast
 
     ref = _as_atoms(reference_atoms)
     pos = np.asarray(positions, dtype=np.float64)
