@@ -20,13 +20,7 @@ from ._backend import build_info, cuda_available
 from ._version import __version__
 from .align import rmsd
 from .crystal import powder
-from .detector import (
-    Geometry,
-    IntegrateResult,
-    Integrator,
-    LegendreResult,
-    radial_average,
-)
+from .detector import Geometry, IntegrateResult, Integrator, LegendreResult, radial_average
 from .factors import electron_form_factor, xray_form_factor
 from .scattering import simulate
 from .structures import molecule

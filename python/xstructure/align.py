@@ -124,7 +124,9 @@ def _kabsch(a3, b3, Ba, Bb, B, N, dtype_name, w, align, reflection, want_transfo
 
 def _permuted_pair(a, b, numbers, groups, w, align, reflection, max_iter=50):
     """Best relabelling of b's interchangeable atoms: Hungarian assignment alternated with superposition."""
-    from scipy.optimize import linear_sum_assignment  # loaded on use: keeps `import xstructure` fast
+    from scipy.optimize import (
+        linear_sum_assignment,  # loaded on use: keeps `import xstructure` fast
+    )
 
     N = a.shape[0]
 

@@ -85,7 +85,9 @@ def symbol(z: int) -> str:
 @lru_cache(maxsize=None)
 def wk_coefficients(name: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(a, b, c) of the Waasmaier–Kirfel fit for an element or ion ('Fe', 'Fe2+', 'O1-', 26)."""
-    from periodictable import cromermann  # loaded on use: keeps `import xstructure` fast
+    from periodictable import (
+        cromermann,  # loaded on use: keeps `import xstructure` fast
+    )
 
     key = name
     if key[-1:] in "+-" and not key[-2:-1].isdigit():  # 'Na+' -> 'Na1+'

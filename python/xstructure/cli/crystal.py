@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..crystal import as_cell, powder_peaks, save_hkl_grid, wavelength_value
-from ..learn.crystals import CrystalSet
+from ..crystal import FACTORS, as_cell, powder_peaks, save_hkl_grid, wavelength_value
+from ..learn.crystals import SYSTEMS, CrystalSet
 from ..plots import plot_powder
 from .args import add_progress, interrupted, parse_two_theta, progress
 
@@ -86,7 +86,7 @@ examples:
     x.add_argument("--top", type=int, default=10, help="how many of the strongest peaks --pxrd prints (default 10)")
     x.add_argument("--plot", help="PNG plot of the pattern with the peaks as sticks")
     x.add_argument("--peaks", help="CSV output of all peaks")
-    x.add_argument("--factors", choices=["xray", "electron", "Z"], default="xray",
+    x.add_argument("--factors", choices=FACTORS, default="xray",
                    help="scattering factors: X-ray (Waasmaier-Kirfel, default), electron (Mott-Bethe) or Z")
     x.add_argument("--hkl-grid", type=int, metavar="H", help="F(hkl) for h, k, l in [-H, H] to --out (NPZ)")
     x.add_argument("--out", help="NPZ output of --hkl-grid")
@@ -101,7 +101,7 @@ def _add_crystals_parser(sub):
                                     "interrupted create finishes when run again with the same arguments.")
     cs = cr.add_subparsers(dest="crystals_command", required=True)
     c = cs.add_parser("create", help="generate a crystal set (or finish an interrupted one)")
-    c.add_argument("--system", default="cubic", choices=["cubic", "trigonal", "any"])
+    c.add_argument("--system", default="cubic", choices=sorted(SYSTEMS))
     c.add_argument("--n", type=int, required=True, help="number of crystals")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--chunk", type=int, default=250)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..detector import Geometry, Integrator, radial_unit
+from ..detector import ERROR_MODELS, RADIAL_UNITS, Geometry, Integrator, radial_unit
 from ..detector.batch import integrate_files, read_mask
 from ..plots import plot_curves
 from .args import add_progress, parse_range, progress
@@ -60,7 +60,7 @@ examples:
     g.add_argument("images", nargs="+", help="image files (TIFF, EDF, CBF, HDF5, .npy, .npz, ...)")
     g.add_argument("--poni", required=True, help="pyFAI PONI file; its Detector_config max_shape sets the shape")
     g.add_argument("--npt", type=int, default=1000, help="number of radial bins (default 1000)")
-    g.add_argument("--unit", choices=["q_A^-1", "q_nm^-1", "2th_deg", "2th_rad", "r_mm", "r_m"], default="q_A^-1",
+    g.add_argument("--unit", choices=list(RADIAL_UNITS), default="q_A^-1",
                    help="radial unit (default q_A^-1)")
     g.add_argument("--mask", help="mask image (.npy, .edf, .tif, ...): non-zero pixels are left out")
     g.add_argument("--polarization", type=float, default=None,
@@ -68,7 +68,7 @@ examples:
                         "polarised synchrotron beam); default: no correction")
     g.add_argument("--no-solid-angle", dest="solid_angle", action="store_false",
                    help="do not correct for the pixels' solid angle")
-    g.add_argument("--error-model", choices=["poisson", "azimuthal", "none"], default="poisson",
+    g.add_argument("--error-model", choices=[*ERROR_MODELS, "none"], default="poisson",
                    help="sigma from Poisson statistics (default), the azimuthal scatter, or none (no sigma)")
     g.add_argument("--saturation", type=float, help="leave out pixels above this value")
     g.add_argument("--dummy", type=float, help="leave out pixels equal to this value")

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..learn.tasks import (
-    CRYSTAL_MODELS,
-    MOLECULE_MODELS,
-    evaluate_model,
-    predict_file,
-    train_store,
-)
+from ..learn.tasks import CRYSTAL_MODELS, MOLECULE_MODELS, evaluate_model, predict_file, train_store
 from .args import add_progress, interrupted, parse_noise, progress
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..pools import Pool
+from ..scattering import PROBES, SIGNALS
 from .args import add_progress, interrupted, parse_param, parse_q, progress
 
 
@@ -75,8 +76,8 @@ examples:
     s.add_argument("pool", help="the store")
     s.add_argument("--q", type=parse_q, default=parse_q("0.5:10:500"),
                    help="q grid in Å⁻¹: START:STOP:N or a comma-separated list (default 0.5:10:500)")
-    s.add_argument("--probe", choices=["xray", "electron"], default="xray")
-    s.add_argument("--signal", choices=["total", "atomic", "molecular", "sM"], default="molecular")
+    s.add_argument("--probe", choices=PROBES, default="xray")
+    s.add_argument("--signal", choices=SIGNALS, default="molecular")
     s.add_argument("--energy-kev", type=float, default=None, help="electron kinetic energy (keV)")
     s.add_argument("--name", help="name of the pattern set (default PROBE_SIGNAL)")
     s.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://host:8786)")

@@ -6,24 +6,18 @@ Pawley extraction of powder intensities, atom models refined against amplitudes)
 """
 
 from . import powder
-from .powder import (
-           WAVELENGTHS,
-           PowderPeaks,
-           lorentz_polarization,
-           powder_pattern,
-           powder_peaks,
-           wavelength_value,
-)
+from .powder import WAVELENGTHS, PowderPeaks, lorentz_polarization, powder_pattern, powder_peaks, wavelength_value
 from .structure_factors import (
-           Cell,
-           as_cell,
-           density_grid,
-           grid_spec,
-           intensities,
-           save_hkl_grid,
-           structure_factors,
+                                FACTORS,
+                                Cell,
+                                as_cell,
+                                density_grid,
+                                grid_spec,
+                                intensities,
+                                save_hkl_grid,
+                                structure_factors,
 )
 
-__all__ = ["Cell", "as_cell", "structure_factors", "intensities", "density_grid", "grid_spec", "powder_peaks",
+__all__ = ["FACTORS", "Cell", "as_cell", "structure_factors", "intensities", "density_grid", "grid_spec", "powder_peaks",
            "powder_pattern", "PowderPeaks", "WAVELENGTHS", "lorentz_polarization", "wavelength_value", "save_hkl_grid",
            "powder"]

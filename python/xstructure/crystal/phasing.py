@@ -53,7 +53,9 @@ def composition(formula: str) -> np.ndarray:
 
 def cell_from_parameters(text) -> np.ndarray:
     """(3, 3) cell rows in Å from 'a,b,c,alpha,beta,gamma' (Å, degrees) or a sequence of the six numbers."""
-    from ase.geometry import cellpar_to_cell  # loaded on use: keeps `import xstructure` fast
+    from ase.geometry import (
+        cellpar_to_cell,  # loaded on use: keeps `import xstructure` fast
+    )
 
     try:
         par = [float(v) for v in (text.split(",") if isinstance(text, str) else text)]
@@ -133,7 +135,9 @@ def box_amplitudes(rho, H: int):
 
 
 def density_peaks(g: np.ndarray, rel: float = 0.1):
-    from scipy.ndimage import maximum_filter  # loaded on use: keeps `import xstructure` fast
+    from scipy.ndimage import (
+        maximum_filter,  # loaded on use: keeps `import xstructure` fast
+    )
 
     mx = maximum_filter(g, size=3, mode="wrap")
     idx = np.argwhere((g == mx) & (g > rel * g.max()))
@@ -261,7 +265,10 @@ def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, w
     wholly inside the measured range are set to 0: a resolution cut.  A powder pattern has no absolute scale
     and does not measure F(000): the largest amplitude is set to 1/2 and F(000) to 1 (charge flipping leaves
     F(000) free anyway)."""
-    from scipy.optimize import lsq_linear, nnls  # loaded on use: keeps `import xstructure` fast
+    from scipy.optimize import (  # loaded on use: keeps `import xstructure` fast
+        lsq_linear,
+        nnls,
+    )
 
 
     two_theta = np.asarray(two_theta, dtype=np.float64)

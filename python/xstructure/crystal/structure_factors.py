@@ -7,7 +7,7 @@ gemmi, cctbx and pymatgen):
 
 with (x_j, y_j, z_j) fractional coordinates, s = |h a* + k b* + l c*| / 2 and f_j the X-ray form factor
 (Waasmaier & Kirfel 1995, electrons), the electron scattering factor (Mott–Bethe from the same fit, Å), the
-atomic number Z (``factors="Z"``, the point-atom simplification of ../shared/seeds/001), or any callable
+atomic number Z (``factors="Z"``, the point-atom simplification used by Scripps & Cumby 2021), or any callable
 ``f(symbol, s) -> array``.  Beyond s = 6 Å⁻¹ (d < 0.083 Å) the Waasmaier–Kirfel fit is extrapolated.
 
 The compiled kernel sums over atoms with per-axis phase tables on the full box h, k, l ∈ [−H, H] (the loop
@@ -24,17 +24,11 @@ from functools import lru_cache
 import numpy as np
 
 from .. import _backend
-from ..factors import (
-    Z_MAX,
-    atomic_number,
-    electron_fe_s2,
-    factor_key,
-    relativistic_factor,
-    wk_coefficients,
-    xray_f0_s2,
-)
+from ..factors import Z_MAX, atomic_number, electron_fe_s2, factor_key, relativistic_factor, wk_coefficients, xray_f0_s2
 
-__all__ = ["structure_factors", "intensities", "density_grid", "Cell", "as_cell", "grid_spec", "save_hkl_grid"]
+FACTORS = ("xray", "electron", "Z")   # the named tables; any callable f(symbol, s) works too
+
+__all__ = ["FACTORS", "structure_factors", "intensities", "density_grid", "Cell", "as_cell", "grid_spec", "save_hkl_grid"]
 
 
 @dataclass

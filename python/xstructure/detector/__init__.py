@@ -8,14 +8,14 @@ does; :func:`read_frames` and :class:`CurvesWriter` read frames and write radial
 
 from .. import scattering
 from .batch import BatchResult, integrate_files, read_mask
-from .geometry import Geometry, RadialUnit, radial_unit
-from .integrator import IntegrateResult, Integrator, LegendreResult, radial_average
+from .geometry import RADIAL_UNITS, Geometry, RadialUnit, radial_unit
+from .integrator import ERROR_MODELS, IntegrateResult, Integrator, LegendreResult, radial_average
 from .io import HDF5_SUFFIXES, CurvesWriter, FrameFile, read_frames, write_curves_h5
 from .patterns import ORIENTATIONS, anisotropic_components, simulate_detector
 
 # xstructure.simulate(structures, geometry) makes detector images: the scattering layer dispatches to us.
 scattering.register_target(Geometry, simulate_detector)
 
-__all__ = ["Geometry", "radial_unit", "RadialUnit", "integrate_files", "BatchResult", "read_mask", "Integrator", "IntegrateResult", "LegendreResult", "radial_average", "simulate_detector",
+__all__ = ["RADIAL_UNITS", "ERROR_MODELS", "Geometry", "radial_unit", "RadialUnit", "integrate_files", "BatchResult", "read_mask", "Integrator", "IntegrateResult", "LegendreResult", "radial_average", "simulate_detector",
            "anisotropic_components", "ORIENTATIONS", "read_frames", "FrameFile", "write_curves_h5", "CurvesWriter",
            "HDF5_SUFFIXES"]

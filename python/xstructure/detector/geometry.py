@@ -23,7 +23,7 @@ import numpy as np
 
 from ..factors import electron_wavelength
 
-__all__ = ["Geometry", "radial_unit", "RadialUnit"]
+__all__ = ["Geometry", "radial_unit", "RadialUnit", "RADIAL_UNITS"]
 
 _PONI_KEYS = ("distance", "poni1", "poni2", "rot1", "rot2", "rot3")
 
@@ -312,24 +312,29 @@ class Geometry:
 
 @dataclasses.dataclass(frozen=True)
 class RadialUnit:
-    name: str
-    attr: str  # Geometry attribute with the per-pixel values in pyFAI's internal unit
+    """A radial unit of integration, in pyFAI's names."""
+
+    name: str     # pyFAI's name, e.g. 'q_A^-1'
+    attr: str     # Geometry attribute with the per-pixel values in pyFAI's internal unit
     scale: float  # factor from the internal unit to the user's unit
-    label: str
+    label: str    # axis label, e.g. 'q (Å⁻¹)'
+    symbol: str   # the unit alone, e.g. 'Å⁻¹'
 
 
-_UNITS = {
-    "q_A^-1": RadialUnit("q_A^-1", "_q_nm", 0.1, "q (Å⁻¹)"),
-    "q_nm^-1": RadialUnit("q_nm^-1", "_q_nm", 1.0, "q (nm⁻¹)"),
-    "2th_deg": RadialUnit("2th_deg", "tth", 180.0 / math.pi, "2θ (°)"),
-    "2th_rad": RadialUnit("2th_rad", "tth", 1.0, "2θ (rad)"),
-    "r_mm": RadialUnit("r_mm", "r", 1000.0, "r (mm)"),
-    "r_m": RadialUnit("r_m", "r", 1.0, "r (m)"),
+RADIAL_UNITS = {
+    "q_A^-1": RadialUnit("q_A^-1", "_q_nm", 0.1, "q (Å⁻¹)", "Å⁻¹"),
+    "q_nm^-1": RadialUnit("q_nm^-1", "_q_nm", 1.0, "q (nm⁻¹)", "nm⁻¹"),
+    "2th_deg": RadialUnit("2th_deg", "tth", 180.0 / math.pi, "2θ (°)", "deg"),
+    "2th_rad": RadialUnit("2th_rad", "tth", 1.0, "2θ (rad)", "rad"),
+    "r_mm": RadialUnit("r_mm", "r", 1000.0, "r (mm)", "mm"),
+    "r_m": RadialUnit("r_m", "r", 1.0, "r (m)", "m"),
 }
 
 
 def radial_unit(unit) -> RadialUnit:
+    """The :class:`RadialUnit` of a name in :data:`RADIAL_UNITS` ('q_A^-1', 'q_nm^-1', '2th_deg', '2th_rad',
+    'r_mm', 'r_m'), or a ValueError listing them."""
     key = str(unit)
-    if key not in _UNITS:
-        raise ValueError(f"unknown radial unit {unit!r}; choose one of {', '.join(_UNITS)}")
-    return _UNITS[key]
+    if key not in RADIAL_UNITS:
+        raise ValueError(f"unknown radial unit {unit!r}; choose one of {', '.join(RADIAL_UNITS)}")
+    return RADIAL_UNITS[key]

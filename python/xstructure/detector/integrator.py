@@ -26,8 +26,9 @@ import numpy as np
 from .. import _backend
 from .geometry import Geometry, radial_unit
 
-__all__ = ["Integrator", "IntegrateResult", "LegendreResult", "radial_average"]
+__all__ = ["Integrator", "IntegrateResult", "LegendreResult", "radial_average", "ERROR_MODELS"]
 
+ERROR_MODELS = ("poisson", "azimuthal")   # and None: no sigma
 EPS32 = 1.0 + float(np.finfo(np.float32).eps)  # pyFAI's upper-edge margin
 _FRAME_DTYPES = {"uint16", "int32", "uint32", "float32", "float64"}
 _WIDEN = {"uint8": "uint16", "int8": "int32", "int16": "int32", "float16": "float32", "bool": "uint16",
@@ -123,7 +124,7 @@ class Integrator:
             raise TypeError(f"geometry must be an xstructure.Geometry, got {type(geometry).__name__}")
         if int(npt) != npt or int(npt) < 1:
             raise ValueError(f"npt must be a positive integer, got {npt!r}")
-        if error_model not in ("poisson", "azimuthal", None):
+        if error_model is not None and error_model not in ERROR_MODELS:
             raise ValueError(f"unknown error_model {error_model!r}: use 'poisson', 'azimuthal' or None")
         self.geometry = geometry
         self.npt = int(npt)
@@ -298,7 +299,9 @@ class Integrator:
         """Decompose I(q, χ) into Legendre components about a lab-frame ``axis`` (e.g. the pump laser's
         polarisation): in each bin, the weighted least-squares fit x_k ≈ w_k Σ_l I_l P_l(q̂_k·ê) over the
         valid pixels (weights 1/w_k, which for orders=(0,) gives ``integrate``'s mean).  Returns numpy."""
-        from scipy.special import eval_legendre  # loaded on use: keeps `import xstructure` fast
+        from scipy.special import (
+            eval_legendre,  # loaded on use: keeps `import xstructure` fast
+        )
 
         frames, single, dtype = self._frames(frames)
         x = _backend.to_numpy(frames, np.float64).reshape(-1, self.geometry.shape[0] * self.geometry.shape[1])

@@ -46,7 +46,6 @@ from .geometry import radial_unit
 __all__ = ["read_frames", "FrameFile", "write_curves_h5", "CurvesWriter", "HDF5_SUFFIXES"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
-_UNITS = {"q_A^-1": "Å⁻¹", "q_nm^-1": "nm⁻¹", "2th_deg": "deg", "2th_rad": "rad", "r_mm": "mm", "r_m": "m"}
 
 
 class _BadFile(ValueError):
@@ -348,7 +347,7 @@ class CurvesWriter:
         if settings is not None:
             f.attrs["settings"] = json.dumps(settings)
         r = f.create_dataset("radial", data=radial)
-        r.attrs["units"] = _UNITS[u.name]
+        r.attrs["units"] = u.symbol
         r.attrs["long_name"] = u.label
         r.attrs["unit"] = u.name
         rows = max(1, 16384 // npt)

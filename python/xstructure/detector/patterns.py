@@ -125,7 +125,9 @@ def _atomic(numbers, q, probe, energy_kev) -> np.ndarray:
 
 def _legendre_sums(numbers, pos, q, dhat, probe, energy_kev, ls) -> dict:
     """S_l[b, k] = Σ_{i≠j} f_i f_j j_l(q_k r_ij) P_l(r̂_ij·d̂) for l in ls; pos (B, N, 3), q (Q,)."""
-    from scipy.special import spherical_jn  # loaded on use: keeps `import xstructure` fast
+    from scipy.special import (
+        spherical_jn,  # loaded on use: keeps `import xstructure` fast
+    )
 
     B, N, _ = pos.shape
     out = {l: np.zeros((B, q.size)) for l in ls}
@@ -166,7 +168,9 @@ def _radial_parts(numbers, pos, q, *, dhat, a2, a4, probe, energy_kev, num_threa
 
 def _radial_on_pixels(numbers, pos, qpix, **kw):
     """_radial_parts at the pixels' |q|: on a fine uniform grid and splined, or directly for few pixels."""
-    from scipy.interpolate import CubicSpline  # loaded on use: keeps `import xstructure` fast
+    from scipy.interpolate import (
+        CubicSpline,  # loaded on use: keeps `import xstructure` fast
+    )
 
     q_lo, q_hi = float(qpix.min()), float(qpix.max())
     diameter = float(np.max(np.linalg.norm(np.ptp(pos, axis=1), axis=-1))) if pos.shape[1] > 1 else 0.0

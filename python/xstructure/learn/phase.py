@@ -165,7 +165,9 @@ def _rotate(g: np.ndarray, rot) -> np.ndarray:
 def ssim(pred: np.ndarray, target: np.ndarray, aligned: bool = True) -> float:
     """3D SSIM as seed 003 computes it: skimage ``structural_similarity`` with data_range from the target
     (after aligning pred to target by shift and inversion, unless ``aligned=False``)."""
-    from skimage.metrics import structural_similarity  # optional dependency (scikit-image)
+    from skimage.metrics import (
+        structural_similarity,  # optional dependency (scikit-image)
+    )
 
     p = align(pred, target) if aligned else np.asarray(pred, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)

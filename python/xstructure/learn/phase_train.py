@@ -28,13 +28,7 @@ import numpy as np
 
 from . import phase
 from .crystals import CrystalSet
-from .train import (
-    load_optimizer,
-    load_safetensors,
-    optimizer_tensors,
-    save_safetensors,
-    write_json,
-)
+from .train import load_optimizer, load_safetensors, optimizer_tensors, save_safetensors, write_json
 
 __all__ = ["PhaseConfig", "train_phase", "PhaseModel", "evaluate_phase", "format_phase_table", "phase_plot",
            "PhaseData", "FORMAT"]

@@ -20,14 +20,7 @@ from .detector import detector_data, with_images
 from .evaluate import evaluate, format_table, report_plot, strip_private
 from .phase import MODELS as CRYSTAL_MODELS
 from .phase_train import FORMAT as PHASE_FORMAT
-from .phase_train import (
-    PhaseConfig,
-    PhaseModel,
-    evaluate_phase,
-    format_phase_table,
-    phase_plot,
-    train_phase,
-)
+from .phase_train import PhaseConfig, PhaseModel, evaluate_phase, format_phase_table, phase_plot, train_phase
 from .train import MOLECULE_MODELS, InversionModel, TrainConfig, train
 
 __all__ = ["CRYSTAL_MODELS", "MOLECULE_MODELS", "is_crystal_set", "is_phase_model", "task_of", "train_store",

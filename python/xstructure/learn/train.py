@@ -321,7 +321,9 @@ def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = 
         write_json(config_json, os.path.join(out_dir, "config.json"))
     if world > 1:
         import torch.distributed as dist  # optional dependency (torch)
-        from torch.nn.parallel import DistributedDataParallel  # optional dependency (torch)
+        from torch.nn.parallel import (
+            DistributedDataParallel,  # optional dependency (torch)
+        )
 
         # every process draws the same noise and batches and takes its share of each batch; the losses are
         # weighted so that the averaged gradient is the full batch's (the same run as one process)

@@ -44,7 +44,10 @@ _ROOT_KEYS = ("molecule", "numbers", "reference", "method", "temperature", "seed
 
 
 def compressors():
-    from zarr.codecs import BloscCodec, BloscShuffle  # loaded on use: keeps `import xstructure` fast
+    from zarr.codecs import (  # loaded on use: keeps `import xstructure` fast
+        BloscCodec,
+        BloscShuffle,
+    )
 
     return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
 
@@ -603,7 +606,9 @@ class Pool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # plotting only
-        from ase.data import chemical_symbols  # loaded on use: keeps `import xstructure` fast
+        from ase.data import (
+            chemical_symbols,  # loaded on use: keeps `import xstructure` fast
+        )
 
         Z, ref = self.numbers, self.reference
         i, j = np.nonzero(np.triu(bond_graph(Z, ref)))

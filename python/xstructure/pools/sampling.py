@@ -446,7 +446,9 @@ def _energy_fn(atoms_calc):
 
 
 def _thermalize(a, temperature, rng):
-    from ase.md import velocitydistribution as vd  # loaded on use: keeps `import xstructure` fast
+    from ase.md import (
+        velocitydistribution as vd,  # loaded on use: keeps `import xstructure` fast
+    )
 
     if hasattr(vd, "thermalize_momenta"):
         vd.thermalize_momenta(a, temperature, rng=rng)
@@ -470,7 +472,9 @@ def langevin_md(atoms, n: int, temperature: float, *, calc=None, timestep: float
         positions (n, N, 3) Å, potential energies (n,) eV, kinetic temperatures (n,) K (3N degrees of
         freedom: the thermostat acts on all of them, so the molecule slowly diffuses and tumbles).
     """
-    from ase.md.langevin import Langevin  # loaded on use: keeps `import xstructure` fast
+    from ase.md.langevin import (
+        Langevin,  # loaded on use: keeps `import xstructure` fast
+    )
 
     n = _check_n(n)
     t = _check_temperature(temperature, positive=True)
@@ -575,7 +579,9 @@ def bonds_intact(reference_atoms, positions, scale: float = 1.25, low: float = 0
         reference_atoms: ase.Atoms (N atoms).
         positions: (n, N, 3) or (N, 3) positions, Å.
     """
-    from ase.neighborlist import natural_cutoffs  # loaded on use: keeps `import xstructure` fast
+    from ase.neighborlist import (
+        natural_cutoffs,  # loaded on use: keeps `import xstructure` fast
+    )
 
     ref = _as_atoms(reference_atoms)
     pos = np.asarray(positions, dtype=np.float64)
