@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common.hpp"
 #include "xstructure/crystal.hpp"
 
 namespace py = pybind11;
@@ -15,28 +16,26 @@ namespace py = pybind11;
 namespace xstructure {
 namespace {
 
-template <typename T>
-T* ptr(std::uintptr_t x) { return reinterpret_cast<T*>(x); }
+using namespace bind;
 
 void structure_factors(const std::string& device, int64_t N, int32_t T, std::uintptr_t type, std::uintptr_t frac,
                        std::uintptr_t occ, int32_t H, int64_t M, std::uintptr_t hkl, std::uintptr_t g, int32_t K,
                        std::uintptr_t ga, std::uintptr_t gb, std::uintptr_t gc, double s2max, std::uintptr_t B,
-                       std::array<double, 6> metric, std::uintptr_t F, std::uintptr_t stream, int num_threads) {
+                       std::array<double, 6> metric, std::uintptr_t F, int num_threads) {
     if (N < 0 || T < 1 || M < 0) throw std::invalid_argument("structure_factors: need N >= 0, T >= 1, M >= 0");
     if (H >= 0 && M != int64_t(2 * H + 1) * (2 * H + 1) * (2 * H + 1))
         throw std::invalid_argument("structure_factors: M must be (2H+1)^3 in box mode");
     StructureFactorProblem p;
-    p.N = N; p.T = T; p.type = ptr<const int32_t>(type); p.frac = ptr<const double>(frac);
-    p.occ = ptr<const double>(occ); p.H = H; p.M = M; p.hkl = ptr<const int32_t>(hkl);
-    p.g = ptr<const double>(g); p.num_threads = num_threads;
-    p.B = ptr<const double>(B);
-    p.K = K; p.ga = ptr<const double>(ga); p.gb = ptr<const double>(gb); p.gc = ptr<const double>(gc);
+    p.N = N; p.T = T; p.type = cptr<int32_t>(type); p.frac = cptr<double>(frac);
+    p.occ = cptr<double>(occ); p.H = H; p.M = M; p.hkl = cptr<int32_t>(hkl);
+    p.g = cptr<double>(g); p.num_threads = num_threads;
+    p.B = cptr<double>(B);
+    p.K = K; p.ga = cptr<double>(ga); p.gb = cptr<double>(gb); p.gc = cptr<double>(gc);
     p.s2max = s2max;
     if (!g && !gc) throw std::invalid_argument("structure_factors: give form factors g or Gaussian coefficients");
     for (int i = 0; i < 6; ++i) p.metric[i] = metric[i];
-    if (device == "cpu") structure_factors_cpu(p, ptr<double>(F));
-    else if (device == "cuda") structure_factors_cuda(p, ptr<double>(F), reinterpret_cast<void*>(stream));
-    else throw std::invalid_argument("structure_factors: unknown device '" + device + "'");
+    // CPU only: xstructure.crystal builds its inputs as numpy arrays, so no caller could hand device arrays.
+    dispatch_device<CpuOnly>(device, "structure_factors", [&](auto) { structure_factors_cpu(p, mptr<double>(F)); });
 }
 
 DensityProblem density_problem(int64_t B, int64_t N, const std::array<int64_t, 3>& shape,
@@ -49,7 +48,7 @@ DensityProblem density_problem(int64_t B, int64_t N, const std::array<int64_t, 3
     p.B = B; p.N = N; p.n0 = shape[0]; p.n1 = shape[1]; p.n2 = shape[2];
     for (int i = 0; i < 9; ++i) { p.cell[i] = cell[i]; p.step[i] = step[i]; }
     for (int i = 0; i < 3; ++i) p.origin[i] = origin[i];
-    p.weight = ptr<const double>(weight); p.sigma = ptr<const double>(sigma);
+    p.weight = cptr<double>(weight); p.sigma = cptr<double>(sigma);
     p.cutoff = cutoff; p.num_threads = num_threads;
     return p;
 }
@@ -59,18 +58,11 @@ void density(const std::string& device, const std::string& dtype, int64_t B, int
              std::array<double, 3> origin, std::uintptr_t weight, std::uintptr_t sigma, double cutoff,
              std::uintptr_t pos, std::uintptr_t rho, std::uintptr_t stream, int num_threads) {
     const DensityProblem p = density_problem(B, N, shape, cell, step, origin, weight, sigma, cutoff, num_threads);
-    void* st = reinterpret_cast<void*>(stream);
-    const bool f64 = dtype == "float64";
-    if (!f64 && dtype != "float32") throw std::invalid_argument("density_grid: dtype must be float32 or float64");
-    if (device == "cpu") {
-        if (f64) density_grid_cpu<double>(p, ptr<const double>(pos), ptr<double>(rho));
-        else density_grid_cpu<float>(p, ptr<const float>(pos), ptr<float>(rho));
-    } else if (device == "cuda") {
-        if (f64) density_grid_cuda<double>(p, ptr<const double>(pos), ptr<double>(rho), st);
-        else density_grid_cuda<float>(p, ptr<const float>(pos), ptr<float>(rho), st);
-    } else {
-        throw std::invalid_argument("density_grid: unknown device '" + device + "'");
-    }
+    dispatch(device, dtype, "density_grid", [&](auto dev, auto t) {
+        using T = decltype(t);
+        if constexpr (is_cpu<decltype(dev)>) density_grid_cpu<T>(p, cptr<T>(pos), mptr<T>(rho));
+        else density_grid_cuda<T>(p, cptr<T>(pos), mptr<T>(rho), stream_ptr(stream));
+    });
 }
 
 void density_backward(const std::string& device, const std::string& dtype, int64_t B, int64_t N,
@@ -79,18 +71,13 @@ void density_backward(const std::string& device, const std::string& dtype, int64
                       std::uintptr_t pos, std::uintptr_t grad_rho, std::uintptr_t grad_pos, std::uintptr_t stream,
                       int num_threads) {
     const DensityProblem p = density_problem(B, N, shape, cell, step, origin, weight, sigma, cutoff, num_threads);
-    void* st = reinterpret_cast<void*>(stream);
-    const bool f64 = dtype == "float64";
-    if (!f64 && dtype != "float32") throw std::invalid_argument("density_grid: dtype must be float32 or float64");
-    if (device == "cpu") {
-        if (f64) density_grid_backward_cpu<double>(p, ptr<const double>(pos), ptr<const double>(grad_rho), ptr<double>(grad_pos));
-        else density_grid_backward_cpu<float>(p, ptr<const float>(pos), ptr<const float>(grad_rho), ptr<float>(grad_pos));
-    } else if (device == "cuda") {
-        if (f64) density_grid_backward_cuda<double>(p, ptr<const double>(pos), ptr<const double>(grad_rho), ptr<double>(grad_pos), st);
-        else density_grid_backward_cuda<float>(p, ptr<const float>(pos), ptr<const float>(grad_rho), ptr<float>(grad_pos), st);
-    } else {
-        throw std::invalid_argument("density_grid: unknown device '" + device + "'");
-    }
+    dispatch(device, dtype, "density_grid", [&](auto dev, auto t) {
+        using T = decltype(t);
+        if constexpr (is_cpu<decltype(dev)>)
+            density_grid_backward_cpu<T>(p, cptr<T>(pos), cptr<T>(grad_rho), mptr<T>(grad_pos));
+        else
+            density_grid_backward_cuda<T>(p, cptr<T>(pos), cptr<T>(grad_rho), mptr<T>(grad_pos), stream_ptr(stream));
+    });
 }
 
 template <typename T>
@@ -108,10 +95,10 @@ py::dict powder(int64_t C, std::uintptr_t atom_off, std::uintptr_t type, std::ui
     if (!(lambda > 0) || !(tth_lo >= 0) || !(tth_hi > tth_lo) || !(tth_hi <= 180) || !(tolerance >= 0))
         throw std::invalid_argument("powder: need lambda > 0, 0 <= tth_lo < tth_hi <= 180, tolerance >= 0");
     PowderBatch p;
-    p.C = C; p.atom_off = ptr<const int64_t>(atom_off); p.type = ptr<const int32_t>(type);
-    p.frac = ptr<const double>(frac); p.occ = ptr<const double>(occ); p.B = ptr<const double>(B);
-    p.type_off = ptr<const int64_t>(type_off); p.K = K; p.ga = ptr<const double>(ga); p.gb = ptr<const double>(gb);
-    p.gc = ptr<const double>(gc); p.cells = ptr<const double>(cells);
+    p.C = C; p.atom_off = cptr<int64_t>(atom_off); p.type = cptr<int32_t>(type);
+    p.frac = cptr<double>(frac); p.occ = cptr<double>(occ); p.B = cptr<double>(B);
+    p.type_off = cptr<int64_t>(type_off); p.K = K; p.ga = cptr<double>(ga); p.gb = cptr<double>(gb);
+    p.gc = cptr<double>(gc); p.cells = cptr<double>(cells);
     p.lambda = lambda; p.tth_lo = tth_lo; p.tth_hi = tth_hi; p.tolerance = tolerance; p.lp = lp;
     p.num_threads = num_threads;
     PowderResult r;
@@ -141,7 +128,7 @@ py::dict powder(int64_t C, std::uintptr_t atom_off, std::uintptr_t type, std::ui
 void bind_crystal(py::module_& m) {
     m.def("powder_reflections", &powder, "powder reflections and merged peaks of a batch of crystals (internal)");
     m.def("structure_factors", &structure_factors, py::call_guard<py::gil_scoped_release>(),
-          "structure factors on an hkl box or list (raw buffers; internal)");
+          "structure factors on an hkl box or list (raw host buffers; CPU only; internal)");
     m.def("density_grid", &density, py::call_guard<py::gil_scoped_release>(),
           "Gaussian density of atoms on a periodic grid (raw buffers; internal)");
     m.def("density_grid_backward", &density_backward, py::call_guard<py::gil_scoped_release>(),

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common.hpp"
 #include "xstructure/debye.hpp"
 
 namespace py = pybind11;
@@ -13,10 +14,7 @@ namespace py = pybind11;
 namespace xstructure {
 namespace {
 
-template <typename T>
-const T* cptr(std::uintptr_t a) { return reinterpret_cast<const T*>(a); }
-template <typename T>
-T* mptr(std::uintptr_t a) { return reinterpret_cast<T*>(a); }
+using namespace bind;
 
 DebyeProblem make_problem(int64_t B, int64_t N, int64_t Q, int32_t E, std::uintptr_t species, std::uintptr_t q,
                           bool uniform, double q0, double dq, std::uintptr_t H, std::uintptr_t beta,
@@ -37,18 +35,11 @@ void forward(const std::string& device, const std::string& dtype, int64_t B, int
              std::uintptr_t species, std::uintptr_t q, bool uniform, double q0, double dq, std::uintptr_t H,
              std::uintptr_t beta, std::uintptr_t pos, std::uintptr_t out, std::uintptr_t stream, int num_threads) {
     const DebyeProblem p = make_problem(B, N, Q, E, species, q, uniform, q0, dq, H, beta, num_threads);
-    const bool f64 = dtype == "float64";
-    if (!f64 && dtype != "float32") throw std::invalid_argument("debye: dtype must be float32 or float64");
-    void* st = reinterpret_cast<void*>(stream);
-    if (device == "cpu") {
-        if (f64) debye_forward_cpu<double>(p, cptr<double>(pos), mptr<double>(out));
-        else debye_forward_cpu<float>(p, cptr<float>(pos), mptr<float>(out));
-    } else if (device == "cuda") {
-        if (f64) debye_forward_cuda<double>(p, cptr<double>(pos), mptr<double>(out), st);
-        else debye_forward_cuda<float>(p, cptr<float>(pos), mptr<float>(out), st);
-    } else {
-        throw std::invalid_argument("debye: unknown device '" + device + "'");
-    }
+    dispatch(device, dtype, "debye", [&](auto dev, auto t) {
+        using T = decltype(t);
+        if constexpr (is_cpu<decltype(dev)>) debye_forward_cpu<T>(p, cptr<T>(pos), mptr<T>(out));
+        else debye_forward_cuda<T>(p, cptr<T>(pos), mptr<T>(out), stream_ptr(stream));
+    });
 }
 
 void backward(const std::string& device, const std::string& dtype, int64_t B, int64_t N, int64_t Q, int32_t E,
@@ -56,20 +47,13 @@ void backward(const std::string& device, const std::string& dtype, int64_t B, in
               std::uintptr_t pos, std::uintptr_t grad_out, std::uintptr_t grad_pos, std::uintptr_t stream,
               int num_threads) {
     const DebyeProblem p = make_problem(B, N, Q, E, species, q, uniform, q0, dq, H, 0, num_threads);
-    const bool f64 = dtype == "float64";
-    if (!f64 && dtype != "float32") throw std::invalid_argument("debye: dtype must be float32 or float64");
-    void* st = reinterpret_cast<void*>(stream);
-    if (device == "cpu") {
-        if (f64) debye_backward_cpu<double>(p, cptr<double>(pos), cptr<double>(grad_out), mptr<double>(grad_pos));
-        else debye_backward_cpu<float>(p, cptr<float>(pos), cptr<float>(grad_out), mptr<float>(grad_pos));
-    } else if (device == "cuda") {
-        if (f64)
-            debye_backward_cuda<double>(p, cptr<double>(pos), cptr<double>(grad_out), mptr<double>(grad_pos), st);
+    dispatch(device, dtype, "debye", [&](auto dev, auto t) {
+        using T = decltype(t);
+        if constexpr (is_cpu<decltype(dev)>)
+            debye_backward_cpu<T>(p, cptr<T>(pos), cptr<T>(grad_out), mptr<T>(grad_pos));
         else
-            debye_backward_cuda<float>(p, cptr<float>(pos), cptr<float>(grad_out), mptr<float>(grad_pos), st);
-    } else {
-        throw std::invalid_argument("debye: unknown device '" + device + "'");
-    }
+            debye_backward_cuda<T>(p, cptr<T>(pos), cptr<T>(grad_out), mptr<T>(grad_pos), stream_ptr(stream));
+    });
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common.hpp"
 #include "xstructure/kabsch.hpp"
 
 namespace py = pybind11;
@@ -12,36 +13,30 @@ namespace py = pybind11;
 namespace xstructure {
 namespace {
 
+using namespace bind;
+
 RmsdProblem make(int64_t B, int64_t N, int64_t a_stride, int64_t b_stride, std::uintptr_t weights, bool align,
                  bool reflection, int num_threads) {
     if (B < 0 || N < 1) throw std::invalid_argument("kabsch: need B >= 0 pairs and N >= 1 atoms");
     RmsdProblem p;
     p.B = B; p.N = N; p.a_stride = a_stride; p.b_stride = b_stride;
-    p.weights = reinterpret_cast<const double*>(weights);
+    p.weights = cptr<double>(weights);
     p.align = align; p.reflection = reflection; p.num_threads = num_threads;
     return p;
 }
-
-template <typename T>
-T* ptr(std::uintptr_t x) { return reinterpret_cast<T*>(x); }
 
 void forward(const std::string& device, const std::string& dtype, int64_t B, int64_t N, int64_t a_stride,
              int64_t b_stride, std::uintptr_t weights, bool align, bool reflection, std::uintptr_t a,
              std::uintptr_t b, std::uintptr_t rmsd, std::uintptr_t R, std::uintptr_t t, std::uintptr_t stream,
              int num_threads) {
     const RmsdProblem p = make(B, N, a_stride, b_stride, weights, align, reflection, num_threads);
-    void* st = reinterpret_cast<void*>(stream);
-    const bool f64 = dtype == "float64";
-    if (!f64 && dtype != "float32") throw std::invalid_argument("kabsch: dtype must be float32 or float64");
-    if (device == "cpu") {
-        if (f64) kabsch_rmsd_cpu<double>(p, ptr<double>(a), ptr<double>(b), ptr<double>(rmsd), ptr<double>(R), ptr<double>(t));
-        else kabsch_rmsd_cpu<float>(p, ptr<float>(a), ptr<float>(b), ptr<float>(rmsd), ptr<float>(R), ptr<float>(t));
-    } else if (device == "cuda") {
-        if (f64) kabsch_rmsd_cuda<double>(p, ptr<double>(a), ptr<double>(b), ptr<double>(rmsd), ptr<double>(R), ptr<double>(t), st);
-        else kabsch_rmsd_cuda<float>(p, ptr<float>(a), ptr<float>(b), ptr<float>(rmsd), ptr<float>(R), ptr<float>(t), st);
-    } else {
-        throw std::invalid_argument("kabsch: unknown device '" + device + "'");
-    }
+    dispatch(device, dtype, "kabsch", [&](auto dev, auto tag) {
+        using T = decltype(tag);
+        if constexpr (is_cpu<decltype(dev)>)
+            kabsch_rmsd_cpu<T>(p, cptr<T>(a), cptr<T>(b), mptr<T>(rmsd), mptr<T>(R), mptr<T>(t));
+        else
+            kabsch_rmsd_cuda<T>(p, cptr<T>(a), cptr<T>(b), mptr<T>(rmsd), mptr<T>(R), mptr<T>(t), stream_ptr(stream));
+    });
 }
 
 void backward(const std::string& device, const std::string& dtype, int64_t B, int64_t N, int64_t a_stride,
@@ -49,18 +44,14 @@ void backward(const std::string& device, const std::string& dtype, int64_t B, in
               std::uintptr_t b, std::uintptr_t grad_rmsd, std::uintptr_t ga, std::uintptr_t gb,
               std::uintptr_t stream, int num_threads) {
     const RmsdProblem p = make(B, N, a_stride, b_stride, weights, align, reflection, num_threads);
-    void* st = reinterpret_cast<void*>(stream);
-    const bool f64 = dtype == "float64";
-    if (!f64 && dtype != "float32") throw std::invalid_argument("kabsch: dtype must be float32 or float64");
-    if (device == "cpu") {
-        if (f64) kabsch_rmsd_backward_cpu<double>(p, ptr<double>(a), ptr<double>(b), ptr<double>(grad_rmsd), ptr<double>(ga), ptr<double>(gb));
-        else kabsch_rmsd_backward_cpu<float>(p, ptr<float>(a), ptr<float>(b), ptr<float>(grad_rmsd), ptr<float>(ga), ptr<float>(gb));
-    } else if (device == "cuda") {
-        if (f64) kabsch_rmsd_backward_cuda<double>(p, ptr<double>(a), ptr<double>(b), ptr<double>(grad_rmsd), ptr<double>(ga), ptr<double>(gb), st);
-        else kabsch_rmsd_backward_cuda<float>(p, ptr<float>(a), ptr<float>(b), ptr<float>(grad_rmsd), ptr<float>(ga), ptr<float>(gb), st);
-    } else {
-        throw std::invalid_argument("kabsch: unknown device '" + device + "'");
-    }
+    dispatch(device, dtype, "kabsch", [&](auto dev, auto tag) {
+        using T = decltype(tag);
+        if constexpr (is_cpu<decltype(dev)>)
+            kabsch_rmsd_backward_cpu<T>(p, cptr<T>(a), cptr<T>(b), cptr<T>(grad_rmsd), mptr<T>(ga), mptr<T>(gb));
+        else
+            kabsch_rmsd_backward_cuda<T>(p, cptr<T>(a), cptr<T>(b), cptr<T>(grad_rmsd), mptr<T>(ga), mptr<T>(gb),
+                                         stream_ptr(stream));
+    });
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common.hpp"
 #include "xstructure/radial.hpp"
 
 namespace py = pybind11;
@@ -12,14 +13,10 @@ namespace py = pybind11;
 namespace xstructure {
 namespace {
 
-template <typename T>
-void call(const std::string& device, const RadialProblem& p, std::uintptr_t frames, const RadialOutputs& o,
-          void* stream) {
-    const T* x = reinterpret_cast<const T*>(frames);
-    if (device == "cpu") radial_histogram_cpu<T>(p, x, o);
-    else if (device == "cuda") radial_histogram_cuda<T>(p, x, o, stream);
-    else throw std::invalid_argument("radial: unknown device '" + device + "'");
-}
+using namespace bind;
+
+// Element types of detector frames.
+using FrameTypes = Dtypes<uint16_t, int32_t, uint32_t, float, double>;
 
 void histogram(const std::string& device, const std::string& dtype, int64_t F, int64_t npix, int32_t nbins,
                std::uintptr_t index, bool index16, std::uintptr_t weight, bool check, double lo, double hi,
@@ -31,27 +28,25 @@ void histogram(const std::string& device, const std::string& dtype, int64_t F, i
     if (mode < 0 || mode > 2) throw std::invalid_argument("radial: unknown mode");
     RadialProblem p;
     p.F = F; p.npix = npix; p.nbins = nbins;
-    p.index = reinterpret_cast<const void*>(index); p.index16 = index16;
-    p.weight = reinterpret_cast<const double*>(weight);
+    p.index = cptr<void>(index); p.index16 = index16;
+    p.weight = cptr<double>(weight);
     p.check = check; p.lo = lo; p.hi = hi;
     p.has_dummy = has_dummy; p.dummy = dummy; p.delta_dummy = delta_dummy;
     p.mode = static_cast<RadialMode>(mode);
-    p.mean = reinterpret_cast<const double*>(mean);
+    p.mean = cptr<double>(mean);
     p.num_threads = num_threads;
     if (p.mode == RadialMode::AZIMUTHAL_PASS2 && !p.mean) throw std::invalid_argument("radial: pass 2 needs means");
     RadialOutputs o;
-    o.signal = reinterpret_cast<double*>(signal);
-    o.var = reinterpret_cast<double*>(var);
-    o.removed_w = reinterpret_cast<double*>(removed_w);
-    o.removed_w2 = reinterpret_cast<double*>(removed_w2);
-    o.removed_count = reinterpret_cast<double*>(removed_count);
-    void* st = reinterpret_cast<void*>(stream);
-    if (dtype == "uint16") call<uint16_t>(device, p, frames, o, st);
-    else if (dtype == "int32") call<int32_t>(device, p, frames, o, st);
-    else if (dtype == "uint32") call<uint32_t>(device, p, frames, o, st);
-    else if (dtype == "float32") call<float>(device, p, frames, o, st);
-    else if (dtype == "float64") call<double>(device, p, frames, o, st);
-    else throw std::invalid_argument("radial: frames must be uint16, int32, uint32, float32 or float64, not " + dtype);
+    o.signal = mptr<double>(signal);
+    o.var = mptr<double>(var);
+    o.removed_w = mptr<double>(removed_w);
+    o.removed_w2 = mptr<double>(removed_w2);
+    o.removed_count = mptr<double>(removed_count);
+    dispatch<FrameTypes>(device, dtype, "radial", [&](auto dev, auto t) {
+        using T = decltype(t);
+        if constexpr (is_cpu<decltype(dev)>) radial_histogram_cpu<T>(p, cptr<T>(frames), o);
+        else radial_histogram_cuda<T>(p, cptr<T>(frames), o, stream_ptr(stream));
+    });
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The one extension module, xstructure._core: one bind_* function per domain.
 #include <pybind11/pybind11.h>
 
-#include "xstructure/debye.hpp"
+#include "xstructure/runtime.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>

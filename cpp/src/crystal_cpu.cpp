@@ -10,10 +10,10 @@
 
 #include "xstructure/crystal.hpp"
 #include "xstructure/crystal_grid.hpp"
+#include "xstructure/runtime.hpp"
 
 namespace xstructure {
 
-bool cpu_has_avx2_fma();  // debye_cpu.cpp
 
 #define XS_DECLARE_CRYSTAL_ISA(ns)                                                  \
     namespace ns {                                                                  \
@@ -70,8 +70,8 @@ void density_grid_cpu(const DensityProblem& p, const T* pos, T* rho) {
             std::vector<double> mine(G, 0.0);
 #pragma omp for schedule(dynamic, 1)
             for (int64_t j = 0; j < p.N; ++j) {
-                const T* q = pos + (b * p.N + j) * 3;
-                const double r[3] = {double(q[0]), double(q[1]), double(q[2])};
+                double r[3];
+                grid::load_position(pos + (b * p.N + j) * 3, r);
                 const double w = p.weight[j];
                 grid::visit(p, gg, r, p.sigma[j], [&](int64_t idx, double, double, double, double g) { mine[idx] += w * g; });
             }
@@ -89,9 +89,8 @@ void density_grid_backward_cpu(const DensityProblem& p, const T* pos, const T* g
 #pragma omp parallel for schedule(dynamic, 1) collapse(2) num_threads(threads(p.num_threads))
     for (int64_t b = 0; b < p.B; ++b)
         for (int64_t j = 0; j < p.N; ++j) {
-            const T* q = pos + (b * p.N + j) * 3;
-            const double r[3] = {double(q[0]), double(q[1]), double(q[2])};
-            double acc[3];
+            double r[3], acc[3];
+            grid::load_position(pos + (b * p.N + j) * 3, r);
             grid::atom_gradient(p, gg, r, p.weight[j], p.sigma[j], grad_rho + b * G, acc);
             T* out = grad_pos + (b * p.N + j) * 3;
             for (int k = 0; k < 3; ++k) out[k] = static_cast<T>(acc[k]);

@@ -1,8 +1,7 @@
-// CUDA crystal kernels (see xstructure/crystal.hpp).
-//
-// Structure factors: one thread per reflection, a loop over atoms with sincospi of the reduced phase.
-// Density grids: one thread per (structure, atom) scattering its Gaussian into the grid with atomics
-// (float64 accumulation for float64 grids); the backward pass gathers per atom, no atomics.
+// CUDA density-grid kernels (see xstructure/crystal.hpp): one thread per (structure, atom) scattering its
+// Gaussian into the grid with atomics (float64 accumulation for float64 grids); the backward pass gathers per
+// atom, no atomics.  The grid walk and the Gaussian are crystal_grid.hpp's, the same code as the CPU kernels.
+// (Structure factors have no CUDA kernel: xstructure.crystal builds their inputs on the host.)
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -18,54 +17,14 @@ void check(cudaError_t e, const char* what) {
     if (e != cudaSuccess) throw std::runtime_error(std::string("crystal (CUDA) ") + what + ": " + cudaGetErrorString(e));
 }
 
-__global__ void sf_kernel(StructureFactorProblem p, double* F) {
-    const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-    if (m >= p.M) return;
-    double h, k, l;
-    if (p.H >= 0) {
-        const int64_t L = 2 * p.H + 1;
-        h = double(m / (L * L) - p.H);
-        k = double((m / L) % L - p.H);
-        l = double(m % L - p.H);
-    } else {
-        h = p.hkl[3 * m];
-        k = p.hkl[3 * m + 1];
-        l = p.hkl[3 * m + 2];
-    }
-    const double* G = p.metric;
-    const double s2 = 0.25 * (G[0] * h * h + G[1] * k * k + G[2] * l * l + 2.0 * (G[3] * h * k + G[4] * h * l + G[5] * k * l));
-    double fr = 0.0, fi = 0.0;
-    if (p.s2max < 0.0 || s2 <= p.s2max) {
-        for (int64_t j = 0; j < p.N; ++j) {
-            double t = h * p.frac[3 * j] + k * p.frac[3 * j + 1] + l * p.frac[3 * j + 2];
-            t -= rint(t);
-            double s, c;
-            sincospi(2.0 * t, &s, &c);
-            const int ty = p.type[j];
-            double f;
-            if (p.g) {
-                f = p.g[int64_t(ty) * p.M + m];
-            } else {
-                f = p.gc[ty];
-                for (int i = 0; i < p.K; ++i) f += p.ga[ty * p.K + i] * exp(-p.gb[ty * p.K + i] * s2);
-            }
-            double w = p.occ[j] * f;
-            if (p.B) w *= exp(-p.B[j] * s2);
-            fr += w * c;
-            fi += w * s;
-        }
-    }
-    F[2 * m] = fr;
-    F[2 * m + 1] = fi;
-}
-
 template <typename T>
 __global__ void density_kernel(DensityProblem p, grid::GridGeometry gg, const T* pos, T* rho) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
     if (i >= p.B * p.N) return;
     const int64_t b = i / p.N, j = i % p.N;
     const int64_t G = p.n0 * p.n1 * p.n2;
-    const double r[3] = {double(pos[3 * i]), double(pos[3 * i + 1]), double(pos[3 * i + 2])};
+    double r[3];
+    grid::load_position(pos + 3 * i, r);
     const double w = p.weight[j];
     T* out = rho + b * G;
     grid::visit(p, gg, r, p.sigma[j], [&](int64_t idx, double, double, double, double g) {
@@ -80,8 +39,8 @@ __global__ void density_backward_kernel(DensityProblem p, grid::GridGeometry gg,
     if (i >= p.B * p.N) return;
     const int64_t b = i / p.N, j = i % p.N;
     const int64_t G = p.n0 * p.n1 * p.n2;
-    const double r[3] = {double(pos[3 * i]), double(pos[3 * i + 1]), double(pos[3 * i + 2])};
-    double acc[3];
+    double r[3], acc[3];
+    grid::load_position(pos + 3 * i, r);
     grid::atom_gradient(p, gg, r, p.weight[j], p.sigma[j], grad_rho + b * G, acc);
     for (int k = 0; k < 3; ++k) grad_pos[3 * i + k] = static_cast<T>(acc[k]);
 }
@@ -100,12 +59,6 @@ double host_max_sigma(const DensityProblem& p) {
 int blocks(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
 }  // namespace
-
-void structure_factors_cuda(const StructureFactorProblem& p, double* F, void* stream) {
-    if (p.M == 0) return;
-    sf_kernel<<<blocks(p.M, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(p, F);
-    check(cudaGetLastError(), "structure factors");
-}
 
 template <typename T>
 void density_grid_cuda(const DensityProblem& p, const T* pos, T* rho, void* stream) {

@@ -5,6 +5,7 @@
 #include "xstructure/kabsch.hpp"
 #include "xstructure/radial.hpp"
 #include "xstructure/crystal.hpp"
+#include "xstructure/runtime.hpp"
 
 namespace xstructure {
 
@@ -46,7 +47,6 @@ template void radial_histogram_cuda<uint32_t>(const RadialProblem&, const uint32
 template void radial_histogram_cuda<float>(const RadialProblem&, const float*, const RadialOutputs&, void*);
 template void radial_histogram_cuda<double>(const RadialProblem&, const double*, const RadialOutputs&, void*);
 
-void structure_factors_cuda(const StructureFactorProblem&, double*, void*) { no_cuda(); }
 template <typename T>
 void density_grid_cuda(const DensityProblem&, const T*, T*, void*) { no_cuda(); }
 template <typename T>

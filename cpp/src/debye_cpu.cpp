@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "xstructure/debye.hpp"
+#include "xstructure/runtime.hpp"
 
 namespace xstructure {
 
@@ -20,25 +21,13 @@ XS_DECLARE_ISA(isa_avx2)
 #undef XS_DECLARE_ISA
 
 namespace {
-bool use_avx2() {
-#ifdef XSTRUCTURE_HAS_AVX2
-    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return yes;
-#else
-    return false;
-#endif
-}
-
 void check(bool ok) {
     if (!ok) throw std::bad_alloc();
 }
 }  // namespace
 
-const char* cpu_isa() { return use_avx2() ? "avx2+fma" : "baseline"; }
-bool cpu_has_avx2_fma() { return use_avx2(); }
-
 #ifdef XSTRUCTURE_HAS_AVX2
-#define XS_DISPATCH(fn, ...) check(use_avx2() ? isa_avx2::fn(__VA_ARGS__) : isa_base::fn(__VA_ARGS__))
+#define XS_DISPATCH(fn, ...) check(cpu_has_avx2_fma() ? isa_avx2::fn(__VA_ARGS__) : isa_base::fn(__VA_ARGS__))
 #else
 #define XS_DISPATCH(fn, ...) check(isa_base::fn(__VA_ARGS__))
 #endif

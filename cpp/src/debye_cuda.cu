@@ -1,7 +1,8 @@
 // CUDA Debye kernels.  Forward: one thread per (geometry, run of C consecutive q values), looping over
 // the atom pairs; on a uniform q grid each pair costs one sincos per thread and a rotation per further q.
 // Backward: one thread per (geometry, atom pair), a dot product over q, atomics into the gradient.
-// Arithmetic is in the input type (float or double).
+// Arithmetic is in the input type (float or double), through the same per-pair functions as the CPU kernels
+// (debye.hpp: debye_term).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -15,15 +16,9 @@ namespace {
 constexpr int C = 8;           // q values per thread in the forward kernel
 constexpr int RESEED = 32;     // backward: recompute sincos every RESEED q steps
 
-__device__ inline void sincos_t(float x, float* s, float* c) { sincosf(x, s, c); }
-__device__ inline void sincos_t(double x, double* s, double* c) { sincos(x, s, c); }
-__device__ inline float sqrt_t(float x) { return sqrtf(x); }
-__device__ inline double sqrt_t(double x) { return sqrt(x); }
-
-__device__ inline int64_t dev_pair_type(int32_t a, int32_t b, int32_t E) {
-    if (a > b) { int32_t t = a; a = b; b = t; }
-    return static_cast<int64_t>(a) * E - (static_cast<int64_t>(a) * (a - 1)) / 2 + (b - a);
-}
+using namespace debye_term;
+using hd::sincos_t;
+using hd::sqrt_t;
 
 struct DevArgs {
     int64_t B, N, Q;
@@ -56,12 +51,13 @@ __global__ void forward_kernel(DevArgs a, const T* __restrict__ pos, T* __restri
     const T dq = static_cast<T>(a.dq);
 
     for (int64_t i = 0; i < a.N; ++i) {
-        const T xi = x[3 * i], yi = x[3 * i + 1], zi = x[3 * i + 2];
+        const T xi[3] = {x[3 * i], x[3 * i + 1], x[3 * i + 2]};
         const int32_t si = a.species[i];
         for (int64_t j = i + 1; j < a.N; ++j) {
-            const T dx = xi - x[3 * j], dy = yi - x[3 * j + 1], dz = zi - x[3 * j + 2];
-            const T r2 = dx * dx + dy * dy + dz * dz;
-            const double* h = a.H + dev_pair_type(si, a.species[j], a.E) * a.Q + k0;
+            const T xj[3] = {x[3 * j], x[3 * j + 1], x[3 * j + 2]};
+            T d[3];
+            const T r2 = separation(xi, xj, d);
+            const double* h = a.H + pair_type(si, a.species[j], a.E) * a.Q + k0;
             if (r2 == T(0)) {
 #pragma unroll
                 for (int c = 0; c < C; ++c)
@@ -71,25 +67,17 @@ __global__ void forward_kernel(DevArgs a, const T* __restrict__ pos, T* __restri
             const T r = sqrt_t(r2), ir = T(1) / r;
             if (a.uniform) {
                 T s, cc, sd, cd;
-                sincos_t(qs * r, &s, &cc);
+                sinc_cos(qs, r, ir, &s, &cc);
                 sincos_t(dq * r, &sd, &cd);
-                s *= ir;
-                cc *= ir;
 #pragma unroll
                 for (int c = 0; c < C; ++c) {
                     if (c < nk) acc[c] += static_cast<T>(__ldg(h + c)) * s;
-                    const T t = s * cd + cc * sd;
-                    cc = cc * cd - s * sd;
-                    s = t;
+                    rotate(s, cc, cd, sd);
                 }
             } else {
 #pragma unroll
                 for (int c = 0; c < C; ++c) {
-                    if (c < nk) {
-                        T s, cc;
-                        sincos_t(qk[c] * r, &s, &cc);
-                        acc[c] += static_cast<T>(__ldg(h + c)) * s * ir;
-                    }
+                    if (c < nk) acc[c] += static_cast<T>(__ldg(h + c)) * sinc(qk[c], r, ir);
                 }
             }
         }
@@ -110,36 +98,32 @@ __global__ void backward_kernel(DevArgs a, const T* __restrict__ pos, const T* _
     const int64_t j = idx % a.N;
     if (j <= i) return;
     const T* x = pos + b * a.N * 3;
-    const T dx = x[3 * i] - x[3 * j], dy = x[3 * i + 1] - x[3 * j + 1], dz = x[3 * i + 2] - x[3 * j + 2];
-    const T r2 = dx * dx + dy * dy + dz * dz;
+    const T xi[3] = {x[3 * i], x[3 * i + 1], x[3 * i + 2]};
+    const T xj[3] = {x[3 * j], x[3 * j + 1], x[3 * j + 2]};
+    T d[3];
+    const T r2 = separation(xi, xj, d);
     if (r2 == T(0)) return;
     const T r = sqrt_t(r2), ir = T(1) / r;
-    const double* h = a.H + dev_pair_type(a.species[i], a.species[j], a.E) * a.Q;
+    const double* h = a.H + pair_type(a.species[i], a.species[j], a.E) * a.Q;
     const T* g = gout + b * a.Q;
     T sum_us = 0, sum_vc = 0;
     T s = 0, cc = 0, sd = 0, cd = 0;
     if (a.uniform) sincos_t(static_cast<T>(a.dq) * r, &sd, &cd);
     for (int64_t k = 0; k < a.Q; ++k) {
         const T qk = static_cast<T>(a.q[k]);
-        if (!a.uniform || k % RESEED == 0) {
-            sincos_t(qk * r, &s, &cc);
-            s *= ir;
-            cc *= ir;
-        }
+        if (!a.uniform || k % RESEED == 0) sinc_cos(qk, r, ir, &s, &cc);
         const T u = g[k] * static_cast<T>(__ldg(h + k));
         sum_us += u * s;
         sum_vc += u * qk * cc;
-        if (a.uniform) {
-            const T t = s * cd + cc * sd;
-            cc = cc * cd - s * sd;
-            s = t;
-        }
+        if (a.uniform) rotate(s, cc, cd, sd);
     }
-    const T f = (sum_vc - sum_us * ir) * ir;
+    const T f = grad_factor(sum_us, sum_vc, ir);
     T* gi = gpos + (b * a.N + i) * 3;
     T* gj = gpos + (b * a.N + j) * 3;
-    atomicAdd(gi + 0, f * dx); atomicAdd(gi + 1, f * dy); atomicAdd(gi + 2, f * dz);
-    atomicAdd(gj + 0, -f * dx); atomicAdd(gj + 1, -f * dy); atomicAdd(gj + 2, -f * dz);
+    for (int c = 0; c < 3; ++c) {
+        atomicAdd(gi + c, f * d[c]);
+        atomicAdd(gj + c, -f * d[c]);
+    }
 }
 
 DevArgs dev_args(const DebyeProblem& p) {
@@ -181,14 +165,5 @@ template void debye_forward_cuda<float>(const DebyeProblem&, const float*, float
 template void debye_forward_cuda<double>(const DebyeProblem&, const double*, double*, void*);
 template void debye_backward_cuda<float>(const DebyeProblem&, const float*, const float*, float*, void*);
 template void debye_backward_cuda<double>(const DebyeProblem&, const double*, const double*, double*, void*);
-
-int cuda_device_count() {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    return n;
-}
 
 }  // namespace xstructure

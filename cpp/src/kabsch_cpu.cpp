@@ -1,5 +1,6 @@
 // Batched Kabsch RMSD on the CPU: OpenMP over pairs, float64 arithmetic per pair.
 #include "xstructure/kabsch.hpp"
+#include "xstructure/runtime.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -10,7 +11,6 @@ static int omp_default_threads() { return 1; }
 
 namespace xstructure {
 
-bool cpu_has_avx2_fma();  // debye_cpu.cpp
 
 #define XS_DECLARE_BLOCK(ns)                                                                                  \
     namespace ns {                                                                                            \

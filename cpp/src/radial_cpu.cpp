@@ -44,19 +44,15 @@ void accumulate(const RadialProblem& p, const T* frame, const I* index, const do
     const double* w = p.weight;
 
     auto add = [&](double* hc, int64_t k, double x, int64_t b) {
-        if (M == RadialMode::AZIMUTHAL_PASS2) {
-            const double d = x - mean_row[b] * (w ? w[k] : 1.0);
-            hc[b] += d * d;
-        } else {
-            hc[b] += x;
-        }
+        if (M == RadialMode::AZIMUTHAL_PASS2) hc[b] += radial_term::deviation2(x, mean_row[b], radial_term::weight(w, k));
+        else hc[b] += x;
     };
     auto step = [&](double* hc, int64_t k) {
         const double x = static_cast<double>(frame[k]);
-        const int64_t b = static_cast<int64_t>(index[k]);
+        const int64_t b = radial_term::bin(index, k);
         if (!valid(x)) {
             if (M != RadialMode::AZIMUTHAL_PASS2) {
-                const double wk = w ? w[k] : 1.0;
+                const double wk = radial_term::weight(w, k);
                 rw[b] += wk;
                 rw2[b] += wk * wk;
                 rc[b] += 1.0;
@@ -64,7 +60,7 @@ void accumulate(const RadialProblem& p, const T* frame, const I* index, const do
             return;
         }
         add(hc, k, x, b);
-        if (M == RadialMode::POISSON && x < 1.0) corr[b] += 1.0 - x;
+        if (M == RadialMode::POISSON && x < 1.0) corr[b] += radial_term::poisson_excess(x);
     };
     // Test a block of values at once (branch-free, vectorisable); take the per-pixel path only for a block
     // that holds an invalid value (or, for the Poisson sum, a value below 1).

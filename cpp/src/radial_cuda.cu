@@ -3,7 +3,8 @@
 // Grid (blocks per frame, frames).  Each block strides over its share of one frame's pixels and adds into
 // a float histogram in shared memory (fast native shared atomics), then adds its histogram into the
 // frame's float64 output with one atomic per bin.  Maps with more bins than fit in shared memory add
-// straight into global memory.  Invalid pixels (rare) go to the removed_* rows with global atomics.
+// straight into global memory.  Invalid pixels (rare) go to the removed_* rows with global atomics.  The
+// per-pixel arithmetic (validity, bin, weight, variance terms) is radial.hpp's, shared with the CPU kernel.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -41,10 +42,10 @@ __global__ void radial_kernel(int64_t npix, int32_t nbins, const T* __restrict__
     double* vr = var ? var + f * nb1 : nullptr;
     for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < npix; k += int64_t(gridDim.x) * blockDim.x) {
         const double x = static_cast<double>(frame[k]);
-        const int64_t b = static_cast<int64_t>(index[k]);
+        const int64_t b = radial_term::bin(index, k);
         if (!valid(x)) {
             if (M != 2) {
-                const double wk = weight ? weight[k] : 1.0;
+                const double wk = radial_term::weight(weight, k);
                 atomicAdd(rw + f * nb1 + b, wk);
                 atomicAdd(rw2 + f * nb1 + b, wk * wk);
                 atomicAdd(rc + f * nb1 + b, 1.0);
@@ -52,14 +53,14 @@ __global__ void radial_kernel(int64_t npix, int32_t nbins, const T* __restrict__
             continue;
         }
         if (M == 2) {
-            const double d = x - mrow[b] * (weight ? weight[k] : 1.0);
-            if (SHARED) atomicAdd(sh + b, static_cast<float>(d * d));
-            else atomicAdd(vr + b, d * d);
+            const double d2 = radial_term::deviation2(x, mrow[b], radial_term::weight(weight, k));
+            if (SHARED) atomicAdd(sh + b, static_cast<float>(d2));
+            else atomicAdd(vr + b, d2);
         } else {
             if (SHARED) atomicAdd(sh + b * S, static_cast<float>(x));
             else atomicAdd(sig + b, x);
             if (M == 1) {
-                const double v = x > 1.0 ? x : 1.0;
+                const double v = radial_term::poisson_variance(x);
                 if (SHARED) atomicAdd(sh + b * S + 1, static_cast<float>(v));
                 else atomicAdd(vr + b, v);
             }

@@ -237,7 +237,7 @@ def structure_factors(type_of, frac, occ, H: int, hkl, g, gauss, s2max: float, B
     p = lambda a: _ptr(a) if a is not None else 0  # noqa: E731
     _core.structure_factors("cpu", int(frac.shape[0]), int(T), _ptr(type_of), _ptr(frac), _ptr(occ), int(H),
                             int(F.shape[0]), _ptr(hkl) if H < 0 else 0, p(g), int(K), p(ga), p(gb), p(gc),
-                            float(s2max), p(B), [float(v) for v in metric], _ptr(F), 0, int(num_threads))
+                            float(s2max), p(B), [float(v) for v in metric], _ptr(F), int(num_threads))
 
 
 def powder_reflections(arrays: dict, K: int, lam: float, lo: float, hi: float, tolerance: float, lp: bool,

@@ -38,8 +38,8 @@ struct StructureFactorProblem {
     int num_threads = 0;
 };
 
+// CPU only (no CUDA kernel: the Python caller, xstructure.crystal.structure_factors, builds host arrays).
 void structure_factors_cpu(const StructureFactorProblem& p, double* F);
-void structure_factors_cuda(const StructureFactorProblem& p, double* F, void* stream);
 
 // Gaussian density on a periodic grid:  rho(r) = sum_j w_j (2 pi sigma_j^2)^{-3/2} exp(-|r - r_j - R|^2 / 2 sigma_j^2)
 // summed over the lattice translations R whose contribution can exceed `cutoff` sigmas.  Grid point

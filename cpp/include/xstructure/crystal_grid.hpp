@@ -32,6 +32,18 @@ XS_HD int64_t wrap(int64_t i, int64_t n) {
     return r < 0 ? r + n : r;
 }
 
+// An atom's position, in double whatever the input type.
+template <typename T>
+XS_HD void load_position(const T* x, double r[3]) {
+    r[0] = static_cast<double>(x[0]);
+    r[1] = static_cast<double>(x[1]);
+    r[2] = static_cast<double>(x[2]);
+}
+
+// The normalised Gaussian at squared distance d2, norm exp(-d2 inv2s2), with norm = (2 pi sigma^2)^(-3/2) and
+// inv2s2 = 1 / (2 sigma^2): the density contribution per unit weight.
+XS_HD double gaussian(double d2, double norm, double inv2s2) { return norm * exp(-d2 * inv2s2); }
+
 // Visit every (grid point, image) pair within the cutoff of atom j at r: fn(flat_index, dx, dy, dz, g) with
 // d = grid point - atom image and g = the normalised Gaussian.  Grid steps are the rows of p.step; when the
 // grid spans the cell exactly (periodic), indices wrap and so cover every image; otherwise lattice images
@@ -123,7 +135,7 @@ XS_HD void visit(const DensityProblem& p, const GridGeometry& gg, const double r
                             const double dx = px + c * p.step[6], dy = py + c * p.step[7], dz = pz + c * p.step[8];
                             const double d2 = dx * dx + dy * dy + dz * dz;
                             if (d2 > rc * rc) continue;
-                            fn(rowab + wrap(c, n[2]), dx, dy, dz, norm * exp(-d2 * inv2s2));
+                            fn(rowab + wrap(c, n[2]), dx, dy, dz, gaussian(d2, norm, inv2s2));
                         }
                     }
                 if (gg.periodic) return;  // wrapped indices already cover every image

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "xstructure/hd.hpp"
+
 namespace xstructure {
 
 struct DebyeProblem {
@@ -33,12 +35,53 @@ struct DebyeProblem {
 };
 
 // Index of the unordered species pair (a, b) among E species.
-static inline int64_t pair_type(int32_t a, int32_t b, int32_t E) {
+XS_HD int64_t pair_type(int32_t a, int32_t b, int32_t E) {
     if (a > b) { int32_t t = a; a = b; b = t; }
     return static_cast<int64_t>(a) * E - (static_cast<int64_t>(a) * (a - 1)) / 2 + (b - a);
 }
 
-static inline int64_t n_pair_types(int32_t E) { return static_cast<int64_t>(E) * (E + 1) / 2; }
+XS_HD int64_t n_pair_types(int32_t E) { return static_cast<int64_t>(E) * (E + 1) / 2; }
+
+// The per-pair arithmetic of the CPU and CUDA kernels, in the working type R (double on the CPU; the input type
+// on the GPU).  For atoms i, j with d = x_i - x_j, r = |d| and ir = 1 / r:
+namespace debye_term {
+
+// d = x_i - x_j; returns r^2.
+template <typename R>
+XS_HD R separation(const R xi[3], const R xj[3], R d[3]) {
+    d[0] = xi[0] - xj[0];
+    d[1] = xi[1] - xj[1];
+    d[2] = xi[2] - xj[2];
+    return d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+}
+
+// sin(q r) / r, the pair's contribution at q (its limit q at r = 0 is the caller's case).
+template <typename R>
+XS_HD R sinc(R q, R r, R ir) { return hd::sin_t(q * r) * ir; }
+
+// sin(q r) / r and cos(q r) / r.
+template <typename R>
+XS_HD void sinc_cos(R q, R r, R ir, R* s, R* c) {
+    hd::sincos_t(q * r, s, c);
+    *s *= ir;
+    *c *= ir;
+}
+
+// One step along a uniform q grid: (s, c) at q becomes (s, c) at q + dq, with (cd, sd) = (cos, sin)(dq r).
+// V is R, or a vector of R (the CPU's four-wide lanes).
+template <typename V, typename R>
+XS_HD void rotate(V& s, V& c, R cd, R sd) {
+    const V t = s * cd + c * sd;
+    c = c * cd - s * sd;
+    s = t;
+}
+
+// With su = sum_k u_k sin(q_k r) / r and vc = sum_k u_k q_k cos(q_k r) / r (u_k = grad_out_k H_k), the gradient of
+// sum_k u_k sin(q_k r) / r is f d for atom i and -f d for atom j, f = (vc - su / r) / r.
+template <typename R>
+XS_HD R grad_factor(R su, R vc, R ir) { return (vc - su * ir) * ir; }
+
+}  // namespace debye_term
 
 // CPU (OpenMP).  pos: (B, N, 3), out: (B, Q), grad_out: (B, Q), grad_pos: (B, N, 3).  T = float | double;
 // arithmetic is done in double whatever T is.
@@ -47,16 +90,11 @@ void debye_forward_cpu(const DebyeProblem& p, const T* pos, T* out);
 template <typename T>
 void debye_backward_cpu(const DebyeProblem& p, const T* pos, const T* grad_out, T* grad_pos);
 
-// The instruction set the CPU dispatcher chose ("avx2+fma" or "baseline").
-const char* cpu_isa();
-
 // CUDA.  All pointers are device pointers; `stream` is a cudaStream_t (0 = legacy default stream).
 // Available only when compiled with CUDA (XSTRUCTURE_HAS_CUDA); otherwise these throw.
 template <typename T>
 void debye_forward_cuda(const DebyeProblem& p, const T* pos, T* out, void* stream);
 template <typename T>
 void debye_backward_cuda(const DebyeProblem& p, const T* pos, const T* grad_out, T* grad_pos, void* stream);
-
-int cuda_device_count();   // 0 when not compiled with CUDA or no usable device
 
 }  // namespace xstructure

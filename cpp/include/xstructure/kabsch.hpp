@@ -57,6 +57,37 @@ XS_HD double det4(const double A[16]) {
            A[2] * minor3(A, 1, 2, 3, 0, 1, 3) - A[3] * minor3(A, 1, 2, 3, 0, 1, 2);
 }
 
+// p(x) = x^4 + c2 x^2 + c1 x + c0 and p'(x), the Newton step's numerator and denominator; V is double or a
+// vector of doubles (the CPU block path runs four lanes at once).
+template <typename V>
+XS_HD void quartic(const V& x, const V& c2, const V& c1, const V& c0, V* p, V* dp) {
+    const V x2 = x * x;
+    const V b = (x2 + c2) * x;
+    const V a = b + c1;
+    *dp = 2.0 * x2 * x + b + a;
+    *p = a * x + c0;
+}
+
+// Newton's answer lam is lambda_max when it settled (a step of no more than 1e-15 of its value) on a root no
+// higher than the upper bound G/2, up to rounding.
+XS_HD bool lambda_settled(bool converged, double lam, double upper) {
+    return converged && lam <= upper * (1.0 + 1e-12) + 1e-300;
+}
+
+}  // namespace kabsch_detail
+
+// The trace-formula msd (G - 2 lambda) / W, always written to *msd, and whether it can be used: lambda is a
+// simple root (|p'(lambda)| well away from 0, so accurate to ~1e-15 relative) and the msd is not so small that
+// the cancellation in G - 2 lambda matters (msd > 1e-6 G / W keeps the RMSD error below ~1e-9 Å per Å of
+// structure size).  Shared by the scalar path (trace_msd, CPU and CUDA) and the CPU block path.
+XS_HD bool trace_msd_safe(double lam, double dp, double G, double W, double* msd) {
+    const double s = fabs(lam) + 1e-300;
+    *msd = (G - 2.0 * lam) / W;
+    return fabs(dp) > 1e-4 * s * s * s && *msd > 1e-6 * G / W;
+}
+
+namespace kabsch_detail {
+
 // Largest eigenvalue of K by Newton's method on det(K - x I) = x^4 + c2 x^2 + c1 x + c0, from the upper bound
 // G/2.  Returns false when Newton did not settle (a double root that rounding turned into a complex pair).
 XS_HD bool lambda_max(const double K[16], const double S[9], double upper, double* lam, double* dp = nullptr) {
@@ -68,18 +99,16 @@ XS_HD bool lambda_max(const double K[16], const double S[9], double upper, doubl
     double x = upper, den = 0.0;
     bool converged = false;
     for (int it = 0; it < 60; ++it) {
-        const double x2 = x * x;
-        const double b = (x2 + c2) * x;
-        const double a = b + c1;
-        den = 2.0 * x2 * x + b + a;  // p'(x)
+        double px;
+        quartic(x, c2, c1, c0, &px, &den);
         if (den == 0.0) break;
-        const double dx = (a * x + c0) / den;
+        const double dx = px / den;
         x -= dx;
         if (fabs(dx) <= 1e-15 * fabs(x) + 1e-300) { converged = true; break; }
     }
     *lam = x;
     if (dp) *dp = den;
-    return converged && x <= upper * (1.0 + 1e-12) + 1e-300;
+    return lambda_settled(converged, x, upper);
 }
 
 // Jacobi eigen-decomposition of a symmetric 4x4; returns the eigenvector of the largest eigenvalue in q.
@@ -172,20 +201,16 @@ XS_HD void best_rotation(const double S[9], double upper, double R[9]) {
 
 }  // namespace kabsch_detail
 
-// Largest lambda for S and the trace-formula msd, when that is safe: Newton settled on a simple root
-// (|p'| well away from 0, so lambda is accurate to ~1e-15 relative) and the msd is not so small that the
-// cancellation in (G - 2 lambda) matters (msd > 1e-6 G / W keeps the RMSD error below ~1e-9 Å per Å of
-// structure size).  Returns false when the caller must take the full path.
+// Largest lambda for S and the trace-formula msd, when that is safe (Newton settled, and trace_msd_safe).
+// Returns false, leaving *msd alone, when the caller must take the full path.
 XS_HD bool trace_msd(const double S[9], double G, double W, double* msd) {
     double K[16];
     kabsch_detail::horn(S, K);
     double lam, dp;
     const double upper = 0.5 * G + 1e-300;
     if (!kabsch_detail::lambda_max(K, S, upper, &lam, &dp)) return false;
-    const double s = fabs(lam) + 1e-300;
-    if (!(fabs(dp) > 1e-4 * s * s * s)) return false;
-    const double m = (G - 2.0 * lam) / W;
-    if (!(m > 1e-6 * G / W)) return false;
+    double m;
+    if (!trace_msd_safe(lam, dp, G, W, &m)) return false;
     *msd = m;
     return true;
 }

@@ -49,12 +49,35 @@ struct RadialValidity {
     double lo, hi;
     bool has_dummy;
     double dummy, delta;
-    XS_HD bool operator()(double x) const {
+    XS_HD_MEMBER bool operator()(double x) const {
         if (!check) return true;
         if (!(x >= lo && x <= hi)) return false;
         return !(has_dummy && fabs(x - dummy) <= delta);
     }
 };
+
+// The per-pixel arithmetic shared by the CPU and CUDA kernels.
+namespace radial_term {
+
+// Bin of pixel k (the dump bin nbins for masked pixels).
+template <typename I>
+XS_HD int64_t bin(const I* index, int64_t k) { return static_cast<int64_t>(index[k]); }
+
+// Normalisation w of pixel k (1 without a weight map).
+XS_HD double weight(const double* w, int64_t k) { return w ? w[k] : 1.0; }
+
+// Pass-2 (azimuthal) variance term of a valid value x in a bin of mean `mean`: (x - mean w)^2.
+XS_HD double deviation2(double x, double mean, double w) {
+    const double d = x - mean * w;
+    return d * d;
+}
+
+// Poisson variance of a valid value, max(1, x) (the GPU adds it per pixel), and its excess over x, max(0, 1 - x):
+// the CPU sums x once for signal and variance and adds the (rare) excess separately.
+XS_HD double poisson_variance(double x) { return x > 1.0 ? x : 1.0; }
+XS_HD double poisson_excess(double x) { return x < 1.0 ? 1.0 - x : 0.0; }
+
+}  // namespace radial_term
 
 // Outputs, each (F, nbins + 1) float64, overwritten: signal, var (may be null in SIGNAL mode; in
 // AZIMUTHAL_PASS2 only var is written), removed_w, removed_w2, removed_count (written by SIGNAL and
