@@ -44,7 +44,7 @@ from _common import machine_info, timeit  # noqa: E402
 
 import xstructure  # noqa: E402
 from xstructure import crystal  # noqa: E402
-from xstructure.crystal import _form_factors, _types, as_cell  # noqa: E402
+from xstructure.crystal.structure_factors import _form_factors, _types, as_cell  # noqa: E402
 
 
 def crystals(rng):
