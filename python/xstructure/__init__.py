@@ -8,7 +8,7 @@ The first call most users make is :func:`simulate`::
 
 The package follows the data's path, and this module only re-exports: structures and form factors
 (:mod:`.structures`, :mod:`.factors`) → scattering and superposition (:mod:`.scattering`, :mod:`.align`) →
-detectors, crystals and pools (:mod:`.detector`, :mod:`.crystal`, :mod:`.pools`) → the torch ops
+detectors, crystals and pools (:mod:`~xstructure.detector`, :mod:`.crystal`, :mod:`.pools`) → the torch ops
 (:mod:`.ops`) → learning (:mod:`.learn`) → the command line (:mod:`.cli`).  :mod:`xstructure.ops` needs
 torch and :mod:`xstructure.pools.sampling` RDKit; both load on first use, so the numpy API never needs them.
 """

@@ -173,29 +173,59 @@ def _permuted_pair(a, b, numbers, groups, w, align, reflection, max_iter=50):
 
 def rmsd(a, b, *, align: bool = True, reflection: bool = False, weights=None, permute: str | None = None,
          numbers=None, groups=None, return_transform: bool = False, num_threads: int = 0):
-    """Root-mean-square deviation of atomic positions after optimal superposition.
+    """Root-mean-square deviation of atomic positions after optimal superposition (Kabsch).
 
-    Args:
-        a, b: (N, 3) or (B, N, 3) positions in Å (numpy, torch or cupy; the same kind for both).  One
-            structure against many broadcasts.  torch inputs go through the differentiable op
-            :func:`xstructure.ops.kabsch_rmsd` (unless ``permute`` or ``return_transform`` is used).
-        align: superpose (translation + rotation) first; False gives the plain RMSD.
-        reflection: also allow improper rotations (the best of proper and improper is taken).
-        weights: (N,) non-negative atom weights (e.g. masses); the RMSD is the weighted mean.
-        permute: None, or "element": atoms of the same element (``numbers`` required) may be relabelled in b
-            to minimise the RMSD (Hungarian assignment alternated with superposition, two starts).
-        numbers: (N,) atomic numbers, for ``permute="element"``.
-        groups: with ``permute``: a list of index lists; only atoms within one group are interchangeable
-            (e.g. the three H of each methyl group).  Default: one group per element.
-        return_transform: also return R (…, 3, 3) and t (…, 3) with b ≈ a @ R.T + t (and, with
-            ``permute``, the permutation perm (…, N) with b[perm] matched to a).
-        num_threads: CPU threads (0: OpenMP's default).
+    RMSD = min over rotations R and translations t of sqrt(Σ_i w_i |R a_i + t − b_i|² / Σ_i w_i), computed in
+    float64 whatever the input type, with Horn's quaternion method (see the user guide's RMSD page for the
+    numerics).
 
-    Returns:
-        RMSD in Å: a float (numpy input, two (N, 3)), a 0-d tensor, or an array/tensor (B,).
+    Parameters
+    ----------
+    a, b : array_like
+        (N, 3) or (B, N, 3) positions in Å (numpy, torch or cupy; the same kind for both). One structure
+        against many broadcasts. torch inputs go through the differentiable op
+        :func:`xstructure.ops.kabsch_rmsd` (unless ``permute`` or ``return_transform`` is used).
+    align : bool, optional
+        Superpose (translation + rotation) first; False gives the plain RMSD.
+    reflection : bool, optional
+        Also allow improper rotations (the best of proper and improper is taken), so that a structure and its
+        mirror image give 0.
+    weights : array_like or None, optional
+        (N,) non-negative atom weights (e.g. masses in amu); the RMSD is the weighted mean.
+    permute : {None, 'element'}, optional
+        ``"element"``: atoms of the same element (``numbers`` required) may be relabelled in b to minimise the
+        RMSD (Hungarian assignment alternated with superposition, from several starts).
+    numbers : array_like or None, optional
+        (N,) atomic numbers, for ``permute="element"``.
+    groups : list of list of int, optional
+        With ``permute``: only atoms within one group are interchangeable (e.g. the three H of each methyl
+        group). Default: one group per element.
+    return_transform : bool, optional
+        Also return R (…, 3, 3) and t (…, 3) with b ≈ a @ R.T + t (and, with ``permute``, the permutation
+        perm (…, N) with b[perm] matched to a).
+    num_threads : int, optional
+        CPU threads (0: OpenMP's default).
 
-    Raises:
-        ValueError: shape mismatch, no atoms, NaN or inf, bad weights, unknown permute mode.
+    Returns
+    -------
+    rmsd : float, numpy.ndarray or torch.Tensor
+        RMSD in Å: a float for two (N, 3) numpy structures, a 0-d tensor for two torch ones, else (B,).
+    R, t, perm : numpy.ndarray
+        Only with ``return_transform``: rotations (…, 3, 3), translations (…, 3) in Å, and (with ``permute``)
+        permutations (…, N).
+
+    Raises
+    ------
+    ValueError
+        A shape mismatch, no atoms, NaN or inf, bad weights, or an unknown permute mode.
+
+    Examples
+    --------
+    >>> import numpy as np, xstructure
+    >>> nmm = xstructure.molecule("NMM")
+    >>> mirror = nmm.positions * [-1, 1, 1]
+    >>> round(float(xstructure.rmsd(nmm.positions, mirror, reflection=True)), 6)
+    0.0
     """
     a3, b3, Ba, Bb, B, N, single, dtype_name, w = _prepare(a, b, weights)
     kind = _backend.array_kind(a3)

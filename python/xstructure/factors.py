@@ -62,7 +62,23 @@ Z_MAX = len(_SYMBOLS) - 1
 
 
 def atomic_number(element) -> int:
-    """Atomic number of an element given as a symbol ('C', 'fe') or a number; ValueError if unknown."""
+    """Atomic number of an element.
+
+    Parameters
+    ----------
+    element : str or int
+        A symbol (``"C"``, ``"fe"``; case-insensitive) or an atomic number, H to Cf (1–98).
+
+    Returns
+    -------
+    int
+        The atomic number Z.
+
+    Raises
+    ------
+    ValueError
+        An unknown symbol or a number outside 1–98.
+    """
     if isinstance(element, (int, np.integer)) and not isinstance(element, bool):
         z = int(element)
         if 1 <= z <= Z_MAX:
@@ -78,7 +94,18 @@ def atomic_number(element) -> int:
 
 
 def symbol(z: int) -> str:
-    """Element symbol of atomic number z (1..98)."""
+    """Element symbol of an atomic number.
+
+    Parameters
+    ----------
+    z : int
+        Atomic number, 1–98.
+
+    Returns
+    -------
+    str
+        The symbol, e.g. ``"C"`` for 6.
+    """
     return _SYMBOLS[atomic_number(z)]
 
 
@@ -106,14 +133,24 @@ def factor_key(element) -> str:
 
 
 def xray_form_factor(element, q) -> np.ndarray:
-    """X-ray atomic form factor f0(q) in electrons.
+    """X-ray atomic form factor f₀(q) in electrons (Waasmaier & Kirfel 1995).
 
-    Args:
-        element: symbol ('C'), atomic number (6) or ion ('Fe2+', 'O1-').
-        q: momentum transfer in Å⁻¹, any shape, 0 ≤ q ≤ 75.4.
+    Parameters
+    ----------
+    element : str or int
+        Symbol (``"C"``), atomic number (6) or ion (``"Fe2+"``, ``"O1-"``).
+    q : array_like
+        Momentum transfer q = 4π sin θ / λ in Å⁻¹, any shape, 0 ≤ q ≤ 75.4 (s = q/4π ≤ 6 Å⁻¹, the fit's range).
 
-    Returns:
-        float64 array shaped like q.
+    Returns
+    -------
+    numpy.ndarray
+        f₀ in electrons, float64, shaped like ``q``.
+
+    Raises
+    ------
+    ValueError
+        An unknown element or ion, or q negative, non-finite or beyond 75.4 Å⁻¹.
     """
     q = check_q(q)
     return xray_f0_s2(factor_key(element), (q / (4 * np.pi)) ** 2)
@@ -126,7 +163,18 @@ def xray_f0_s2(key: str, s2) -> np.ndarray:
 
 
 def relativistic_factor(energy_kev: float) -> float:
-    """γ = 1 + E / (m_e c²) for electrons of kinetic energy E in keV."""
+    """The relativistic mass factor γ = 1 + E / (m_e c²) of electrons.
+
+    Parameters
+    ----------
+    energy_kev : float
+        Kinetic energy E in keV (> 0); m_e c² = 510.99895 keV.
+
+    Returns
+    -------
+    float
+        γ (dimensionless, ≥ 1).
+    """
     e = float(energy_kev)
     if not np.isfinite(e) or e <= 0:
         raise ValueError(f"electron energy must be a positive number of keV, got {energy_kev!r}")
@@ -134,7 +182,18 @@ def relativistic_factor(energy_kev: float) -> float:
 
 
 def electron_wavelength(energy_kev: float) -> float:
-    """Relativistic de Broglie wavelength (Å) of electrons with kinetic energy E (keV)."""
+    """Relativistic de Broglie wavelength of electrons.
+
+    Parameters
+    ----------
+    energy_kev : float
+        Kinetic energy E in keV (> 0).
+
+    Returns
+    -------
+    float
+        λ = hc / √(E (E + 2 m_e c²)) in Å (0.0197 Å at 300 keV).
+    """
     e = float(energy_kev)
     if not np.isfinite(e) or e <= 0:
         raise ValueError(f"electron energy must be a positive number of keV, got {energy_kev!r}")
@@ -145,13 +204,27 @@ def electron_wavelength(energy_kev: float) -> float:
 def electron_form_factor(element, q, energy_kev: float | None = None) -> np.ndarray:
     """Electron scattering amplitude f_e(q) in Å (Mott–Bethe from the Waasmaier–Kirfel fit).
 
-    Args:
-        element: symbol or atomic number of a neutral atom (ions have no finite f_e(0)).
-        q: momentum transfer in Å⁻¹.
-        energy_kev: electron kinetic energy; when given, f_e is multiplied by γ = 1 + E/(m_e c²).
+    f_e(q) = (2 / a₀) (Z − f₀(q)) / q², with the neutral-atom condition imposed so that the q → 0 limit is finite
+    and exact.
 
-    Returns:
-        float64 array shaped like q, finite at q = 0.
+    Parameters
+    ----------
+    element : str or int
+        Symbol or atomic number of a neutral atom (ions have no finite f_e(0)).
+    q : array_like
+        Momentum transfer q = 4π sin θ / λ in Å⁻¹, any shape, 0 ≤ q ≤ 75.4.
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV; when given, f_e is multiplied by γ = 1 + E/(m_e c²).
+
+    Returns
+    -------
+    numpy.ndarray
+        f_e in Å, float64, shaped like ``q``, finite at q = 0.
+
+    Raises
+    ------
+    ValueError
+        An ion, an unknown element, or q out of range.
     """
     if isinstance(element, str) and element.strip()[-1:] in "+-":
         raise ValueError(f"electron scattering factors are for neutral atoms; got the ion {element!r}")
@@ -175,14 +248,25 @@ def electron_fe_s2(key: str, s2) -> np.ndarray:
 def form_factor_table(numbers, q, probe: str = "xray", energy_kev: float | None = None):
     """Form factors of the distinct elements of a structure.
 
-    Args:
-        numbers: (N,) atomic numbers.
-        q: (Q,) momentum transfer in Å⁻¹.
-        probe: 'xray' or 'electron'.
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers.
+    q : array_like
+        (Q,) momentum transfer in Å⁻¹.
+    probe : {'xray', 'electron'}, optional
+        X-ray f₀ in electrons, or electron amplitudes f_e in Å.
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor (``probe="electron"`` only).
 
-    Returns:
-        (elements, species, f): elements (E,) sorted distinct atomic numbers, species (N,) int32 index of
-        each atom into elements, f (E, Q) float64 form factors.
+    Returns
+    -------
+    elements : numpy.ndarray
+        (E,) sorted distinct atomic numbers.
+    species : numpy.ndarray
+        (N,) int32 index of each atom into ``elements``.
+    f : numpy.ndarray
+        (E, Q) float64 form factors.
     """
     numbers = np.asarray(numbers)
     elements, species = np.unique(numbers, return_inverse=True)
@@ -199,9 +283,27 @@ def form_factor_table(numbers, q, probe: str = "xray", energy_kev: float | None 
 
 
 def incoherent_scattering_function(element, q) -> np.ndarray:
-    """X-ray incoherent scattering function S(q, Z) (Hubbell et al. 1975, via xraylib), in electrons.
+    """X-ray incoherent (Compton) scattering function S(q, Z), in electrons.
 
-    S → 0 as q → 0 and → Z at large q.  Needs the optional package xraylib (``pip install xraylib``).
+    From the tables of Hubbell et al. (1975) through xraylib (an optional dependency: ``pip install xraylib``).
+    S → 0 as q → 0 and → Z at large q.
+
+    Parameters
+    ----------
+    element : str or int
+        Symbol or atomic number.
+    q : array_like
+        Momentum transfer in Å⁻¹, any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        S(q, Z), float64, shaped like ``q``.
+
+    Raises
+    ------
+    ValueError
+        xraylib is not installed, or q is out of range.
     """
     q = check_q(q)
     z = atomic_number(element)

@@ -27,14 +27,37 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
           energy_kev: float | None = None, compton: bool = False) -> Tensor:
     """Debye scattering of one molecule's geometries as a differentiable torch op.
 
-    Args:
-        numbers: (N,) atomic numbers (sequence, numpy or tensor) or element symbols.
-        positions: (N, 3) or (B, N, 3) float32/float64 tensor in Å, on CPU or CUDA; gradients flow to it.
-        q: (Q,) momentum transfer in Å⁻¹ (sequence, numpy or tensor).
-        probe, signal, energy_kev, compton: as for :func:`xstructure.simulate`.
+    The forward pass is the kernel of :func:`xstructure.simulate`; the backward pass is an analytic kernel
+    (CPU and CUDA), so the op can sit inside training losses and refinements.
 
-    Returns:
-        (Q,) or (B, Q) tensor of positions' dtype and device.
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers (sequence, numpy or tensor) or element symbols.
+    positions : torch.Tensor
+        (N, 3) or (B, N, 3) float32/float64 tensor in Å, on CPU or CUDA; gradients flow to it.
+    q : array_like
+        (Q,) momentum transfer q = 4π sin θ / λ in Å⁻¹ (sequence, numpy or tensor).
+    probe : {'xray', 'electron'}, optional
+        X-ray (electrons²) or electron (Å²) intensities.
+    signal : {'total', 'atomic', 'molecular', 'sM'}, optional
+        As for :func:`xstructure.simulate`.
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor.
+    compton : bool, optional
+        Add the incoherent X-ray scattering to ``"total"`` (needs xraylib).
+
+    Returns
+    -------
+    torch.Tensor
+        (Q,) or (B, Q) tensor of the positions' dtype and device, in electrons² (X-rays), Å² (electrons) or
+        Å⁻¹ (sM).
+
+    Raises
+    ------
+    ValueError
+        ``positions`` not a float tensor of shape (N, 3) or (B, N, 3), NaN or inf, or an unknown probe or
+        signal.
     """
     if not isinstance(positions, torch.Tensor):
         raise ValueError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
@@ -67,15 +90,22 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
 def kabsch_rmsd(a: Tensor, b: Tensor, *, weights=None, align: bool = True, reflection: bool = False) -> Tensor:
     """Differentiable RMSD after optimal superposition, for training losses.
 
-    Args:
-        a, b: (N, 3) or (B, N, 3) float tensors in Å on one device; one structure broadcasts against many.
-        weights: optional (N,) non-negative atom weights.
-        align: superpose first (translation + rotation).
-        reflection: also allow improper rotations (mirror images give 0).
+    Parameters
+    ----------
+    a, b : torch.Tensor
+        (N, 3) or (B, N, 3) float tensors in Å on one device; one structure broadcasts against many.
+    weights : array_like or None, optional
+        (N,) non-negative atom weights.
+    align : bool, optional
+        Superpose first (translation + rotation).
+    reflection : bool, optional
+        Also allow improper rotations (mirror images give 0).
 
-    Returns:
-        (B,) RMSD in Å (0-d for two (N, 3) inputs).  Gradients flow to both a and b (analytic kernel;
-        zero where the RMSD is exactly 0).
+    Returns
+    -------
+    torch.Tensor
+        (B,) RMSD in Å (0-d for two (N, 3) inputs). Gradients flow to both a and b (analytic kernel, by the
+        envelope theorem; zero where the RMSD is exactly 0).
     """
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         raise ValueError("kabsch_rmsd takes torch tensors; use xstructure.rmsd for numpy or cupy arrays")
@@ -84,19 +114,36 @@ def kabsch_rmsd(a: Tensor, b: Tensor, *, weights=None, align: bool = True, refle
 
 def density_grid(positions: Tensor, cell, *, numbers=None, weights=None, shape=(20, 20, 20), sigma=0.5,
                  frame: str = "fractional", cutoff: float = 6.0) -> Tensor:
-    """Differentiable Gaussian density of atoms on a periodic unit-cell grid (see
-    :func:`xstructure.crystal.density_grid` for the definition).
+    """Differentiable Gaussian density of atoms on a periodic unit-cell grid.
 
-    Args:
-        positions: (N, 3) or (B, N, 3) Cartesian Å, float32 or float64, CPU or CUDA.
-        cell: (3, 3) rows a, b, c in Å (the same for the whole batch).
-        numbers: (N,) atomic numbers, weights w_j = Z_j (unless ``weights`` is given).
-        weights: (N,) weights; default Z (with ``numbers``) else 1.
-        shape, sigma, frame, cutoff: grid shape, Gaussian width(s) in Å, "fractional" or "cartesian", cutoff
-            in sigmas.
+    ρ(r) = Σ_j Σ_R w_j (2πσ²)^(−3/2) exp(−|r − r_j − R|² / 2σ²) over the lattice translations R (see
+    :func:`xstructure.crystal.density_grid`); the backward pass is an analytic kernel.
 
-    Returns:
-        (n0, n1, n2) or (B, n0, n1, n2), positions' dtype and device; gradients flow to positions.
+    Parameters
+    ----------
+    positions : torch.Tensor
+        (N, 3) or (B, N, 3) Cartesian positions in Å, float32 or float64, CPU or CUDA.
+    cell : array_like
+        (3, 3) cell vectors a, b, c as rows, in Å (the same for the whole batch).
+    numbers : array_like or None, optional
+        (N,) atomic numbers; the weights are then w_j = Z_j (unless ``weights`` is given).
+    weights : array_like or None, optional
+        (N,) weights; default Z (with ``numbers``), else 1.
+    shape : tuple of int, optional
+        Grid shape (n0, n1, n2).
+    sigma : float or array_like, optional
+        Gaussian width in Å, one for all atoms or (N,).
+    frame : {'fractional', 'cartesian'}, optional
+        Grid points at fractional steps of the cell (parallelepiped voxels), or an axis-aligned Cartesian grid
+        over the cell's bounding box.
+    cutoff : float, optional
+        Each Gaussian is cut at this many σ.
+
+    Returns
+    -------
+    torch.Tensor
+        (n0, n1, n2) or (B, n0, n1, n2) density, in weight units per Å³ (electrons/Å³ with Z weights), of the
+        positions' dtype and device; gradients flow to the positions.
     """
     import numpy as np  # loaded on use: keeps `import xstructure` fast
 
@@ -137,20 +184,36 @@ def density_grid(positions: Tensor, cell, *, numbers=None, weights=None, shape=(
 
 def detector_pattern(numbers, positions: Tensor, geometry, *, orientation: str = "isotropic", probe=None,
                      polarization: float | None = 0.99, solid_angle: bool = True) -> Tensor:
-    """Differentiable 2D detector image of a molecule on a :class:`~xstructure.Geometry` (X-ray total
-    intensity with the polarisation and solid-angle factors, or electrons without them).
+    """Differentiable 2D detector image of a molecule on a :class:`~xstructure.Geometry`.
 
-    ``orientation="isotropic"``: the Debye intensity at each pixel's |q| (the :func:`debye` custom op on the
-    pixels' q, analytic backward).  ``orientation="fixed"``: the coordinates are lab-frame positions and
-    I = |Σ_j f_j(|q|) exp(i q·r_j)|² at each pixel's q vector (torch operations; autograd).
+    X-ray total intensity with the polarisation and solid-angle factors, or electrons without them.
+    ``orientation="isotropic"``: the Debye intensity at each pixel's ``|q|`` (the :func:`debye` custom op on the
+    pixels' q, analytic backward). ``orientation="fixed"``: the coordinates are lab-frame positions and
+    I = ``|Σ_j f_j(|q|) exp(i q·r_j)|²`` at each pixel's q vector (torch operations; autograd).
 
-    Args:
-        numbers: (N,) atomic numbers or symbols.
-        positions: (N, 3) or (B, N, 3) tensor in Å (float32/float64, CPU or CUDA).
-        geometry: the detector; ``probe`` defaults to ``geometry.probe``.
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers or symbols.
+    positions : torch.Tensor
+        (N, 3) or (B, N, 3) tensor in Å (float32/float64, CPU or CUDA).
+    geometry : Geometry
+        The detector, shape (n1, n2).
+    orientation : {'isotropic', 'fixed'}, optional
+        Orientationally averaged, or the positions as given in the lab frame (x horizontal, y vertical, z
+        along the beam).
+    probe : {'xray', 'electron'} or None, optional
+        Default: ``geometry.probe``.
+    polarization : float or None, optional
+        X-rays: pyFAI's polarisation factor in [−1, 1] (+1: horizontal), or None for no polarisation factor.
+    solid_angle : bool, optional
+        X-rays: multiply by the pixels' relative solid angle.
 
-    Returns:
-        (n1, n2) or (B, n1, n2) tensor of positions' dtype and device; gradients flow to positions.
+    Returns
+    -------
+    torch.Tensor
+        (n1, n2) or (B, n1, n2) image in electrons² (X-rays) or Å² (electrons) per unit of the corrections, of
+        the positions' dtype and device; gradients flow to the positions.
     """
     import numpy as np  # loaded on use: keeps `import xstructure` fast
 

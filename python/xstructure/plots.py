@@ -65,8 +65,24 @@ def plot_patterns(path: str, q, intensity, names, probe: str, signal: str, title
 
 
 def plot_curves(h5path: str, png: str, xlabel: str, logy: bool = False, most: int = 20) -> None:
-    """PNG of the profiles in an ``xstructure integrate`` output: all of them when at most ``most``, else
-    their mean and 8 evenly spaced ones.  Empty bins are not drawn."""
+    """PNG of the profiles in an ``xstructure integrate`` output file.
+
+    All of them when there are at most ``most``, else their mean and 8 evenly spaced ones; empty bins are not
+    drawn.
+
+    Parameters
+    ----------
+    h5path : str
+        The HDF5 file of radial profiles.
+    png : str
+        Output PNG.
+    xlabel : str
+        Label of the radial axis, with its unit.
+    logy : bool, optional
+        Logarithmic intensity axis.
+    most : int, optional
+        Draw every profile up to this many.
+    """
     import h5py  # loaded on use: keeps `import xstructure` fast
 
     plt = _pyplot()
@@ -101,8 +117,29 @@ def plot_curves(h5path: str, png: str, xlabel: str, logy: bool = False, most: in
 
 def plot_powder(path: str, cell, peaks, two_theta, wavelength, *, factors: str = "xray", doublet: bool = False,
                 label: int = 10) -> None:
-    """PNG of a powder pattern (pseudo-Voigt, FWHM 0.1°) on the 2θ grid ``two_theta`` (degrees) with the
-    peaks as sticks, the ``label`` strongest annotated with their hkl."""
+    """PNG of a powder pattern with its peaks as sticks, the strongest annotated with their hkl.
+
+    The profile is a pseudo-Voigt of FWHM 0.1° on the 2θ grid.
+
+    Parameters
+    ----------
+    path : str
+        Output PNG.
+    cell : Cell
+        The crystal.
+    peaks : PowderPeaks
+        Its peaks.
+    two_theta : array_like
+        (n,) 2θ grid, degrees.
+    wavelength : float or str
+        Å, or a line name.
+    factors : {'xray', 'electron', 'Z'}, optional
+        Form factors.
+    doublet : bool, optional
+        Kα1 and Kα2 lines.
+    label : int, optional
+        Peaks annotated.
+    """
     plt = _pyplot()
     x, y = powder_pattern(cell, two_theta, wavelength, factors=factors, doublet=doublet)
     scale = 100.0 / y.max() if y.max() > 0 else 1.0

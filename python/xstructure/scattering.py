@@ -30,9 +30,26 @@ SIGNALS = ("total", "atomic", "molecular", "sM")
 
 @dataclass
 class DebyeTables:
-    """What the kernel needs for one molecule, signal and q grid (all float64 numpy).
+    """What the Debye kernel needs for one molecule, signal and q grid (all float64 numpy).
 
-    The kernel computes out[b, k] = beta[k] + Σ_p H[p, k] Σ_{pairs of type p} sin(q_k r)/r.
+    The kernel computes out[b, k] = beta[k] + Σ_p H[p, k] Σ_{pairs of type p} sin(q_k r)/r, with r in Å.
+
+    Parameters
+    ----------
+    species : numpy.ndarray
+        (N,) int32 index of each atom's element into the molecule's distinct elements.
+    q : numpy.ndarray
+        (Q,) momentum transfer in Å⁻¹.
+    H : numpy.ndarray
+        (P, Q) weights of the pair types (P = E (E + 1) / 2 for E elements), in the signal's unit times Å.
+    beta : numpy.ndarray
+        (Q,) the geometry-free part of the signal (I_at for ``"total"``, the q = 0 column), in the signal's unit.
+    i_atomic : numpy.ndarray
+        (Q,) the atomic scattering I_at = Σ_i f_i² (electrons² or Å²).
+    uniform : bool
+        Whether q is a uniform grid (the kernel then uses its rotation recurrence).
+    q0, dq : float
+        First point and step of a uniform grid, Å⁻¹.
     """
 
     species: np.ndarray   # (N,) int32
@@ -59,11 +76,36 @@ def _uniform_grid(q: np.ndarray) -> tuple[bool, float, float]:
 
 def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
                  energy_kev: float | None = None, compton: bool = False) -> DebyeTables:
-    """Fold form factors and the signal definition into the kernel's weights.
+    """Fold the form factors and the signal's definition into the kernel's weights.
 
-    For I_mol = Σ_{i≠j} f_i f_j sinc(q r) = Σ_p 2 F_p(q) Σ_{i<j ∈ p} sin(q r)/(q r), a signal
-    α(q) I_mol + β(q) has H_p = 2 α F_p / q (0 at q = 0) and beta = β plus, at q = 0, the geometry-free
-    value α Σ_p 2 F_p n_p (n_p pairs of type p).
+    For I_mol = Σ_{i≠j} f_i f_j sinc(q r) = Σ_p 2 F_p(q) Σ_{i<j ∈ p} sin(q r)/(q r), a signal α(q) I_mol + β(q)
+    has H_p = 2 α F_p / q (0 at q = 0) and beta = β plus, at q = 0, the geometry-free value α Σ_p 2 F_p n_p
+    (n_p pairs of type p).
+
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers.
+    q : array_like
+        (Q,) momentum transfer in Å⁻¹.
+    probe : {'xray', 'electron'}, optional
+        X-ray form factors (electrons) or electron amplitudes (Å).
+    signal : {'total', 'atomic', 'molecular', 'sM'}, optional
+        The signal, as for :func:`simulate`.
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor.
+    compton : bool, optional
+        Add the incoherent X-ray scattering to ``"total"`` (needs xraylib).
+
+    Returns
+    -------
+    DebyeTables
+        The kernel's weights.
+
+    Raises
+    ------
+    ValueError
+        An unknown probe or signal, or ``compton`` with another probe or signal.
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
@@ -170,36 +212,65 @@ def register_target(kind: type, target) -> None:
 def simulate(structures, q, *, probe: str | None = None, signal: str = "total", energy_kev: float | None = None,
              compton: bool = False, chunk_size: int = 16384, progress: bool = False, num_threads: int = 0,
              **detector):
-    """Scattering patterns of molecules in the Independent Atom Model.
+    """Scattering patterns of molecules in the Independent Atom Model (the Debye formula).
 
-    Args:
-        structures: an ``ase.Atoms``; a list of them (different molecules allowed); a path to any file
-            ase.io reads (every frame is used); or a tuple ``(numbers, positions)`` with numbers (N,)
-            atomic numbers or symbols and positions (N, 3) or (B, N, 3) in Å as a numpy, torch or cupy
-            array, or any sliceable array-like such as an h5py/zarr dataset (read chunk by chunk).
-        q: (Q,) momentum transfer 4π sinθ/λ in Å⁻¹, 0 ≤ q ≤ 75.4.  Uniform grids take the fast path.
-            Or a :class:`~xstructure.Geometry`: then 2D detector images are returned, (n1, n2) or (B, n1, n2)
-            float64 numpy, isotropic, aligned (photoselected) or in a fixed orientation, with polarisation,
-            solid angle and optional Poisson noise; see :func:`xstructure.detector.simulate_detector` for the
-            keyword arguments (``orientation``, ``axis``, ``dipole``, ``p2``, ``p4``, ``polarization``,
-            ``photons``, ``background``, ``gain``, ``rng``, ...).
-        probe: 'xray' (Waasmaier–Kirfel f0, electrons²) or 'electron' (Mott–Bethe amplitudes, Å²).  Default:
-            'xray', or the geometry's probe for a Geometry.
-        signal: 'total' (I_at + I_mol), 'atomic' (I_at), 'molecular' (I_mol) or 'sM' (q I_mol / I_at).
-        energy_kev: electron kinetic energy; scales electron amplitudes by γ = 1 + E/(m_e c²).
-        compton: X-ray 'total' only: add the incoherent scattering Σ_i S(q, Z_i) (Hubbell et al. 1975,
-            needs xraylib).
-        chunk_size: geometries per kernel call; memory beyond the output stays O(chunk_size · N).
-        progress: show a progress bar over geometries.
-        num_threads: CPU threads (0: OpenMP's default, e.g. OMP_NUM_THREADS).
+    For atoms i with form factors f_i(q) at distances r_ij, orientationally averaged,
+    I_at = Σ_i f_i², I_mol = Σ_{i≠j} f_i f_j sin(q r_ij)/(q r_ij), I_total = I_at + I_mol and
+    sM = q I_mol / I_at.
 
-    Returns:
-        (Q,) for one structure, else (B, Q); float32 for float32 positions, else float64.  numpy for numpy
-        (or file/Atoms) input, torch or cupy on the input's device for torch or cupy input.
+    Parameters
+    ----------
+    structures : ase.Atoms, list, str, os.PathLike or tuple
+        An ``ase.Atoms``; a list of them (different molecules allowed); a path to any file ase.io reads (every
+        frame is used); or a tuple ``(numbers, positions)`` with numbers (N,) atomic numbers or symbols and
+        positions (N, 3) or (B, N, 3) in Å as a numpy, torch or cupy array, or any sliceable array-like such as an
+        h5py/zarr dataset (read chunk by chunk).
+    q : array_like or Geometry
+        (Q,) momentum transfer q = 4π sin θ / λ in Å⁻¹, 0 ≤ q ≤ 75.4; uniform grids take the fast path.
+        Or a :class:`~xstructure.Geometry`: then 2D detector images are returned, (n1, n2) or (B, n1, n2)
+        float64 numpy, isotropic, aligned (photoselected) or in a fixed orientation, with polarisation, solid
+        angle and optional Poisson noise (see :func:`~xstructure.detector.patterns.simulate_detector`).
+    probe : {'xray', 'electron'} or None, optional
+        ``"xray"`` (Waasmaier–Kirfel f₀, intensities in electrons²) or ``"electron"`` (Mott–Bethe amplitudes,
+        intensities in Å²). Default: ``"xray"``, or the geometry's probe for a Geometry.
+    signal : {'total', 'atomic', 'molecular', 'sM'}, optional
+        I_at + I_mol, I_at, I_mol, or sM = q I_mol / I_at (in Å⁻¹).
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV; scales electron amplitudes by γ = 1 + E/(m_e c²) (sM is unchanged).
+    compton : bool, optional
+        X-ray ``"total"`` only: add the incoherent scattering Σ_i S(q, Z_i) (Hubbell et al. 1975; needs
+        xraylib).
+    chunk_size : int, optional
+        Geometries per kernel call; memory beyond the output stays O(chunk_size · N).
+    progress : bool, optional
+        Show a progress bar over geometries.
+    num_threads : int, optional
+        CPU threads (0: OpenMP's default, e.g. ``OMP_NUM_THREADS``).
+    **detector
+        With a Geometry: the keyword arguments of
+        :func:`~xstructure.detector.patterns.simulate_detector` (``orientation``, ``axis``, ``dipole``, ``p2``,
+        ``p4``, ``polarization``, ``photons``, ``background``, ``gain``, ``rng``, ...).
 
-    Raises:
-        ValueError: unknown element, NaN/inf coordinates, wrong shapes, negative or out-of-range q,
-            empty structure, unknown probe or signal, unreadable file.
+    Returns
+    -------
+    numpy.ndarray, torch.Tensor or cupy.ndarray
+        (Q,) for one structure, else (B, Q): electrons² (X-rays), Å² (electrons) or Å⁻¹ (sM). float32 for
+        float32 positions, else float64 (the kernel accumulates in float64 either way); numpy for numpy, file or
+        Atoms input, torch or cupy on the input's device for torch or cupy input.
+
+    Raises
+    ------
+    ValueError
+        An unknown element, NaN/inf coordinates, wrong shapes, negative or out-of-range q, an empty structure,
+        an unknown probe or signal, or an unreadable file.
+
+    Examples
+    --------
+    >>> import numpy as np, xstructure
+    >>> q = np.linspace(0.5, 12, 500)
+    >>> I = xstructure.simulate(xstructure.molecule("NMM"), q, probe="xray", signal="total")
+    >>> I.shape
+    (500,)
     """
     for kind, target in _TARGETS.items():
         if isinstance(q, kind):

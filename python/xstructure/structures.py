@@ -19,7 +19,8 @@ from .factors import atomic_number
 
 __all__ = ["Batch", "to_batches", "molecule", "read_file", "read_structures", "bond_graph", "BUILTIN_MOLECULES"]
 
-#: Molecules of the seed design, shipped as MMFF94-minimised geometries (see the files' comment lines).
+#: Molecules of the original design (Si & Ma), shipped as MMFF94-minimised geometries: name -> (file, description,
+#: SMILES).
 BUILTIN_MOLECULES = {
     "NMM": ("nmm.xyz", "N-methylmorpholine, C5H11NO", "CN1CCOCC1"),
     "CHD": ("chd.xyz", "1,3-cyclohexadiene, C6H8", "C1=CCCC=C1"),
@@ -29,12 +30,17 @@ BUILTIN_MOLECULES = {
 
 @dataclass
 class Batch:
-    """Geometries of one molecule.
+    """Geometries of one molecule: the unit of work of the kernels.
 
-    Attributes:
-        numbers: (N,) int64 atomic numbers.
-        positions: (B, N, 3) positions in Å (numpy, torch, cupy or a sliceable array-like).
-        rows: index of each geometry in the caller's output (length B).
+    Parameters
+    ----------
+    numbers : numpy.ndarray
+        (N,) int64 atomic numbers.
+    positions : array_like
+        (B, N, 3) positions in Å: a numpy, torch or cupy array, or any sliceable array-like (an h5py or zarr
+        dataset is read chunk by chunk).
+    rows : numpy.ndarray
+        (B,) index of each geometry in the caller's output.
     """
 
     numbers: np.ndarray
@@ -60,7 +66,22 @@ def atomic_numbers(numbers) -> np.ndarray:
 
 
 def bond_graph(numbers, positions, scale: float = 1.2) -> np.ndarray:
-    """(N, N) bool adjacency: pairs closer than ``scale`` × the sum of their covalent radii (ase's table)."""
+    """The bonds of a structure by covalent radii.
+
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers.
+    positions : array_like
+        (N, 3) positions in Å.
+    scale : float, optional
+        Two atoms are bonded when closer than ``scale`` × the sum of their covalent radii (ase's table).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, N) bool adjacency matrix, symmetric, False on the diagonal.
+    """
     from ase.data import covalent_radii  # loaded on use: keeps `import xstructure` fast
 
     Z = np.asarray(numbers)
@@ -72,8 +93,23 @@ def bond_graph(numbers, positions, scale: float = 1.2) -> np.ndarray:
 
 
 def read_file(path) -> list:
-    """Every structure in a file that ase.io reads, as a list of ``ase.Atoms``; a clear ValueError for a
-    missing, unreadable or empty file."""
+    """Every structure in a file that ase.io reads.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (XYZ, PDB, CIF, ... any format ase.io reads).
+
+    Returns
+    -------
+    list of ase.Atoms
+        Every frame of the file, positions in Å.
+
+    Raises
+    ------
+    ValueError
+        The file is missing, unreadable or empty.
+    """
     import ase.io  # loaded on use: keeps `import xstructure` fast
 
     path = os.fspath(path)
@@ -111,11 +147,28 @@ def _group_atoms(frames: Sequence) -> list[Batch]:
 
 
 def to_batches(structures) -> tuple[list[Batch], int, bool]:
-    """Normalise any accepted input.
+    """Normalise any accepted input into batches of one molecule each.
 
-    Returns:
-        (batches, n_rows, single): the batches, how many output rows they fill, and whether the input was a
-        single structure (so the caller returns (Q,) rather than (1, Q)).
+    Parameters
+    ----------
+    structures : ase.Atoms, list, str, os.PathLike or tuple
+        An ``ase.Atoms``; a list of them (different molecules allowed); a path to any file ase.io reads (every
+        frame is used); or ``(numbers, positions)`` with numbers (N,) atomic numbers or symbols and positions
+        (N, 3) or (B, N, 3) in Å.
+
+    Returns
+    -------
+    batches : list of Batch
+        One batch per distinct molecule.
+    n_rows : int
+        How many output rows the batches fill.
+    single : bool
+        Whether the input was a single structure (so the caller returns (Q,) rather than (1, Q)).
+
+    Raises
+    ------
+    ValueError
+        An empty structure, a wrong shape, unknown elements, or an unreadable file.
     """
     if _is_atoms(structures):
         return _group_atoms([structures]), 1, True
@@ -174,9 +227,24 @@ def read_structures(spec: str) -> tuple[list, list[str]]:
 
 
 def molecule(spec: str):
-    """An ase.Atoms from a file path, a built-in name (NMM, CHD, DT), an ase.build name or a SMILES string.
+    """An ``ase.Atoms`` from a file path, a built-in name, an ase.build name or a SMILES string.
 
-    SMILES are embedded with RDKit (ETKDG, fixed seed) and minimised with MMFF94.
+    Parameters
+    ----------
+    spec : str
+        A structure file (its first frame), a built-in name (``"NMM"``, ``"CHD"``, ``"DT"``: MMFF94-minimised
+        geometries shipped with the package), an ``ase.build.molecule`` name (``"H2O"``, ``"C6H6"``, ...) or a
+        SMILES string. SMILES are embedded with RDKit (ETKDG, fixed seed) and minimised with MMFF94.
+
+    Returns
+    -------
+    ase.Atoms
+        The molecule, positions in Å.
+
+    Raises
+    ------
+    ValueError
+        ``spec`` is none of the above (or a SMILES string without RDKit installed).
     """
     import ase.build  # loaded on use: keeps `import xstructure` fast
     import ase.io  # loaded on use: keeps `import xstructure` fast

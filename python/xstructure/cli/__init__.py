@@ -1,5 +1,5 @@
 """The ``xstructure`` command line: one thin module per command group (parse → call one library function →
-print).  :func:`main` is the entry point.
+print).  :func:`main` is the entry point.  Examples::
 
     xstructure simulate FILE|NAME|SMILES --q 0.5:12:500 --probe xray --signal total --out p.csv --plot p.png
     xstructure integrate run_*.h5 --poni setup.poni --npt 1000 --out curves.h5 --plot curves.png
@@ -27,7 +27,14 @@ GROUPS = ("simulate", "integrate", "crystal", "pool", "learn", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
+    """The argument parser of every command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``xstructure`` parser with one sub-command per command (``simulate``, ``integrate``, ``crystal``,
+        ``crystals``, ``pool``, ``train``, ``evaluate``, ``predict``, ``info``).
+    """
     p = argparse.ArgumentParser(prog="xstructure",
                                 description="X-ray and electron scattering of molecules and crystals.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -37,7 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (2 for a user's mistake, with a one-line message)."""
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : list of str or None, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 done, 1 some input files failed, 2 a user's mistake (with a one-line message),
+        130 interrupted (rerun the same command to finish).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

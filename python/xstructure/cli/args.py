@@ -15,7 +15,23 @@ __all__ = ["parse_q", "parse_range", "parse_two_theta", "parse_param", "parse_no
 
 
 def parse_q(text: str) -> np.ndarray:
-    """'START:STOP:N' (N points, both ends included) or a comma-separated list, in Å⁻¹."""
+    """A q grid from the command line.
+
+    Parameters
+    ----------
+    text : str
+        ``"START:STOP:N"`` (N points, both ends included) or a comma-separated list, in Å⁻¹.
+
+    Returns
+    -------
+    numpy.ndarray
+        (Q,) q in Å⁻¹.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Neither form.
+    """
     try:
         if ":" in text:
             start, stop, n = text.split(":")
@@ -30,7 +46,23 @@ def parse_q(text: str) -> np.ndarray:
 
 
 def parse_range(text: str) -> tuple:
-    """'MIN:MAX' -> (min, max)."""
+    """A range from the command line.
+
+    Parameters
+    ----------
+    text : str
+        ``"MIN:MAX"`` with MIN < MAX.
+
+    Returns
+    -------
+    tuple of float
+        (min, max).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Not two numbers in increasing order.
+    """
     try:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError:
@@ -41,7 +73,23 @@ def parse_range(text: str) -> tuple:
 
 
 def parse_two_theta(text: str) -> np.ndarray:
-    """'START:STOP:N' in degrees 2θ (N points, both ends included)."""
+    """A 2θ grid from the command line.
+
+    Parameters
+    ----------
+    text : str
+        ``"START:STOP:N"`` in degrees, 0 ≤ START < STOP ≤ 180, N ≥ 2 (both ends included).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) 2θ in degrees.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        A malformed or out-of-range grid.
+    """
     try:
         start, stop, n = text.split(":")
         start, stop, n = float(start), float(stop), int(n)
@@ -55,7 +103,23 @@ def parse_two_theta(text: str) -> np.ndarray:
 
 
 def parse_param(text: str) -> tuple:
-    """'KEY=VALUE' with VALUE read as JSON when it parses (numbers, true, lists), else as a string."""
+    """A ``KEY=VALUE`` option from the command line.
+
+    Parameters
+    ----------
+    text : str
+        ``"KEY=VALUE"``; VALUE is read as JSON when it parses (numbers, true, lists), else as a string.
+
+    Returns
+    -------
+    tuple
+        (key, value).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        No ``=`` or a key that is not an identifier.
+    """
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"--param must be KEY=VALUE (e.g. steps=2000), got {text!r}")
@@ -66,7 +130,23 @@ def parse_param(text: str) -> tuple:
 
 
 def parse_noise(text: str):
-    """'gaussian:0.005' (relative σ per q point), 'poisson:1e6' (counts per pattern) or 'none'."""
+    """A noise model from the command line.
+
+    Parameters
+    ----------
+    text : str
+        ``"gaussian:0.005"`` (relative σ per q point), ``"poisson:1e6"`` (counts per pattern) or ``"none"``.
+
+    Returns
+    -------
+    Noise
+        The model.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        A malformed specification.
+    """
     try:
         return Noise.parse(text)
     except ValueError as exc:
@@ -74,15 +154,48 @@ def parse_noise(text: str):
 
 
 def add_progress(parser) -> None:
+    """Add the ``--progress/--no-progress`` option to a parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The (sub-)command's parser.
+    """
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
 
 
 def progress(args) -> bool:
+    """Whether to show progress bars.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments with ``progress``.
+
+    Returns
+    -------
+    bool
+        ``--progress``/``--no-progress`` when given, else whether stderr is a terminal.
+    """
     return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def interrupted(where: str, what: str = "finished chunks") -> int:
+    """Report an interrupted command on stderr.
+
+    Parameters
+    ----------
+    where : str
+        The store or file that keeps the finished work.
+    what : str, optional
+        What is kept.
+
+    Returns
+    -------
+    int
+        130, the exit status of an interrupted command.
+    """
     print(f"xstructure: interrupted; the {what} are kept in {where}: run the same command again to finish",
           file=sys.stderr)
     return 130

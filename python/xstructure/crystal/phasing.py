@@ -35,7 +35,23 @@ __all__ = ["normalised_density", "box_amplitudes", "density_peaks", "cell_atoms"
 
 
 def composition(formula: str) -> np.ndarray:
-    """(119,) float32 atom fractions by atomic number from a formula such as 'NaCl' or 'Al2O3'."""
+    """Atom fractions by atomic number from a chemical formula.
+
+    Parameters
+    ----------
+    formula : str
+        A formula such as ``"NaCl"`` or ``"Al2O3"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (119,) float32 fraction of the atoms of each atomic number (index Z), summing to 1.
+
+    Raises
+    ------
+    ValueError
+        An unreadable formula or an unknown element.
+    """
     from ase.formula import Formula  # loaded on use: keeps `import xstructure` fast
 
     try:
@@ -52,7 +68,23 @@ def composition(formula: str) -> np.ndarray:
 
 
 def cell_from_parameters(text) -> np.ndarray:
-    """(3, 3) cell rows in Å from 'a,b,c,alpha,beta,gamma' (Å, degrees) or a sequence of the six numbers."""
+    """Cell vectors from the six cell parameters.
+
+    Parameters
+    ----------
+    text : str or sequence of float
+        ``"a,b,c,alpha,beta,gamma"`` (Å and degrees), or a sequence of the six numbers.
+
+    Returns
+    -------
+    numpy.ndarray
+        (3, 3) cell vectors as rows, Å (ase's standard orientation).
+
+    Raises
+    ------
+    ValueError
+        Not six numbers, or parameters that make no cell.
+    """
     from ase.geometry import (
         cellpar_to_cell,  # loaded on use: keeps `import xstructure` fast
     )
@@ -105,22 +137,65 @@ def solve_box(intensity, cell, formula: str, sigma: float, *, start=None) -> dic
 
 
 def cell_atoms(cell, frac, numbers):
-    """An ``ase.Atoms`` of a periodic cell from (3, 3) cell rows in Å, (N, 3) fractional coordinates and (N,)
-    atomic numbers."""
+    """An ``ase.Atoms`` of a periodic cell.
+
+    Parameters
+    ----------
+    cell : array_like
+        (3, 3) cell vectors as rows, Å.
+    frac : array_like
+        (N, 3) fractional coordinates.
+    numbers : array_like
+        (N,) atomic numbers.
+
+    Returns
+    -------
+    ase.Atoms
+        The crystal, periodic in all three directions.
+    """
     import ase  # loaded on use: keeps `import xstructure` fast
 
     return ase.Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True)
 
 
 def normalised_density(rho: np.ndarray) -> np.ndarray:
-    """ρ̃ = ρ / mean(ρ) over the grid (per crystal for a batch (B, n, n, n))."""
+    """A density divided by its mean over the grid: ρ̃ = ρ / mean(ρ).
+
+    A crystal's ρ̃ does not depend on the cell's size or on the scale of its composition.
+
+    Parameters
+    ----------
+    rho : array_like
+        (n0, n1, n2) grid, or a batch (B, n0, n1, n2) (normalised crystal by crystal).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, same shape, dimensionless (mean 1).
+    """
     rho = np.asarray(rho, dtype=np.float64)
     m = rho.mean(axis=(-3, -2, -1), keepdims=True)
     return rho / np.where(m > 0, m, 1.0)
 
 
 def box_amplitudes(rho, H: int):
-    """Complex F(h)/F(000) on the box [−H, H]³ of normalised densities (B, n, n, n) (torch or numpy)."""
+    """Normalised structure factors F(h)/F(000) of normalised densities, on the box h, k, l ∈ [−H, H].
+
+    F(h) = F(000) · (1/n³) Σ_x ρ̃(x) exp(+2πi h·x): an inverse FFT of the grid read on the box; differentiable
+    (torch.fft).
+
+    Parameters
+    ----------
+    rho : numpy.ndarray or torch.Tensor
+        (B, n, n, n) normalised densities on the fractional grid, n ≥ 2H + 1.
+    H : int
+        Box half-width.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, 2H+1, 2H+1, 2H+1) complex128, indexed [h+H, k+H, l+H], 1 at the centre.
+    """
     import torch  # optional dependency (torch)
 
     t = rho if isinstance(rho, torch.Tensor) else torch.as_tensor(np.asarray(rho))
@@ -135,6 +210,22 @@ def box_amplitudes(rho, H: int):
 
 
 def density_peaks(g: np.ndarray, rel: float = 0.1):
+    """Local maxima of a periodic grid.
+
+    Parameters
+    ----------
+    g : numpy.ndarray
+        (n0, n1, n2) density on a periodic grid.
+    rel : float, optional
+        Keep maxima above ``rel`` × the grid's maximum.
+
+    Returns
+    -------
+    idx : numpy.ndarray
+        (P, 3) grid indices of the maxima.
+    values : numpy.ndarray
+        (P,) their values.
+    """
     from scipy.ndimage import (
         maximum_filter,  # loaded on use: keeps `import xstructure` fast
     )
@@ -145,8 +236,22 @@ def density_peaks(g: np.ndarray, rel: float = 0.1):
 
 
 def r_factor(pred: np.ndarray, amplitudes: np.ndarray) -> float:
-    """R = Σ ||F_obs| − k |F_calc|| / Σ |F_obs| over the box without F(000), k the least-squares scale;
-    amplitudes: observed |F|/F(000) on the box (L, L, L); pred: normalised density."""
+    """The crystallographic R-factor of a density against observed amplitudes.
+
+    R = Σ ||F_obs| − k |F_calc|| / Σ |F_obs| over the box without F(000), k the least-squares scale.
+
+    Parameters
+    ----------
+    pred : numpy.ndarray
+        (n, n, n) normalised density (see :func:`normalised_density`), n ≥ L.
+    amplitudes : numpy.ndarray
+        (L, L, L) observed amplitudes ``|F|/F(000)`` on the box, L = 2H + 1.
+
+    Returns
+    -------
+    float
+        R, dimensionless (0 for a perfect fit).
+    """
     import torch  # optional dependency (torch)
 
     H = amplitudes.shape[-1] // 2
@@ -175,19 +280,52 @@ def _s2(cell, H: int) -> np.ndarray:
 
 def charge_flip(amplitudes: np.ndarray, n: int = 24, iterations: int = 200, starts: int = 5, delta: float = 0.9,
                 seed: int = 0, cells=None, b_atoms: float = 0.0, b_keep: float = 3.0, start=None) -> np.ndarray:
-    """Densities (B, n, n, n) (normalised) from observed amplitudes |F|/F(000) on boxes (B, L, L, L).
+    """Densities from observed amplitudes by charge flipping (Oszlányi & Sütő 2004), batched over crystals.
 
-    Charge flipping: ρ from the amplitudes with the current phases; flip the sign of ρ below δ = ``delta`` ×
-    its standard deviation; the flipped map's phases go with the observed amplitudes into the next cycle
-    (F(000) and reflections outside the box are left to the flipped map).  Each of ``starts`` random phase sets
-    runs ``iterations`` cycles, batched over crystals.  The iteration wanders near a solution rather than
-    settling on it, so every 5 cycles each crystal's R between the observed amplitudes and the flipped map's is
-    checked, and the phases of its lowest-R iterate over all cycles and starts are returned.
+    ρ from the amplitudes with the current phases; flip the sign of ρ below δ = ``delta`` × its standard
+    deviation; the flipped map's phases go with the observed amplitudes into the next cycle (F(000) and
+    reflections outside the box are left to the flipped map). Each of ``starts`` random phase sets runs
+    ``iterations`` cycles. The iteration wanders near a solution rather than settling on it, so every 5 cycles
+    each crystal's R between the observed amplitudes and the flipped map's is checked, and the phases of its
+    lowest-R iterate over all cycles and starts are returned.
 
-    With ``cells``, the amplitudes are first sharpened from atoms of B = ``b_atoms`` to B = ``b_keep`` (Å²)
-    (flipping needs near-atomic resolution; broad atoms defeat it); the result carries the observed
-    amplitudes with the solution's phases.  ``start``: densities (B, m, m, m) whose phases start the first run
-    instead of random ones (a network's prediction refined by flipping)."""
+    Parameters
+    ----------
+    amplitudes : numpy.ndarray
+        (B, L, L, L) observed amplitudes ``|F|/F(000)`` on the boxes h, k, l ∈ [−H, H] (L = 2H + 1); NaN marks an
+        unmeasured reflection (left to the flipped map, like F(000)).
+    n : int, optional
+        Grid size of the maps, n ≥ L.
+    iterations : int, optional
+        Cycles per start.
+    starts : int, optional
+        Random starts.
+    delta : float, optional
+        The flipping threshold in units of the map's standard deviation.
+    seed : int, optional
+        Seed of the random phases.
+    cells : list of array_like or None, optional
+        B (3, 3) cells (rows, Å); with them the amplitudes are first sharpened from atoms of B = ``b_atoms`` to
+        B = ``b_keep`` (flipping needs near-atomic resolution; broad atoms defeat it), and the result carries the
+        observed amplitudes with the solution's phases.
+    b_atoms : float, optional
+        Debye–Waller factor B of the data's atoms, Å².
+    b_keep : float, optional
+        B after sharpening, Å².
+    start : numpy.ndarray or None, optional
+        (B, m, m, m) densities whose phases start the first run instead of random ones (e.g. a network's
+        prediction refined by flipping).
+
+    Returns
+    -------
+    numpy.ndarray
+        (B, n, n, n) normalised densities (mean 1) on the fractional grid.
+
+    Raises
+    ------
+    ValueError
+        A grid too small for the box.
+    """
     import torch  # optional dependency (torch)
 
     A0 = np.asarray(amplitudes, dtype=np.float64)
@@ -253,18 +391,41 @@ def charge_flip(amplitudes: np.ndarray, n: int = 24, iterations: int = 200, star
 
 def powder_amplitudes(powder: np.ndarray, two_theta: np.ndarray, cell, H: int, wavelength: float = 1.5406,
                       fwhm: float = 0.25, eta: float = 0.5, tolerance: float | None = None) -> np.ndarray:
-    """Amplitudes |F|/F(000) on the box [−H, H]³ extracted from one powder pattern with a known cell and peak
-    shape (Pawley's method: the cell and profile fixed, the peak intensities free).
+    """Amplitudes on the box h, k, l ∈ [−H, H] extracted from one powder pattern (Pawley's method).
 
-    Every reflection whose peak reaches the pattern (2θ within 20 FWHM of the measured range, in the box or
-    not) is grouped with those the pattern overlaps it with (:func:`powder_groups`); the pattern is fitted, by
-    non-negative least squares, as a sum over groups of an intensity times Σ over the group's reflections of
-    LP(2θ_h) φ(2θ − 2θ_h) / (group size), φ the unit-area pseudo-Voigt of the data (``fwhm`` degrees,
-    Lorentzian fraction ``eta``).  Each reflection of the box gets an equal share of its group's intensity:
-    exact for symmetry-equivalent reflections, a guess for accidental overlaps.  Reflections of groups not
-    wholly inside the measured range are set to 0: a resolution cut.  A powder pattern has no absolute scale
-    and does not measure F(000): the largest amplitude is set to 1/2 and F(000) to 1 (charge flipping leaves
-    F(000) free anyway)."""
+    The cell and the peak shape are known; the peak intensities are free. Every reflection whose peak reaches
+    the pattern (2θ within 20 FWHM of the measured range, in the box or not) is grouped with those the pattern
+    overlaps it with (:func:`powder_groups`); the pattern is fitted, by non-negative least squares, as a sum over
+    groups of an intensity times Σ over the group's reflections of LP(2θ_h) φ(2θ − 2θ_h) / (group size), φ the
+    unit-area pseudo-Voigt of the data. Each reflection of the box gets an equal share of its group's intensity:
+    exact for symmetry-equivalent reflections, a guess for accidental overlaps. Reflections of groups not wholly
+    inside the measured range are set to 0 (a resolution cut). A powder pattern has no absolute scale and does
+    not measure F(000): the largest amplitude is set to 1/2 and F(000) to 1.
+
+    Parameters
+    ----------
+    powder : numpy.ndarray
+        (n,) the pattern's intensities.
+    two_theta : numpy.ndarray
+        (n,) increasing 2θ grid, degrees.
+    cell : array_like
+        (3, 3) cell vectors as rows, Å (as after indexing).
+    H : int
+        Box half-width.
+    wavelength : float, optional
+        Å.
+    fwhm : float, optional
+        Peak full width at half maximum, degrees 2θ.
+    eta : float, optional
+        Lorentzian fraction of the pseudo-Voigt, 0–1.
+    tolerance : float or None, optional
+        Reflections closer than this in 2θ (degrees) form one group; default one grid step.
+
+    Returns
+    -------
+    numpy.ndarray
+        (2H+1, 2H+1, 2H+1) amplitudes, relative (F(000) = 1).
+    """
     from scipy.optimize import (  # loaded on use: keeps `import xstructure` fast
         lsq_linear,
         nnls,
@@ -327,9 +488,30 @@ def _powder_reflections(two_theta: np.ndarray, cell, H: int, wavelength: float, 
 
 def powder_groups(two_theta: np.ndarray, cell, H: int, wavelength: float = 1.5406, fwhm: float = 0.25,
                   tolerance: float | None = None) -> np.ndarray:
-    """(L, L, L) labels of the box's reflections that a powder pattern measures together, as
-    :func:`powder_amplitudes` groups them (reflections outside the box included); −1 for F(000) and for
-    reflections of groups not wholly inside the measured 2θ range."""
+    """Labels of the box's reflections that a powder pattern measures together, as :func:`powder_amplitudes` groups
+    them.
+
+    Parameters
+    ----------
+    two_theta : numpy.ndarray
+        (n,) increasing 2θ grid of the pattern, degrees.
+    cell : array_like
+        (3, 3) cell vectors as rows, Å.
+    H : int
+        Box half-width.
+    wavelength : float, optional
+        Å.
+    fwhm : float, optional
+        Peak width, degrees 2θ.
+    tolerance : float or None, optional
+        As for :func:`powder_amplitudes`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (2H+1, 2H+1, 2H+1) int group labels; −1 for F(000) and for reflections of groups not wholly inside the
+        measured 2θ range.
+    """
 
     two_theta = np.asarray(two_theta, dtype=np.float64)
     _, box, lab, measured = _powder_reflections(two_theta, cell, H, wavelength, tolerance, PROFILE_CUT * fwhm)
@@ -341,8 +523,27 @@ def powder_groups(two_theta: np.ndarray, cell, H: int, wavelength: float = 1.540
 
 
 def cell_contents(composition: np.ndarray, f000: float) -> np.ndarray:
-    """The cell's atomic numbers, heaviest first, from the composition (fraction of atoms per Z, indexed by Z)
-    and F(000) = Σ Z (the square root of |F(000)|², the box's central intensity): N = F(000) / mean Z."""
+    """The cell's atomic numbers from the composition and F(000).
+
+    N = F(000) / mean Z, with F(000) = Σ Z the square root of the box's central intensity ``|F(000)|²``.
+
+    Parameters
+    ----------
+    composition : array_like
+        Fraction of atoms per atomic number, indexed by Z (e.g. from :func:`composition`).
+    f000 : float
+        F(000) in electrons (Z units).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) atomic numbers, heaviest first.
+
+    Raises
+    ------
+    ValueError
+        An empty composition, or F(000) not positive or too small for one atom.
+    """
     comp = np.asarray(composition, dtype=np.float64)
     zs = np.nonzero(comp > 0)[0]
     if len(zs) == 0 or not np.isfinite(f000) or f000 <= 0:
@@ -371,14 +572,38 @@ def _map_atoms(g: np.ndarray, count: int, rng) -> np.ndarray:
 
 def refine_atoms(frac, numbers, amplitudes: np.ndarray, cells, b_atoms: float, steps: int = 80,
                  lr: float = 5e-3, groups=None):
-    """Atom positions refined against observed amplitudes, batched over crystals (least squares on |F|).
+    """Atom positions refined against observed amplitudes, batched over crystals (least squares on ``|F|``).
 
-    frac: per crystal (N, 3) starting fractional positions; numbers: per crystal (N,) atomic numbers (the
-    scattering weights, as in the data: Z with B = ``b_atoms``); amplitudes: (B, L, L, L) observed |F|/F(000)
-    (NaN: unmeasured).  Minimises Σ_h (|F_obs| − k |F_calc|)² over one of each Friedel pair (k: the least-squares
-    scale) with Adam on the fractional coordinates.  ``groups``: (B, L, L, L) integer labels of reflections
-    measured together (a powder pattern's overlapped peaks, :func:`powder_groups`; −1: not measured); then
-    the fit is to each group's √Σ|F|² instead.  Returns (positions list, R (B,) over reflections or groups)."""
+    Minimises Σ_h (``|F_obs|`` − k ``|F_calc|``)² over one of each Friedel pair (k the least-squares scale) with
+    Adam on the fractional coordinates.
+
+    Parameters
+    ----------
+    frac : list of array_like
+        Per crystal, (N, 3) starting fractional positions.
+    numbers : list of array_like
+        Per crystal, (N,) atomic numbers: the scattering weights, as in the data (Z, with B = ``b_atoms``).
+    amplitudes : numpy.ndarray
+        (B, L, L, L) observed ``|F|/F(000)`` on the boxes; NaN: not measured.
+    cells : list of array_like
+        B (3, 3) cells (rows, Å).
+    b_atoms : float
+        Debye–Waller factor B of the atoms, Å².
+    steps : int, optional
+        Adam steps.
+    lr : float, optional
+        Adam's learning rate, in fractional coordinates.
+    groups : numpy.ndarray or None, optional
+        (B, L, L, L) integer labels of reflections measured together (a powder pattern's overlapped peaks,
+        :func:`powder_groups`; −1: not measured); then the fit is to each group's √Σ``|F|²`` instead.
+
+    Returns
+    -------
+    frac : list of numpy.ndarray
+        Per crystal, (N, 3) refined fractional positions.
+    r : numpy.ndarray
+        (B,) R-factors over the reflections (or groups); inf when nothing is measured.
+    """
     import torch  # optional dependency (torch)
 
     A = np.asarray(amplitudes, dtype=np.float64)
@@ -440,17 +665,59 @@ def solve_atoms(amplitudes: np.ndarray, cells, numbers, b_atoms: float, starts: 
                 start=None, seed: int = 0, n: int = 24, flip: dict | None = None, refine: dict | None = None,
                 model_start: bool = True, groups=None, progress: bool = False) -> dict:
     """Charge flipping, then an atom model refined against the amplitudes: what a crystallographer does after
-    phasing.  For each of ``starts`` charge-flipping runs, the flipped map's highest peaks become the cell's
-    atoms (``numbers``, heaviest on the highest peak; see :func:`cell_contents`), and :func:`refine_atoms` moves
-    them to fit the observed amplitudes.  Each crystal keeps its lowest-R model; a crystal whose R falls below
-    ``r_done`` is solved and skips the remaining runs.  The first run starts from the phases of ``start``
-    densities (e.g. a network's prediction) if given, else from random phases; later runs alternate between
-    random phases and (``model_start``) the phases of the best model so far, so that a partly right model is
-    completed by the next flipping run.  ``groups``: fit overlapped reflections as groups
-    (:func:`refine_atoms`), for amplitudes extracted from a powder pattern.
+    phasing.
 
-    Returns {"frac": [(N, 3)], "numbers": [(N,)], "r": (B,), "runs": (B,) runs used, "density": (B, n, n, n)
-    normalised Gaussian-atom densities of the models (σ from ``b_atoms``)}."""
+    For each of ``starts`` charge-flipping runs, the flipped map's highest peaks become the cell's atoms
+    (``numbers``, heaviest on the highest peak; see :func:`cell_contents`), and :func:`refine_atoms` moves them to
+    fit the observed amplitudes. Each crystal keeps its lowest-R model; a crystal whose R falls below ``r_done``
+    is solved and skips the remaining runs. The first run starts from the phases of ``start`` densities (e.g. a
+    network's prediction) if given, else from random phases; later runs alternate between random phases and
+    (``model_start``) the phases of the best model so far, so that a partly right model is completed by the next
+    flipping run.
+
+    Parameters
+    ----------
+    amplitudes : numpy.ndarray
+        (B, L, L, L) observed ``|F|/F(000)`` on the boxes (NaN: not measured).
+    cells : list of array_like
+        B (3, 3) cells (rows, Å).
+    numbers : list of array_like
+        Per crystal, the (N,) atomic numbers of the cell's atoms.
+    b_atoms : float
+        Debye–Waller factor B of the data's atoms, Å².
+    starts : int, optional
+        At most this many flipping runs per crystal.
+    r_done : float, optional
+        A crystal is solved when its model's R falls below this.
+    start : numpy.ndarray or None, optional
+        (B, m, m, m) densities whose phases start the first run.
+    seed : int, optional
+        Seed of the random phases and peak choices.
+    n : int, optional
+        Grid size of the flipped maps and of the returned densities.
+    flip : dict or None, optional
+        Options of :func:`charge_flip` (``iterations``, ``b_keep``, ``delta``).
+    refine : dict or None, optional
+        Options of :func:`refine_atoms` (``steps``, ``lr``).
+    model_start : bool, optional
+        Let every other run start from the phases of the best model so far.
+    groups : numpy.ndarray or None, optional
+        Fit overlapped reflections as groups (see :func:`refine_atoms`), for amplitudes from a powder pattern.
+    progress : bool, optional
+        Print each run's number of unsolved crystals.
+
+    Returns
+    -------
+    dict
+        ``"frac"``: per crystal (N, 3) fractional positions; ``"numbers"``: per crystal (N,); ``"r"``: (B,)
+        R-factors; ``"runs"``: (B,) runs used; ``"density"``: (B, n, n, n) normalised Gaussian-atom densities of
+        the models (σ from ``b_atoms``).
+
+    Raises
+    ------
+    ValueError
+        Mismatched numbers of boxes, compositions and cells, or ``starts`` < 1.
+    """
 
     A = np.asarray(amplitudes, dtype=np.float64)
     B = A.shape[0]

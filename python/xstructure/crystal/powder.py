@@ -58,7 +58,23 @@ _PROFILES = ("pseudo-voigt", "gaussian", "lorentzian")
 
 @dataclass
 class PowderPeaks:
-    """Bragg peaks of a powder, sorted by 2θ (P peaks)."""
+    """Bragg peaks of a powder, sorted by 2θ: P peaks, each a family of merged reflections.
+
+    Attributes
+    ----------
+    two_theta : numpy.ndarray
+        (P,) peak positions 2θ in degrees.
+    d : numpy.ndarray
+        (P,) interplanar spacings in Å.
+    hkl : numpy.ndarray
+        (P, 3) int: one hkl per peak, the largest of its family in (h, k, l) order.
+    multiplicity : numpy.ndarray
+        (P,) int: the number of reflections merged into each peak.
+    intensity : numpy.ndarray
+        (P,) strongest = 100 when scaled, else Σ ``|F|²`` LP (F in the factors' unit).
+    wavelength : numpy.ndarray
+        (P,) the line of each peak in Å (Kα1 or Kα2 with ``doublet=True``).
+    """
 
     two_theta: np.ndarray     # (P,) degrees
     d: np.ndarray             # (P,) Å
@@ -100,8 +116,18 @@ class PowderPeaks:
 
 
 def wavelength_value(text):
-    """A wavelength as the command line gives it: a number in Å (returned as float) or a line name such as
-    'CuKa1' (returned unchanged, for :func:`powder_peaks` to look up)."""
+    """A wavelength as the command line gives it.
+
+    Parameters
+    ----------
+    text : str or float
+        A number in Å, or a line name such as ``"CuKa1"``.
+
+    Returns
+    -------
+    float or str
+        The number as a float, or the name unchanged (for :func:`powder_peaks` to look up).
+    """
     try:
         return float(text)
     except (TypeError, ValueError):
@@ -109,7 +135,20 @@ def wavelength_value(text):
 
 
 def lorentz_polarization(two_theta) -> np.ndarray:
-    """LP = (1 + cos² 2θ) / (sin² θ cos θ) at 2θ in degrees (unpolarised beam, no monochromator)."""
+    """The Lorentz-polarisation factor of a powder pattern.
+
+    LP = (1 + cos² 2θ) / (sin² θ cos θ), for an unpolarised beam without a monochromator.
+
+    Parameters
+    ----------
+    two_theta : array_like
+        2θ in degrees, any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        LP, dimensionless, shaped like ``two_theta``.
+    """
     t = np.radians(np.asarray(two_theta, dtype=np.float64)) / 2
     return (1 + np.cos(2 * t) ** 2) / (np.sin(t) ** 2 * np.cos(t))
 
@@ -309,27 +348,42 @@ def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="
                  doublet: bool = False, min_intensity: float = 1e-3, num_threads: int = 0):
     """Bragg peaks of a powder (a list of crystals: a list of results, computed in one batch).
 
-    Args:
-        atoms: ``ase.Atoms`` with a cell, a file ase.io reads (CIF, ...), a :class:`~xstructure.crystal.Cell`,
-            or a list of them.
-        wavelength: Å (default 1.5406 Å, Cu Kα1 rounded), or a line name from :data:`WAVELENGTHS`
-            ("CuKa1", "CuKa" = (2 Kα1 + Kα2) / 3, "MoKa1", ...).
-        two_theta_range: (min, max) 2θ in degrees, 0 <= min < max <= 180; reflections on the ends included.
-        factors: ``"xray"`` (Waasmaier–Kirfel), ``"electron"``, ``"Z"`` or a callable ``f(symbol, s)``
-            (s = sinθ/λ in Å⁻¹), as in :func:`~xstructure.crystal.structure_factors`.  "xray" and "Z" run
-            entirely in the compiled kernel (enumeration, F, LP, merging; OpenMP over crystals).
-        b_factors, occupancy: per-atom isotropic B (Å²) and occupancies; default from the atoms, else 0 and 1.
-        lorentz_polarization: multiply |F|² by LP(θ) = (1 + cos² 2θ) / (sin² θ cos θ).
-        tolerance: reflections closer than this in 2θ (degrees, >= 0) are one peak (keep it > 0: equivalent
-            reflections differ by rounding, ~1e-13°).
-        scaled: strongest peak = 100; else Σ |F|² LP over the merged reflections.
-        doublet: a named Kα line only: Kα1 peaks plus Kα2 peaks (line weight 0.5, LP at their own 2θ), in
-            one list; ``wavelength`` tells them apart.
-        min_intensity: leave out peaks weaker than this percent of the strongest (pymatgen's 1e-3 default;
-            0 keeps every reflection, systematic absences included).
+    Parameters
+    ----------
+    atoms : ase.Atoms, str, os.PathLike, Cell or list
+        ``ase.Atoms`` with a cell, a file ase.io reads (CIF, ...), a :class:`~xstructure.crystal.Cell`,
+        or a list of them.
+    wavelength : float or str, optional
+        Å (default 1.5406 Å, Cu Kα1 rounded), or a line name from :data:`WAVELENGTHS`
+        ("CuKa1", "CuKa" = (2 Kα1 + Kα2) / 3, "MoKa1", ...).
+    two_theta_range : tuple, optional
+        (min, max) 2θ in degrees, 0 <= min < max <= 180; reflections on the ends included.
+    factors : {'xray', 'electron', 'Z'} or callable, optional
+        ``"xray"`` (Waasmaier–Kirfel), ``"electron"``, ``"Z"`` or a callable ``f(symbol, s)``
+        (s = sinθ/λ in Å⁻¹), as in :func:`~xstructure.crystal.structure_factors`.  "xray" and "Z" run
+        entirely in the compiled kernel (enumeration, F, LP, merging; OpenMP over crystals).
+    b_factors, occupancy : float, array_like or None, optional
+        per-atom isotropic B (Å²) and occupancies; default from the atoms, else 0 and 1.
+    lorentz_polarization : bool, optional
+        multiply |F|² by LP(θ) = (1 + cos² 2θ) / (sin² θ cos θ).
+    tolerance : float, optional
+        reflections closer than this in 2θ (degrees, >= 0) are one peak (keep it > 0: equivalent
+        reflections differ by rounding, ~1e-13°).
+    scaled : bool, optional
+        strongest peak = 100; else Σ |F|² LP over the merged reflections.
+    doublet : bool, optional
+        a named Kα line only: Kα1 peaks plus Kα2 peaks (line weight 0.5, LP at their own 2θ), in
+        one list; ``wavelength`` tells them apart.
+    min_intensity : float, optional
+        leave out peaks weaker than this percent of the strongest (pymatgen's 1e-3 default;
+        0 keeps every reflection, systematic absences included).
+    num_threads : int, optional
+        CPU threads (0: OpenMP's default).
 
-    Returns:
-        :class:`PowderPeaks` (a list of them for a list of crystals).
+    Returns
+    -------
+    PowderPeaks or list of PowderPeaks
+        The peaks, sorted by 2θ (a list of them for a list of crystals).
     """
     single = not isinstance(atoms, (list, tuple))
     crystals = [atoms] if single else list(atoms)
@@ -360,7 +414,26 @@ def powder_peaks(atoms, wavelength=1.5406, two_theta_range=(5, 90), *, factors="
 
 
 def profile_block(x, centre, fwhm, profile, eta):
-    """(p, n) unit-area profiles at offsets x[None] − centre[:, None], zero beyond ±PROFILE_CUT FWHM."""
+    """Unit-area peak profiles of a block of peaks on a grid.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (n,) grid, in the unit of ``centre`` (degrees 2θ, or Å⁻¹).
+    centre : numpy.ndarray
+        (p,) peak positions.
+    fwhm : numpy.ndarray
+        (p,) full widths at half maximum, same unit.
+    profile : {'gaussian', 'lorentzian', 'pseudo-voigt'}
+        Profile shape.
+    eta : float
+        Lorentzian fraction of the pseudo-Voigt, 0–1.
+
+    Returns
+    -------
+    numpy.ndarray
+        (p, n) profiles of unit area (per unit of x), zero beyond ±``PROFILE_CUT`` FWHM.
+    """
     dx = x[None, :] - centre[:, None]
     w = fwhm[:, None]
     u = (dx / w) ** 2
@@ -397,23 +470,35 @@ def powder_pattern(atoms, two_theta=None, wavelength=1.5406, *, q=None, profile:
                    lorentz_polarization: bool = True, tolerance: float = 1e-5):
     """Powder pattern: the peaks of :func:`powder_peaks` broadened by unit-area profiles.
 
-    Args:
-        atoms: as in :func:`powder_peaks`; a list of crystals gives a (B, n) intensity array.
-        two_theta: (n,) increasing grid of 2θ in degrees within [0, 180]; default ``np.linspace(5, 90, 8501)``.
-        wavelength: Å or a line name (see :func:`powder_peaks`).
-        q: (n,) increasing grid of q = 4π sinθ/λ in Å⁻¹ instead of ``two_theta`` (λ the Kα1 line with
-            ``doublet=True``, so Kα2 peaks appear at their apparent q); widths are the 2θ widths mapped by
-            dq/d2θ = (2π/λ) cosθ and the profiles have unit area in q.
-        profile: ``"pseudo-voigt"``, ``"gaussian"`` or ``"lorentzian"``.
-        U, V, W: Caglioti widths, FWHM² = U tan²θ + V tanθ + W in deg² (2θ); must be > 0 at every peak.
-        eta: pseudo-Voigt Lorentzian fraction, 0..1.
-        doublet, b_factors, occupancy, factors, scaled, lorentz_polarization, tolerance: as in
-            :func:`powder_peaks` (peak heights: strongest stick = 100 when scaled).
-        background: a constant or an (n,) array added to the pattern.
+    Parameters
+    ----------
+    atoms : ase.Atoms, str, os.PathLike, Cell or list
+        as in :func:`powder_peaks`; a list of crystals gives a (B, n) intensity array.
+    two_theta : array_like or None, optional
+        (n,) increasing grid of 2θ in degrees within [0, 180]; default ``np.linspace(5, 90, 8501)``.
+    wavelength : float or str, optional
+        Å or a line name (see :func:`powder_peaks`).
+    q : array_like or None, optional
+        (n,) increasing grid of q = 4π sinθ/λ in Å⁻¹ instead of ``two_theta`` (λ the Kα1 line with
+        ``doublet=True``, so Kα2 peaks appear at their apparent q); widths are the 2θ widths mapped by
+        dq/d2θ = (2π/λ) cosθ and the profiles have unit area in q.
+    profile : str, optional
+        ``"pseudo-voigt"``, ``"gaussian"`` or ``"lorentzian"``.
+    U, V, W : float, optional
+        Caglioti widths, FWHM² = U tan²θ + V tanθ + W in deg² (2θ); must be > 0 at every peak.
+    eta : float, optional
+        pseudo-Voigt Lorentzian fraction, 0..1.
+    doublet, b_factors, occupancy, factors, scaled, lorentz_polarization, tolerance : optional
+        as in :func:`powder_peaks` (peak heights: strongest stick = 100 when scaled).
+    background : float or array_like, optional
+        a constant or an (n,) array added to the pattern.
 
-    Returns:
-        ``(grid, intensity)``: the 2θ (or q) grid (n,) and the intensity (n,), or (B, n) for a list, in
-        peak-intensity units per degree (per Å⁻¹ on a q grid).
+    Returns
+    -------
+    grid : numpy.ndarray
+        (n,) the 2θ grid in degrees (or the q grid in Å⁻¹).
+    intensity : numpy.ndarray
+        (n,), or (B, n) for a list of crystals, in peak-intensity units per degree (per Å⁻¹ on a q grid).
     """
     if profile not in _PROFILES:
         raise ValueError(f"unknown profile {profile!r}: use one of {', '.join(_PROFILES)}")

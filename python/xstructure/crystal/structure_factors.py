@@ -33,7 +33,23 @@ __all__ = ["FACTORS", "structure_factors", "intensities", "density_grid", "Cell"
 
 @dataclass
 class Cell:
-    """A unit cell with its atoms (what the kernels need), built by :func:`as_cell`."""
+    """A unit cell with its atoms, in the form the kernels take; built by :func:`as_cell`.
+
+    Parameters
+    ----------
+    cell : numpy.ndarray
+        (3, 3) cell vectors a, b, c as rows, in Å.
+    frac : numpy.ndarray
+        (N, 3) fractional coordinates.
+    symbols : list of str
+        (N,) element symbols.
+    numbers : numpy.ndarray
+        (N,) atomic numbers.
+    occupancy : numpy.ndarray
+        (N,) site occupancies, 0–1.
+    b_factors : numpy.ndarray
+        (N,) isotropic Debye–Waller factors B in Å².
+    """
 
     cell: np.ndarray          # (3, 3) rows a, b, c in Å
     frac: np.ndarray          # (N, 3) fractional coordinates
@@ -68,6 +84,7 @@ class Cell:
 
     @property
     def volume(self) -> float:
+        """Cell volume in Å³."""
         return float(abs(_det3(self.cell)))
 
     @property
@@ -77,6 +94,7 @@ class Cell:
 
     @property
     def positions(self) -> np.ndarray:
+        """(N, 3) Cartesian positions in Å."""
         return self.frac @ self.cell
 
 
@@ -114,10 +132,26 @@ def _per_atom(name, value, n, default, low=None, high=None):
 
 
 def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
-    """An ``ase.Atoms`` with a cell (or a file ase.io reads, CIF included) as a :class:`Cell`.
+    """A crystal as a :class:`Cell`.
 
-    ``occupancy`` and ``b_factors`` (Å²) are numbers or per-atom arrays; by default they come from the
-    atoms' arrays ``"occupancy"`` and ``"B"`` when present, else 1 and 0.
+    Parameters
+    ----------
+    atoms : ase.Atoms, str, os.PathLike or Cell
+        An ``ase.Atoms`` with a cell, or a file ase.io reads (CIF included); a :class:`Cell` is returned as it is.
+    occupancy : float, array_like or None, optional
+        Occupancies, one for all atoms or (N,); default: the atoms' array ``"occupancy"`` when present, else 1.
+    b_factors : float, array_like or None, optional
+        Isotropic B in Å², one for all atoms or (N,); default: the atoms' array ``"B"`` when present, else 0.
+
+    Returns
+    -------
+    Cell
+        The cell, fractional coordinates, elements, occupancies and B factors.
+
+    Raises
+    ------
+    ValueError
+        A missing or unreadable file, atoms without a (non-singular) cell, or bad occupancies or B factors.
     """
     if isinstance(atoms, Cell):
         return atoms
@@ -223,21 +257,53 @@ def _gaussians_cached(factors, types):
 def structure_factors(atoms, hmax: int = 10, *, hkl=None, factors="xray", d_min: float | None = None,
                       grid: bool = False, occupancy=None, b_factors=None, energy_kev: float | None = None,
                       num_threads: int = 0):
-    """Structure factors F(hkl) of a crystal (or a list of crystals: a list of results).
+    """Structure factors F(hkl) of a crystal (or of a list of crystals: a list of results).
 
-    Args:
-        atoms: ``ase.Atoms`` with a cell, a file ase.io reads (CIF, POSCAR, ...), or a list of them.
-        hmax: H for the full box h, k, l ∈ [−H, H] (ignored when ``hkl`` is given).
-        hkl: (M, 3) integer Miller indices to compute instead of the box.
-        factors: ``"xray"``, ``"electron"``, ``"Z"`` or a callable ``f(symbol, s) -> array`` (s = sinθ/λ, Å⁻¹).
-        d_min: resolution cutoff (Å): reflections with d < d_min are left out (set to 0 on a grid).
-        grid: return the (2H+1)³ complex array indexed ``[h+H, k+H, l+H]`` instead of (hkl, F).
-        occupancy, b_factors: per-atom occupancies (0..1) and isotropic B (Å²); see :func:`as_cell`.
-        energy_kev: electron kinetic energy for the relativistic factor γ (``factors="electron"``).
+    F(hkl) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(+2πi (h x_j + k y_j + l z_j)), with s = sin θ / λ = 1/(2d) and
+    fractional coordinates (x, y, z): the crystallographic sign convention.
 
-    Returns:
-        ``(hkl, F)``: hkl (M, 3) int32 and F (M,) complex128, in electrons (X-ray), Å (electron) or Z units;
-        or the grid.  The box includes (0, 0, 0), where F = Σ occ f(0).
+    Parameters
+    ----------
+    atoms : ase.Atoms, str, os.PathLike, Cell or list
+        An ``ase.Atoms`` with a cell, a file ase.io reads (CIF, POSCAR, ...), a :class:`Cell`, or a list of them.
+    hmax : int, optional
+        H for the full box h, k, l ∈ [−H, H] (ignored when ``hkl`` is given).
+    hkl : array_like or None, optional
+        (M, 3) integer Miller indices to compute instead of the box.
+    factors : {'xray', 'electron', 'Z'} or callable, optional
+        Waasmaier–Kirfel X-ray form factors (electrons), Mott–Bethe electron amplitudes (Å), point atoms
+        weighted by Z, or a callable ``f(symbol, s) -> array`` with s = sin θ / λ in Å⁻¹.
+    d_min : float or None, optional
+        Resolution cutoff in Å: reflections with d < d_min are left out (set to 0 on a grid).
+    grid : bool, optional
+        Return the (2H+1)³ complex array indexed ``[h+H, k+H, l+H]`` instead of (hkl, F).
+    occupancy, b_factors : float, array_like or None, optional
+        Per-atom occupancies (0–1) and isotropic B (Å²); see :func:`as_cell`.
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor γ (``factors="electron"``).
+    num_threads : int, optional
+        CPU threads (0: OpenMP's default).
+
+    Returns
+    -------
+    hkl : numpy.ndarray
+        (M, 3) int32 Miller indices (not returned with ``grid=True``).
+    F : numpy.ndarray
+        (M,) complex128 structure factors in electrons (X-rays), Å (electrons) or Z units; with ``grid=True``
+        the (2H+1)³ grid alone. The box includes (0, 0, 0), where F = Σ occ f(0).
+
+    Raises
+    ------
+    ValueError
+        Atoms without a cell, a bad hmax or hkl, or unknown factors.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> import xstructure
+    >>> hkl, F = xstructure.crystal.structure_factors(bulk("NaCl", "rocksalt", a=5.64, cubic=True), hmax=2)
+    >>> hkl.shape, F.dtype
+    ((125, 3), dtype('complex128'))
     """
     if isinstance(atoms, (list, tuple)):
         return [structure_factors(a, hmax, hkl=hkl, factors=factors, d_min=d_min, grid=grid, occupancy=occupancy,
@@ -286,8 +352,22 @@ def structure_factors(atoms, hmax: int = 10, *, hkl=None, factors="xray", d_min:
 
 
 def save_hkl_grid(path: str, atoms, H: int, *, factors="xray") -> None:
-    """F(hkl) on the box h, k, l ∈ [−H, H] to an NPZ file: ``hkl_grid`` (complex, (2H+1)³, index
-    [h+H, k+H, l+H]), ``intensity`` |F|², ``H`` and ``cell`` (rows a, b, c in Å)."""
+    """Write F(hkl) on the box h, k, l ∈ [−H, H] to an NPZ file.
+
+    The file holds ``hkl_grid`` (complex, (2H+1)³, indexed [h+H, k+H, l+H]), ``intensity`` (``|F|²``), ``H``
+    and ``cell`` (rows a, b, c in Å).
+
+    Parameters
+    ----------
+    path : str
+        The output file.
+    atoms : ase.Atoms, str, os.PathLike or Cell
+        The crystal.
+    H : int
+        Box half-width, 0–100.
+    factors : {'xray', 'electron', 'Z'} or callable, optional
+        As for :func:`structure_factors`.
+    """
     if not 0 <= int(H) <= 100:
         raise ValueError(f"the hkl grid's H must be in 0..100 (a (2H+1)³ grid), got {H}")
     c = as_cell(atoms)
@@ -296,7 +376,23 @@ def save_hkl_grid(path: str, atoms, H: int, *, factors="xray") -> None:
 
 
 def intensities(atoms, hmax: int = 10, **kwargs):
-    """|F(hkl)|²: like :func:`structure_factors`, with the complex F replaced by its squared modulus."""
+    """|F(hkl)|²: :func:`structure_factors` with the complex F replaced by its squared modulus.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms, str, os.PathLike, Cell or list
+        As for :func:`structure_factors`.
+    hmax : int, optional
+        H of the box h, k, l ∈ [−H, H].
+    **kwargs
+        The other options of :func:`structure_factors` (``hkl``, ``factors``, ``grid``, ``b_factors``, ...).
+
+    Returns
+    -------
+    hkl, I : numpy.ndarray
+        (M, 3) Miller indices and (M,) float64 intensities (electrons² for X-rays), or the (2H+1)³ grid of
+        intensities alone with ``grid=True``; a list of results for a list of crystals.
+    """
     out = structure_factors(atoms, hmax, **kwargs)
 
     def sq(r):
@@ -311,16 +407,34 @@ def density_grid(atoms, shape=(20, 20, 20), sigma: float = 0.5, *, frame: str = 
                  spacing=None, cutoff: float = 6.0, num_threads: int = 0):
     """Density of Gaussian atoms on a grid over the unit cell, periodic images included.
 
-    ρ(r) = Σ_j w_j (2πσ²)^(−3/2) exp(−|r − r_j − R|² / 2σ²) summed over lattice translations R (atoms per Å³
-    times w).  ``frame="fractional"``: grid point (a, b, c) at fractional (a/n0, b/n1, c/n2), parallelepiped
-    voxels; ``frame="cartesian"``: an axis-aligned grid over the cell's bounding box (cuboid voxels; points
-    outside the cell see the periodic crystal).  ``weights``: "Z" (atomic numbers), "ones", or (N,) values.
-    Each Gaussian is cut off at ``cutoff`` σ (6 σ leaves out 7e-8 of its weight).  For a list of crystals,
-    a list of grids.  Differentiable in the positions:
-    :func:`xstructure.ops.density_grid`.
+    ρ(r) = Σ_j Σ_R w_j (2πσ²)^(−3/2) exp(−|r − r_j − R|² / 2σ²) over the lattice translations R. Differentiable
+    in the positions: :func:`xstructure.ops.density_grid`.
 
-    Returns:
-        float64 array of ``shape``.
+    Parameters
+    ----------
+    atoms : ase.Atoms, str, os.PathLike, Cell or list
+        The crystal (a list gives a list of grids).
+    shape : tuple of int, optional
+        Grid shape (n0, n1, n2).
+    sigma : float or array_like, optional
+        Gaussian width in Å, one for all atoms or (N,).
+    frame : {'fractional', 'cartesian'}, optional
+        ``"fractional"``: grid point (a, b, c) at fractional (a/n0, b/n1, c/n2), parallelepiped voxels;
+        ``"cartesian"``: an axis-aligned grid over the cell's bounding box (cuboid voxels; points outside the cell
+        see the periodic crystal).
+    weights : {'Z', 'ones'} or array_like, optional
+        Atomic numbers, ones, or (N,) values.
+    spacing : None, optional
+        Not used.
+    cutoff : float, optional
+        Each Gaussian is cut at this many σ (6 σ leaves out 7e-8 of its weight).
+    num_threads : int, optional
+        CPU threads (0: OpenMP's default).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 grid of ``shape``, in weight units per Å³ (electrons/Å³ with Z weights).
     """
     if isinstance(atoms, (list, tuple)):
         return [density_grid(a, shape, sigma, frame=frame, weights=weights, spacing=spacing, cutoff=cutoff,
@@ -346,7 +460,23 @@ def _weights(c: Cell, weights) -> np.ndarray:
 
 
 def grid_spec(cell, shape, frame: str = "fractional") -> dict:
-    """Grid shape, steps (rows, Å) and origin for :func:`density_grid` on a cell."""
+    """Grid shape, steps and origin of :func:`density_grid` on a cell.
+
+    Parameters
+    ----------
+    cell : array_like
+        (3, 3) cell vectors as rows, Å.
+    shape : int or tuple of int
+        Grid shape (n0, n1, n2), or one n for all three.
+    frame : {'fractional', 'cartesian'}, optional
+        As for :func:`density_grid`.
+
+    Returns
+    -------
+    dict
+        ``"shape"`` (3 ints), ``"cell"`` ((3, 3) Å), ``"step"`` ((3, 3) step vectors as rows, Å) and
+    ``"origin"`` ((3,) Å).
+    """
     try:
         shape = tuple(int(n) for n in shape)
     except TypeError:

@@ -47,7 +47,24 @@ class BatchResult:
 
 
 def read_mask(path: str) -> np.ndarray:
-    """A mask image (any format :func:`read_frames` reads; non-zero = left out) as a 2D array."""
+    """A mask image as a 2D array.
+
+    Parameters
+    ----------
+    path : str
+        Any format :func:`~xstructure.detector.io.read_frames` reads (its first frame is used); non-zero pixels
+        are left out of the integration.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n1, n2) mask.
+
+    Raises
+    ------
+    ValueError
+        An unreadable file.
+    """
     with read_frames(path) as m:
         if len(m) != 1:
             raise ValueError(f"mask {path} holds {len(m)} frames; expected one")

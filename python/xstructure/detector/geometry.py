@@ -46,13 +46,42 @@ def _finite(name, value):
 class Geometry:
     """A flat detector and the probe's wavelength, in pyFAI's PONI convention (SI units: metres, radians).
 
-    Give either ``wavelength`` (metres, as in PONI files) or ``energy_kev`` (X-ray photon energy) or
+    Give exactly one of ``wavelength`` (metres, as in PONI files), ``energy_kev`` (X-ray photon energy) or
     ``electron_energy_kev`` (electron kinetic energy; the relativistic de Broglie wavelength is used).
 
-    Per-pixel arrays (shape ``shape``, float64, computed on first use and cached): :attr:`tth` (scattering
-    angle 2θ, rad), :attr:`chi` (azimuth, rad), :attr:`q` (Å⁻¹), :attr:`r` (distance from the PONI in the
-    detector plane, m), :attr:`solid_angle` (relative to the PONI pixel, cos³ α), :attr:`q_vectors`
-    (Å⁻¹, lab frame), and :meth:`polarization`.
+    Per-pixel arrays (shape ``shape``, float64, computed on first use and cached): :attr:`tth` (scattering angle
+    2θ, rad), :attr:`chi` (azimuth, rad), :attr:`q` (Å⁻¹), :attr:`r` (distance from the beam axis, m),
+    :attr:`solid_angle` (relative to the PONI pixel, cos³ α), :attr:`q_vectors` (Å⁻¹, lab frame), and
+    :meth:`polarization`.
+
+    Parameters
+    ----------
+    dist : float
+        Sample-to-detector distance along the detector normal, m.
+    poni1, poni2 : float
+        The point of normal incidence, measured from the detector's first corner along axis 1 (rows, "y") and
+        axis 2 (columns, "x"), m.
+    pixel1, pixel2 : float
+        Pixel sizes along the two axes, m.
+    shape : tuple of int
+        (n1, n2) pixels.
+    rot1, rot2, rot3 : float, optional
+        Detector rotations, rad, applied as in pyFAI.
+    wavelength : float or None, optional
+        Wavelength in m.
+    energy_kev : float or None, optional
+        X-ray photon energy in keV (λ = 12.398 Å / E).
+    electron_energy_kev : float or None, optional
+        Electron kinetic energy in keV.
+
+    Raises
+    ------
+    ValueError
+        Non-positive distances or pixel sizes, a bad shape, or not exactly one of the three wavelength options.
+
+    See Also
+    --------
+    Geometry.simple, Geometry.from_poni
     """
 
     dist: float
@@ -103,20 +132,58 @@ class Geometry:
 
     @property
     def wavelength_A(self) -> float:
+        """The wavelength in Å."""
         return self.wavelength * 1e10
 
     @classmethod
     def simple(cls, shape, pixel=75e-6, dist=0.1, center=None, **kw) -> "Geometry":
-        """An untilted detector with square pixels; ``center`` = (row, col) of the beam in pixels
-        (default: the middle of the detector)."""
+        """An untilted detector with square pixels.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            (n1, n2) pixels.
+        pixel : float, optional
+            Pixel size, m.
+        dist : float, optional
+            Sample-to-detector distance, m.
+        center : tuple of float or None, optional
+            (row, column) of the beam in pixels; default: the middle of the detector.
+        **kw
+            ``wavelength``, ``energy_kev`` or ``electron_energy_kev`` (one of them), as for :class:`Geometry`.
+
+        Returns
+        -------
+        Geometry
+            The detector.
+        """
         n1, n2 = (int(n) for n in shape)
         c1, c2 = center if center is not None else (n1 / 2, n2 / 2)
         return cls(dist=dist, poni1=c1 * pixel, poni2=c2 * pixel, pixel1=pixel, pixel2=pixel, shape=(n1, n2), **kw)
 
     @classmethod
     def from_poni(cls, path, shape=None) -> "Geometry":
-        """Read a pyFAI PONI file (versions 1–2.1). ``shape`` is needed only when the file names a detector
-        without its ``max_shape`` (then pyFAI, if installed, is asked for the detector's shape)."""
+        """Read a pyFAI PONI file (versions 1–2.1).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The PONI file.
+        shape : tuple of int or None, optional
+            (n1, n2); needed only when the file names a detector without its ``max_shape`` (then pyFAI, if
+            installed, is asked for the detector's shape).
+
+        Returns
+        -------
+        Geometry
+            The detector.
+
+        Raises
+        ------
+        ValueError
+            An unreadable file, a missing field, an unknown detector, or a detector orientation other than pyFAI's
+            default (3).
+        """
         path = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as fh:
@@ -179,7 +246,13 @@ class Geometry:
                    shape=tuple(det_shape), wavelength=values["wavelength"])
 
     def to_poni(self, path) -> None:
-        """Write a PONI file (version 2.1) that pyFAI reads back to the same geometry."""
+        """Write a PONI file (version 2.1) that pyFAI reads back to the same geometry.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output file (overwritten).
+        """
         config = {"pixel1": self.pixel1, "pixel2": self.pixel2, "orientation": 3, "max_shape": list(self.shape)}
         lines = [
             "# Nota: C-Order, 1 refers to the Y axis, 2 to the X axis",
@@ -199,6 +272,19 @@ class Geometry:
             fh.write("\n".join(lines) + "\n")
 
     def replace(self, **changes) -> "Geometry":
+        """A copy with some fields changed.
+
+        Parameters
+        ----------
+        **changes
+            Field values, as for :class:`Geometry`; giving ``energy_kev`` or ``electron_energy_kev`` replaces the
+            wavelength.
+
+        Returns
+        -------
+        Geometry
+            The new geometry.
+        """
         kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if "energy_kev" in changes or "electron_energy_kev" in changes:
             kw["wavelength"] = None
@@ -282,9 +368,20 @@ class Geometry:
     def polarization(self, factor: float = 0.99, axis_offset: float = 0.0) -> np.ndarray:
         """X-ray polarisation factor P at each pixel (the measured intensity is I·P).
 
-        ``factor`` is pyFAI's polarisation factor: +1 for a beam linearly polarised along x (horizontal,
-        as at most synchrotrons and XFELs), −1 along y, 0 unpolarised; ``axis_offset`` (rad) turns the
-        polarisation plane from x. P = ½ [1 + cos²2θ − factor · cos 2(χ + offset) · sin²2θ].
+        P = ½ [1 + cos²2θ − factor · cos 2(χ + offset) · sin²2θ].
+
+        Parameters
+        ----------
+        factor : float, optional
+            pyFAI's polarisation factor: +1 for a beam linearly polarised along x (horizontal, as at most
+            synchrotrons and XFELs), −1 along y, 0 unpolarised.
+        axis_offset : float, optional
+            Rotation of the polarisation plane from x, rad.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n1, n2) float64, dimensionless.
         """
         f = float(factor)
         if not math.isfinite(f) or abs(f) > 1:
@@ -293,8 +390,18 @@ class Geometry:
         return 0.5 * (1.0 + c2 - f * np.cos(2.0 * (self.chi + float(axis_offset))) * (1.0 - c2))
 
     def radial(self, unit: str) -> np.ndarray:
-        """Per-pixel radial coordinate in ``unit``: ``"q_A^-1"``, ``"q_nm^-1"``, ``"2th_deg"``, ``"2th_rad"``,
-        ``"r_mm"`` or ``"r_m"``."""
+        """Per-pixel radial coordinate in a unit of :data:`RADIAL_UNITS`.
+
+        Parameters
+        ----------
+        unit : str
+            ``"q_A^-1"``, ``"q_nm^-1"``, ``"2th_deg"``, ``"2th_rad"``, ``"r_mm"`` or ``"r_m"``.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n1, n2) float64 in ``unit``.
+        """
         u = radial_unit(unit)
         return self._radial_internal(u) * u.scale
 
@@ -312,7 +419,21 @@ class Geometry:
 
 @dataclasses.dataclass(frozen=True)
 class RadialUnit:
-    """A radial unit of integration, in pyFAI's names."""
+    """A radial unit of integration, in pyFAI's names.
+
+    Parameters
+    ----------
+    name : str
+        pyFAI's name, e.g. ``"q_A^-1"``.
+    attr : str
+        The :class:`Geometry` attribute with the per-pixel values in pyFAI's internal unit (nm⁻¹, rad or m).
+    scale : float
+        Factor from the internal unit to this unit.
+    label : str
+        Axis label, e.g. ``"q (Å⁻¹)"``.
+    symbol : str
+        The unit alone, e.g. ``"Å⁻¹"``.
+    """
 
     name: str     # pyFAI's name, e.g. 'q_A^-1'
     attr: str     # Geometry attribute with the per-pixel values in pyFAI's internal unit
@@ -332,8 +453,23 @@ RADIAL_UNITS = {
 
 
 def radial_unit(unit) -> RadialUnit:
-    """The :class:`RadialUnit` of a name in :data:`RADIAL_UNITS` ('q_A^-1', 'q_nm^-1', '2th_deg', '2th_rad',
-    'r_mm', 'r_m'), or a ValueError listing them."""
+    """The :class:`RadialUnit` of a name.
+
+    Parameters
+    ----------
+    unit : str
+        One of ``"q_A^-1"``, ``"q_nm^-1"``, ``"2th_deg"``, ``"2th_rad"``, ``"r_mm"``, ``"r_m"``.
+
+    Returns
+    -------
+    RadialUnit
+        The unit.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones).
+    """
     key = str(unit)
     if key not in RADIAL_UNITS:
         raise ValueError(f"unknown radial unit {unit!r}; choose one of {', '.join(RADIAL_UNITS)}")

@@ -37,11 +37,31 @@ _WIDEN = {"uint8": "uint16", "int8": "int32", "int16": "int32", "float16": "floa
 
 @dataclasses.dataclass(frozen=True)
 class IntegrateResult:
-    """One radial profile, or a stack of them (leading frame axis).
+    """One radial profile, or a stack of them (leading frame axis F).
 
-    ``radial`` is (npt,) bin centres in ``unit``; the other fields are (npt,) or (F, npt), of the frames'
-    array kind and device.  Empty bins hold ``empty`` in ``intensity``, ``sigma`` and ``std``.
-    Unpacks as ``radial, intensity, sigma = result``.
+    Fields other than ``radial`` are (npt,) or (F, npt), of the frames' array kind (numpy, torch or cupy) and
+    device, float64. Empty bins hold ``empty`` in ``intensity``, ``sigma`` and ``std``. Unpacks as
+    ``radial, intensity, sigma = result``.
+
+    Attributes
+    ----------
+    radial : numpy.ndarray
+        (npt,) bin centres in ``unit``.
+    intensity : array
+        Σx / Σw over each bin's valid pixels, w the product of solid angle, polarisation and flat field: the
+        frames' unit per unit of the corrections.
+    sigma : array or None
+        Standard error of ``intensity``, √(Σv) / Σw (pyFAI's ``sem``); None without an error model.
+    count : array
+        Valid pixels per bin.
+    std : array or None
+        Standard deviation, √(Σv / Σw²).
+    sum_signal, sum_variance, sum_normalization, sum_normalization2 : array
+        Σx, Σv, Σw and Σw² per bin.
+    unit : str
+        The radial unit's name, e.g. ``"q_A^-1"``.
+    error_model : str or None
+        ``"poisson"``, ``"azimuthal"`` or None.
     """
 
     radial: Any
@@ -62,8 +82,23 @@ class IntegrateResult:
 
 @dataclasses.dataclass(frozen=True)
 class LegendreResult:
-    """Legendre components I_l(q) of I(q, χ) = Σ_l I_l(q) P_l(q̂·ê): ``components`` is (L, npt) or
-    (F, L, npt) for ``orders``; bins where the fit is not determined hold NaN."""
+    """Legendre components I_l(q) of I(q, χ) = Σ_l I_l(q) P_l(q̂·ê).
+
+    Index it by order: ``result[2]`` is I₂, (npt,) or (F, npt). Bins where the fit is not determined hold NaN.
+
+    Attributes
+    ----------
+    radial : numpy.ndarray
+        (npt,) bin centres in ``unit``.
+    orders : tuple of int
+        The fitted orders l.
+    components : numpy.ndarray
+        (L, npt) or (F, L, npt) float64 components, in the frames' unit per unit of the corrections.
+    count : numpy.ndarray
+        Valid pixels per bin, (npt,) or (F, npt).
+    unit : str
+        The radial unit's name.
+    """
 
     radial: np.ndarray
     orders: tuple
@@ -94,25 +129,60 @@ def _bin_index(x: np.ndarray, lo: float, hi: float, npt: int) -> np.ndarray:
 class Integrator:
     """Azimuthal (radial) integration of frames recorded on one detector geometry.
 
-    Args:
-        geometry: a :class:`Geometry` (e.g. ``Geometry.from_poni("setup.poni")``).
-        npt: number of radial bins.
-        unit: ``"q_A^-1"`` (default), ``"q_nm^-1"``, ``"2th_deg"``, ``"2th_rad"``, ``"r_mm"`` or ``"r_m"``.
-        mask: static mask, shape ``geometry.shape``; non-zero marks pixels to leave out (pyFAI's convention).
-        radial_range: (min, max) in ``unit``; pixels outside are left out.  Default: the unmasked pixels' span.
-            As in pyFAI, the upper edge is max × (1 + ε), ε the float32 machine epsilon.
-        azimuth_range: (min, max) azimuth χ in degrees, in (−180, 180]; pixels outside are left out.
-        solid_angle: divide by each pixel's relative solid angle (cos³ of the incidence angle).
-        polarization: X-ray polarisation factor in [−1, 1] (pyFAI's convention, +1 horizontal) to correct
-            for, or None; ``polarization_offset`` (rad) turns its plane.
-        flat: flat-field image to divide by (shape ``geometry.shape``).
-        error_model: ``"poisson"`` (variance max(1, x)), ``"azimuthal"`` (scatter about the bin mean) or
-            None (no sigma: faster).
-        mask_negative: leave out negative pixel values (detector gaps and bad pixels are often −1, −2).
-        saturation: leave out pixels above this value.
-        dummy, delta_dummy: leave out pixels with |x − dummy| ≤ delta_dummy.
-        empty: value reported for bins with no valid pixel.
-        num_threads: CPU threads (0: OpenMP's default).
+    Builds the pixel→bin map once, as pyFAI's ``integrate1d`` without pixel splitting does; every frame then
+    costs one pass over its pixels.
+
+    Parameters
+    ----------
+    geometry : Geometry
+        The detector (e.g. ``Geometry.from_poni("setup.poni")``).
+    npt : int, optional
+        Number of radial bins.
+    unit : str, optional
+        ``"q_A^-1"`` (default), ``"q_nm^-1"``, ``"2th_deg"``, ``"2th_rad"``, ``"r_mm"`` or ``"r_m"``.
+    mask : array_like or None, optional
+        Static mask of shape ``geometry.shape``; non-zero marks pixels to leave out (pyFAI's convention).
+    radial_range : tuple of float or None, optional
+        (min, max) in ``unit``; pixels outside are left out. Default: the unmasked pixels' span. As in pyFAI,
+        the upper edge is max × (1 + ε), ε the float32 machine epsilon.
+    azimuth_range : tuple of float or None, optional
+        (min, max) azimuth χ in degrees, in (−180, 180]; pixels outside are left out.
+    solid_angle : bool, optional
+        Divide by each pixel's relative solid angle (cos³ of the incidence angle).
+    polarization : float or None, optional
+        X-ray polarisation factor in [−1, 1] (pyFAI's convention, +1 horizontal) to correct for, or None.
+    polarization_offset : float, optional
+        Rotation of the polarisation plane from x, rad.
+    flat : array_like or None, optional
+        Flat-field image to divide by (shape ``geometry.shape``).
+    error_model : {'poisson', 'azimuthal', None}, optional
+        Variance max(1, x) per pixel, the scatter about the bin mean, or no sigma (faster).
+    mask_negative : bool, optional
+        Leave out negative pixel values (detector gaps and bad pixels are often −1, −2).
+    saturation : float or None, optional
+        Leave out pixels above this value.
+    dummy, delta_dummy : float or None, optional
+        Leave out pixels with ``|x − dummy| ≤ delta_dummy``.
+    empty : float, optional
+        Value reported for bins with no valid pixel.
+    num_threads : int, optional
+        CPU threads (0: OpenMP's default).
+
+    Raises
+    ------
+    ValueError
+        A bad ``npt``, unit, error model, range or mask shape.
+    TypeError
+        ``geometry`` is not a :class:`Geometry`.
+
+    Examples
+    --------
+    >>> import xstructure
+    >>> g = xstructure.Geometry.simple((256, 256), pixel=100e-6, dist=0.05, energy_kev=12.0)
+    >>> integ = xstructure.Integrator(g, npt=100, polarization=0.99)
+    >>> res = integ.integrate(xstructure.simulate(xstructure.molecule("CHD"), g))
+    >>> res.radial.shape, res.intensity.shape
+    ((100,), (100,))
     """
 
     def __init__(self, geometry: Geometry, npt: int = 1000, unit: str = "q_A^-1", mask=None,
@@ -244,9 +314,20 @@ class Integrator:
 
     # ------------------------------------------------------------------ integration
     def integrate(self, frames) -> IntegrateResult:
-        """Radially average one frame (H, W) or a stack (F, H, W): numpy, torch or cupy; uint16, int32,
-        uint32, float32 or float64 (other integer and float types are widened).  Results have the frames'
-        array kind and device, float64."""
+        """Radially average one frame or a stack of frames.
+
+        Parameters
+        ----------
+        frames : array_like
+            One frame (n1, n2) or a stack (F, n1, n2) of the geometry's shape: numpy, torch or cupy; uint16,
+            int32, uint32, float32 or float64 (other integer and float types are widened). GPU arrays use the CUDA
+            kernel.
+
+        Returns
+        -------
+        IntegrateResult
+            (npt,) or (F, npt) profiles, float64, of the frames' array kind and device.
+        """
         frames, single, dtype = self._frames(frames)
         F = 1 if single else int(frames.shape[0])
         npix = self.geometry.shape[0] * self.geometry.shape[1]
@@ -296,9 +377,25 @@ class Integrator:
     __call__ = integrate
 
     def legendre(self, frames, axis=(1.0, 0.0, 0.0), orders=(0, 2)) -> LegendreResult:
-        """Decompose I(q, χ) into Legendre components about a lab-frame ``axis`` (e.g. the pump laser's
-        polarisation): in each bin, the weighted least-squares fit x_k ≈ w_k Σ_l I_l P_l(q̂_k·ê) over the
-        valid pixels (weights 1/w_k, which for orders=(0,) gives ``integrate``'s mean).  Returns numpy."""
+        """Decompose I(q, χ) into Legendre components about a lab-frame axis.
+
+        In each bin, the weighted least-squares fit x_k ≈ w_k Σ_l I_l P_l(q̂_k·ê) over the valid pixels (weights
+        1/w_k; for ``orders=(0,)`` this is :meth:`integrate`'s mean).
+
+        Parameters
+        ----------
+        frames : array_like
+            One frame (n1, n2) or a stack (F, n1, n2).
+        axis : array_like, optional
+            (3,) lab-frame axis ê (e.g. the pump laser's polarisation); x horizontal, y vertical, z along the beam.
+        orders : tuple of int, optional
+            The Legendre orders l to fit.
+
+        Returns
+        -------
+        LegendreResult
+            Components (L, npt) or (F, L, npt), numpy float64.
+        """
         from scipy.special import (
             eval_legendre,  # loaded on use: keeps `import xstructure` fast
         )
@@ -352,8 +449,26 @@ class Integrator:
 
 
 def radial_average(image, geometry: Geometry, npt: int = 1000, **kwargs) -> IntegrateResult:
-    """One-shot radial average: ``Integrator(geometry, npt, **kwargs).integrate(image)``.  Build an
-    :class:`Integrator` once instead when averaging many frames on the same geometry."""
+    """One-shot radial average: ``Integrator(geometry, npt, **kwargs).integrate(image)``.
+
+    Build an :class:`Integrator` once instead when averaging many frames on the same geometry.
+
+    Parameters
+    ----------
+    image : array_like
+        One frame (n1, n2) or a stack (F, n1, n2).
+    geometry : Geometry
+        The detector.
+    npt : int, optional
+        Number of radial bins.
+    **kwargs
+        Options of :class:`Integrator`.
+
+    Returns
+    -------
+    IntegrateResult
+        The profile(s).
+    """
     return Integrator(geometry, npt, **kwargs).integrate(image)
 
 

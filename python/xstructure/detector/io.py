@@ -53,9 +53,31 @@ class _BadFile(ValueError):
 
 
 class FrameFile:
-    """The frames of one file, read lazily: ``len(f)`` frames of shape ``f.frame_shape``; ``f[k]`` reads frame
-    k as a numpy (H, W) array, iterating yields them in order, ``f.source(k)`` says where frame k came from.
-    Use as a context manager (or call :meth:`close`) to release the file.  Made by :func:`read_frames`."""
+    """The frames of one image file, read lazily.
+
+    ``len(f)`` frames of shape ``f.frame_shape``; ``f[k]`` reads frame k as a numpy (n1, n2) array, iterating
+    yields them in order, and ``f.source(k)`` says where frame k came from. Use it as a context manager (or call
+    :meth:`close`) to release the file. Made by :func:`read_frames`; not meant to be constructed directly.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    n : int
+        Number of frames.
+    frame_shape : tuple of int
+        (n1, n2) pixels.
+    dtype : numpy.dtype
+        The stored pixel type.
+    get : callable
+        ``get(k)`` reads frame k.
+    label : callable
+        ``label(k)`` describes frame k's origin.
+    stack : bool
+        Whether the file holds a stack (3D data) rather than one frame.
+    close : callable or None, optional
+        Releases the file.
+    """
 
     def __init__(self, path, n, frame_shape, dtype, get, label, stack, close=None):
         self.path = path
@@ -93,6 +115,7 @@ class FrameFile:
         return f"{self._label}[{k}]" if self._stack else self._label
 
     def close(self):
+        """Release the file (also done on leaving a ``with`` block)."""
         if self._close is not None:
             self._close()
             self._close = None
@@ -110,16 +133,23 @@ class FrameFile:
 def read_frames(path, dataset: str | None = None) -> FrameFile:
     """Open an image file as a sequence of 2D frames (see the module docstring for the formats).
 
-    Args:
-        path: the file.
-        dataset: HDF5 only: the dataset's path inside the file (e.g. ``"/entry/data/data"``); default: the NeXus
-            default signal, else the first 3D, else the first 2D numeric dataset.  Ignored for other formats.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file: TIFF, EDF or CBF (through fabio), HDF5, ``.npy`` or ``.npz``.
+    dataset : str or None, optional
+        HDF5 only: the dataset's path inside the file (e.g. ``"/entry/data/data"``); default: the NeXus default
+        signal, else the first 3D, else the first 2D numeric dataset. Ignored for other formats.
 
-    Returns:
-        A :class:`FrameFile`: ``len()`` frames, each a numpy (H, W) array read on access.
+    Returns
+    -------
+    FrameFile
+        ``len()`` frames, each a numpy (n1, n2) array read on access.
 
-    Raises:
-        ValueError: the file is missing, unreadable or corrupt, holds no frames, or its data are not 2D/3D numbers.
+    Raises
+    ------
+    ValueError
+        The file is missing, unreadable or corrupt, holds no frames, or its data are not 2D/3D numbers.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -310,16 +340,23 @@ def _open_fabio(path, dataset):
 class CurvesWriter:
     """Append radial profiles to an HDF5 file (layout in the module docstring) batch by batch.
 
-    Args:
-        path: the output file (overwritten).
-        radial: (npt,) bin centres in ``unit``.
-        unit: xstructure's radial unit name (``"q_A^-1"``, ``"2th_deg"``, ...).
-        geometry: the :class:`~xstructure.Geometry` the frames were integrated on.
-        with_sigma: write a ``sigma`` dataset.
-        settings: integration options, stored as a JSON attribute.
-
     :meth:`append` adds rows, :meth:`truncate` drops rows from the end (to take back a file that failed half
-    way), :meth:`close` finishes.  ``len(writer)`` is the number of rows written.
+    way), :meth:`close` finishes. ``len(writer)`` is the number of rows written.
+
+    Parameters
+    ----------
+    path : str
+        The output file (overwritten).
+    radial : array_like
+        (npt,) bin centres in ``unit``.
+    unit : str
+        xstructure's radial unit name (``"q_A^-1"``, ``"2th_deg"``, ...).
+    geometry : Geometry
+        The detector the frames were integrated on.
+    with_sigma : bool, optional
+        Write a ``sigma`` dataset.
+    settings : dict or None, optional
+        Integration options, stored as a JSON attribute.
     """
 
     def __init__(self, path, radial, unit, geometry, with_sigma=True, settings=None):
@@ -370,7 +407,16 @@ class CurvesWriter:
         return self._n
 
     def append(self, intensity, sigma, count, sources):
-        """Add F rows: ``intensity``, ``sigma``, ``count`` (F, npt) or (npt,); ``sources`` F strings."""
+        """Add F rows of profiles.
+
+        Parameters
+        ----------
+        intensity, sigma, count : array_like
+            (F, npt) or (npt,) intensities, their standard errors (ignored without a ``sigma`` dataset) and pixels
+            per bin.
+        sources : list of str
+            F labels naming where each frame came from.
+        """
         rows = {"intensity": np.atleast_2d(np.asarray(intensity, dtype=np.float64)),
                 "count": np.atleast_2d(np.asarray(count)).astype(np.int64)}
         if "sigma" in self._sets:
@@ -399,6 +445,7 @@ class CurvesWriter:
         self._n = n
 
     def close(self):
+        """Finish the file (also done on leaving a ``with`` block)."""
         if self._f is not None:
             self._f.close()
             self._f = None
@@ -413,16 +460,26 @@ class CurvesWriter:
 def write_curves_h5(path, radial, intensity, sigma, count, unit, sources, geometry, settings=None) -> None:
     """Write radial profiles to one HDF5 file (layout in the module docstring).
 
-    Args:
-        path: the output file (overwritten).
-        radial: (npt,) bin centres in ``unit``.
-        intensity: (F, npt) or (npt,) profiles.
-        sigma: their standard errors, same shape, or None (no ``sigma`` dataset).
-        count: pixels per bin, same shape.
-        unit: xstructure's radial unit name (``"q_A^-1"``, ``"q_nm^-1"``, ``"2th_deg"``, ``"r_mm"``, ...).
-        sources: F strings naming where each frame came from.
-        geometry: the :class:`~xstructure.Geometry` the frames were integrated on.
-        settings: optional dict of integration options, stored as JSON in the ``settings`` attribute.
+    Parameters
+    ----------
+    path : str
+        The output file (overwritten).
+    radial : array_like
+        (npt,) bin centres in ``unit``.
+    intensity : array_like
+        (F, npt) or (npt,) profiles.
+    sigma : array_like or None
+        Their standard errors, same shape, or None (no ``sigma`` dataset).
+    count : array_like
+        Pixels per bin, same shape.
+    unit : str
+        xstructure's radial unit name (``"q_A^-1"``, ``"q_nm^-1"``, ``"2th_deg"``, ``"r_mm"``, ...).
+    sources : list of str
+        F labels naming where each frame came from.
+    geometry : Geometry
+        The detector the frames were integrated on.
+    settings : dict or None, optional
+        Integration options, stored as JSON in the ``settings`` attribute.
     """
     with CurvesWriter(path, radial, unit, geometry, with_sigma=sigma is not None, settings=settings) as w:
         w.append(intensity, sigma, count, sources)

@@ -216,20 +216,31 @@ def anisotropic_components(structures, q, *, dipole, p2: float = 0.4, p4: float 
                            energy_kev: float | None = None):
     """Legendre components of the scattering of molecules aligned about a lab axis ê.
 
-    The pattern is I(q) = I_0(q) + P_2(q̂·ê) I_2(q) + P_4(q̂·ê) I_4(q) (see the module docstring).
+    The pattern is I(q) = I_0(q) + P_2(q̂·ê) I_2(q) + P_4(q̂·ê) I_4(q) (see the module docstring), with
+    I_2 = −5⟨P_2⟩ Σ_{i≠j} f_i f_j j_2(q r_ij) P_2(r̂_ij·d̂) and I_4 = +9⟨P_4⟩ Σ_{i≠j} f_i f_j j_4(q r_ij) P_4(r̂_ij·d̂).
 
-    Args:
-        structures: as for :func:`xstructure.simulate` (ase.Atoms, list, file, or ``(numbers, positions)``
-            with positions (N, 3) or (B, N, 3) in Å; torch and cupy arrays are copied to numpy).
-        q: (Q,) momentum transfer in Å⁻¹.
-        dipole: (3,) molecule-frame axis d̂ in the structure's coordinates (normalised here).
-        p2, p4: <P_2(cos β)> in [−1/2, 1] and <P_4(cos β)> in [−3/7, 1] of the angle β between d̂ and ê;
-            0.4 and 0 are the cos² β distribution of one-photon photoselection.
-        probe: 'xray' (electrons²) or 'electron' (Å²).
-        energy_kev: electron kinetic energy for the relativistic factor (electrons only).
+    Parameters
+    ----------
+    structures : ase.Atoms, list, str or tuple
+        As for :func:`xstructure.simulate` (ase.Atoms, list, file, or ``(numbers, positions)`` with positions
+        (N, 3) or (B, N, 3) in Å; torch and cupy arrays are copied to numpy).
+    q : array_like
+        (Q,) momentum transfer in Å⁻¹.
+    dipole : array_like
+        (3,) molecule-frame axis d̂ in the structure's coordinates (normalised here).
+    p2, p4 : float, optional
+        ⟨P_2(cos β)⟩ in [−1/2, 1] and ⟨P_4(cos β)⟩ in [−3/7, 1] of the angle β between d̂ and ê; 0.4 and 0 are
+        the cos² β distribution of one-photon photoselection.
+    probe : {'xray', 'electron'}, optional
+        X-rays (electrons²) or electrons (Å²).
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor (electrons only).
 
-    Returns:
-        (I_0, I_2, I_4): float64 numpy, (Q,) for one structure, else (B, Q).  I_0 is the Debye total.
+    Returns
+    -------
+    I_0, I_2, I_4 : numpy.ndarray
+        float64, (Q,) for one structure, else (B, Q), in electrons² (X-rays) or Å² (electrons). I_0 is the Debye
+        total.
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
@@ -256,37 +267,60 @@ def simulate_detector(structures, geometry, *, probe: str | None = None, signal:
                       gain: float = 1.0, rng=None, energy_kev: float | None = None, num_threads: int = 0):
     """Detector images of molecules, isotropic, aligned or in a fixed orientation.
 
-    Args:
-        structures: as for :func:`xstructure.simulate`: an ase.Atoms, a list of them, a file, or
-            ``(numbers, positions)`` with positions (N, 3) or (B, N, 3) in Å (numpy, torch or cupy; copied to
-            float64 numpy).
-        geometry: the detector, a :class:`~xstructure.detector.geometry.Geometry` of shape (n1, n2).
-        probe: 'xray' or 'electron'; default ``geometry.probe``.
-        signal: 'total', 'atomic', 'molecular' or 'sM' (as in :func:`xstructure.simulate`).
-        orientation: 'isotropic' (Debye), 'aligned' (``dipole`` distributed about ``axis`` with moments
-            ``p2``, ``p4``) or 'fixed' (positions are lab-frame coordinates).
-        axis: (3,) lab-frame alignment axis ê (pump polarisation); x horizontal, y vertical, z along the beam.
-        dipole: (3,) molecule-frame axis d̂ for 'aligned' (required there, refused elsewhere).
-        p2, p4: <P_2(cos β)> in [−1/2, 1] and <P_4(cos β)> in [−3/7, 1]; 0.4 and 0 are cos² photoselection.
-        polarization: X-rays: pyFAI polarisation factor in [−1, 1] (1: horizontal), None for no factor.
-        polarization_offset: X-rays: rotation of the polarisation plane from x (rad).
-        solid_angle: X-rays: multiply by the relative solid angle cos³ α.
-        photons: expected counts per frame, signal plus background; None for the noiseless image.
-        background: flat background per pixel, as a fraction of the frame's mean corrected pixel value (≥ 0).
-        gain: recorded value per count (applies with ``photons`` only).
-        rng: a numpy Generator or a seed for the Poisson draws.
-        energy_kev: electron kinetic energy for the relativistic factor γ; default
-            ``geometry.electron_energy_kev`` for electrons.
-        num_threads: CPU threads of the Debye kernel (0: OpenMP's default).
+    Also reached as ``xstructure.simulate(structures, geometry, ...)``.
 
-    Returns:
-        float64 numpy (n1, n2) for one structure, else (B, n1, n2), in electrons² (X-rays) or Å² (electrons)
-        per unit of the corrections, or in recorded counts × gain with ``photons``.
+    Parameters
+    ----------
+    structures : ase.Atoms, list, str or tuple
+        As for :func:`xstructure.simulate`: an ase.Atoms, a list of them, a file, or ``(numbers, positions)``
+        with positions (N, 3) or (B, N, 3) in Å (numpy, torch or cupy; copied to float64 numpy).
+    geometry : Geometry
+        The detector, of shape (n1, n2).
+    probe : {'xray', 'electron'} or None, optional
+        Default: ``geometry.probe``.
+    signal : {'total', 'atomic', 'molecular', 'sM'}, optional
+        As in :func:`xstructure.simulate`.
+    orientation : {'isotropic', 'aligned', 'fixed'}, optional
+        ``"isotropic"`` (Debye), ``"aligned"`` (``dipole`` distributed about ``axis`` with moments ``p2``,
+        ``p4``) or ``"fixed"`` (the positions are lab-frame coordinates).
+    axis : array_like, optional
+        (3,) lab-frame alignment axis ê (pump polarisation); x horizontal, y vertical, z along the beam.
+    dipole : array_like or None, optional
+        (3,) molecule-frame axis d̂ for ``"aligned"`` (required there, refused elsewhere).
+    p2, p4 : float, optional
+        ⟨P_2(cos β)⟩ in [−1/2, 1] and ⟨P_4(cos β)⟩ in [−3/7, 1]; 0.4 and 0 are cos² photoselection.
+    polarization : float or None, optional
+        X-rays: pyFAI polarisation factor in [−1, 1] (1: horizontal), None for no factor.
+    polarization_offset : float, optional
+        X-rays: rotation of the polarisation plane from x, rad.
+    solid_angle : bool, optional
+        X-rays: multiply by the relative solid angle cos³ α.
+    photons : float or None, optional
+        Expected counts per frame, signal plus background; None for the noiseless image.
+    background : float, optional
+        Flat background per pixel, as a fraction of the frame's mean corrected pixel value (≥ 0).
+    gain : float, optional
+        Recorded value per count (applies with ``photons`` only).
+    rng : numpy.random.Generator, int or None, optional
+        Generator or seed for the Poisson draws.
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor γ; default ``geometry.electron_energy_kev``
+        for electrons.
+    num_threads : int, optional
+        CPU threads of the Debye kernel (0: OpenMP's default).
 
-    Raises:
-        ValueError: unknown probe, signal or orientation; missing, zero or non-finite dipole or axis; p2 or p4
-            out of range; negative photons, background or gain; noise or background with a signal that can
-            be negative; and everything :func:`xstructure.simulate` refuses.
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n1, n2) for one structure, else (B, n1, n2), in electrons² (X-rays) or Å² (electrons) per unit
+        of the corrections, or in recorded counts × gain with ``photons``.
+
+    Raises
+    ------
+    ValueError
+        An unknown probe, signal or orientation; a missing, zero or non-finite dipole or axis; p2 or p4 out of
+        range; negative photons, background or gain; noise or background with a signal that can be negative;
+        and everything :func:`xstructure.simulate` refuses.
     """
     if not isinstance(geometry, Geometry):
         raise ValueError(f"geometry must be an xstructure Geometry, got {type(geometry).__name__}")

@@ -1,7 +1,7 @@
 """Inversion by learning: from a scattering pattern (and the molecule) to its 3D structure.
 
 The data's path: :mod:`.data` (a pool's patterns and aligned geometries, split by sample; standardisation;
-noise) → :mod:`.models` (the Transformer interpreter, the seed's CNN+GRU) trained by :mod:`.train` with the
+noise) → :mod:`.models` (the Transformer interpreter, the original design's CNN+GRU) trained by :mod:`.train` with the
 losses of :mod:`.losses` → :mod:`.evaluate` against the baselines of :mod:`.baselines`, with
 :mod:`.refine` through the differentiable Debye op.  Needs torch.
 

@@ -10,18 +10,47 @@ __all__ = ["MeanStructure", "PoolFit", "Ridge"]
 
 
 class MeanStructure:
-    """Predict the training pool's mean (aligned) geometry for every pattern."""
+    """The mean-structure baseline: the training pool's mean aligned geometry, whatever the pattern.
+
+    Parameters
+    ----------
+    train_targets : numpy.ndarray
+        (n, N, 3) aligned training geometries, Å.
+    """
 
     def __init__(self, train_targets: np.ndarray):
         self.mean = np.asarray(train_targets, dtype=np.float64).mean(axis=0)
 
     def predict(self, I_obs: np.ndarray) -> np.ndarray:
+        """The mean structure for each pattern.
+
+        Parameters
+        ----------
+        I_obs : numpy.ndarray
+            (B, …) observed patterns (only their number is used).
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, N, 3) positions, Å.
+        """
         return np.broadcast_to(self.mean, (len(I_obs), *self.mean.shape)).copy()
 
 
 class PoolFit:
-    """The classical structure-pool method: the training member whose clean pattern has the lowest
-    χ² = Σ_q ((I_obs − I_k) / σ_q)² against the observed pattern, σ from the noise model of I_obs."""
+    """The classical structure-pool method: the training member whose clean pattern fits the observed one best.
+
+    The fit is χ² = Σ_q ((I_obs − I_k) / σ_q)², σ from the noise model of I_obs.
+
+    Parameters
+    ----------
+    train_patterns : numpy.ndarray
+        (n, Q) clean training patterns.
+    train_targets : numpy.ndarray
+        (n, N, 3) their aligned geometries, Å.
+    noise : Noise
+        The noise model of the observed patterns.
+    """
 
     def __init__(self, train_patterns: np.ndarray, train_targets: np.ndarray, noise):
         self.I = np.asarray(train_patterns, dtype=np.float64)
@@ -30,6 +59,20 @@ class PoolFit:
         self._I2T = (self.I ** 2).T                                   # (Q, K), used by every chunk
 
     def predict(self, I_obs: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """The best-fitting training member of each observed pattern.
+
+        Parameters
+        ----------
+        I_obs : numpy.ndarray
+            (B, Q) observed patterns.
+        chunk : int, optional
+            Patterns compared at once.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, N, 3) positions, Å.
+        """
         I_obs = np.asarray(I_obs, dtype=np.float64)
         w = 1.0 / self.noise.sigma(I_obs) ** 2                       # (M, Q)
         out = np.empty((len(I_obs), *self.X.shape[1:]))
@@ -42,8 +85,23 @@ class PoolFit:
 
 
 class Ridge:
-    """Ridge regression from the standardised (noisy) pattern to the flattened aligned coordinates; the
-    penalty is chosen on the validation split from a log grid."""
+    """Ridge regression from the standardised (noisy) pattern to the flattened aligned coordinates.
+
+    The penalty is chosen on the validation split from a log grid.
+
+    Parameters
+    ----------
+    standardizer : Standardizer
+        The pattern standardisation.
+    x_train : numpy.ndarray
+        (n, Q) standardised training patterns (noisy), as ``standardizer`` makes them.
+    y_train : numpy.ndarray
+        (n, N, 3) their aligned geometries, Å.
+    x_val, y_val : numpy.ndarray or None, optional
+        Standardised validation patterns and their geometries, for choosing the penalty.
+    alphas : array_like, optional
+        Candidate penalties.
+    """
 
     def __init__(self, standardizer, x_train: np.ndarray, y_train: np.ndarray, x_val=None, y_val=None,
                  alphas=tuple(10.0 ** np.arange(-3, 5))):
@@ -77,5 +135,17 @@ class Ridge:
         return cls(st, xt, data.targets["train"], xv, data.targets["val"])
 
     def predict(self, I_obs: np.ndarray) -> np.ndarray:
+        """Linear prediction of the structures of observed patterns.
+
+        Parameters
+        ----------
+        I_obs : numpy.ndarray
+            (B, Q) observed (raw) patterns.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, N, 3) positions, Å.
+        """
         x = self.st(I_obs).astype(np.float64)
         return ((x - self.xm) @ self.W + self.ym).reshape(len(x), *self.shape)

@@ -24,7 +24,19 @@ __all__ = ["SeedMLP", "UNet3D", "CoordNet", "MODELS", "build_model"]
 
 
 class SeedMLP(nn.Module):
-    """The MLP regressor of Scripps & Cumby (2021): |F|² box features → one hidden layer (100 ReLU) → density grid."""
+    """The MLP regressor of Scripps & Cumby (2021): ``|F|²`` box features → one hidden layer of ReLU units → density.
+
+    Parameters
+    ----------
+    L : int
+        Side of the input box, 2H + 1.
+    n : int
+        Output grid n³.
+    hidden : int, optional
+        Hidden units (100: scikit-learn's default, which Scripps & Cumby used).
+    **_
+        Ignored (other models' options).
+    """
 
     def __init__(self, L: int, n: int, hidden: int = 100, **_):
         super().__init__()
@@ -32,6 +44,20 @@ class SeedMLP(nn.Module):
         self.net = nn.Sequential(nn.Linear(L ** 3, hidden), nn.ReLU(), nn.Linear(hidden, n ** 3))
 
     def forward(self, box, powder=None, comp=None):
+        """Densities from box features.
+
+        Parameters
+        ----------
+        box : torch.Tensor
+            (B, L, L, L) features (:func:`~xstructure.learn.phase.box_features`).
+        powder, comp : torch.Tensor or None, optional
+            Ignored (the common signature of the crystal models).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, n, n, n) densities.
+        """
         return nn.functional.softplus(self.net(box.flatten(1))).view(-1, self.n, self.n, self.n)
 
 class _Block(nn.Module):
@@ -44,8 +70,22 @@ class _Block(nn.Module):
         return self.f(x)
 
 class UNet3D(nn.Module):
-    """A 3D U-Net after Scripps & Cumby (2021), small (channels c, 2c, 4c; two poolings), circular padding for the periodic
-    cell.  Input: the |F|² box features resampled onto the n³ output grid."""
+    """A small 3D U-Net after Scripps & Cumby (2021), with circular padding for the periodic cell.
+
+    Channels c, 2c, 4c with two poolings; the input is the ``|F|²`` box features resampled onto the n³ output
+    grid.
+
+    Parameters
+    ----------
+    L : int
+        Side of the input box, 2H + 1.
+    n : int
+        Output grid n³ (divisible by 4).
+    channels : int, optional
+        Channels c of the first level.
+    **_
+        Ignored (other models' options).
+    """
 
     def __init__(self, L: int, n: int, channels: int = 8, **_):
         super().__init__()
@@ -56,6 +96,7 @@ class UNet3D(nn.Module):
         self.out = nn.Conv3d(c, 1, 1)
 
     def forward(self, box, powder=None, comp=None):
+        """Densities from box features: (B, L, L, L) → (B, n, n, n), as :meth:`SeedMLP.forward`."""
         x = nn.functional.interpolate(box[:, None], size=(self.n,) * 3, mode="trilinear", align_corners=True)
         e1 = self.e1(x)
         e2 = self.e2(nn.functional.max_pool3d(e1, 2))
@@ -66,9 +107,26 @@ class UNet3D(nn.Module):
         return nn.functional.softplus(self.out(d1))[:, 0]
 
 class CoordNet(nn.Module):
-    """A variational coordinate network after Guo et al. (2024).  Encoder: powder pattern (1D CNN) + composition
-    → latent z ~ N(μ, σ²) (reparameterised); decoder: ρ̃(x) = MLP([sin, cos](2π k·x) for integer k with
-    |k_i| ≤ K, z) at every point of the n³ grid.  ``sample=False`` uses z = μ."""
+    """A variational coordinate network after Guo et al. (2024).
+
+    Encoder: powder pattern (1D CNN) + composition → latent z ~ N(μ, σ²) (reparameterised); decoder:
+    ρ̃(x) = MLP([sin, cos](2π k·x) for integer k with ``|k_i| ≤ K``, z) at every point of the n³ grid.
+
+    Parameters
+    ----------
+    n_powder : int
+        Points of the powder patterns.
+    n : int
+        Output grid n³.
+    latent : int, optional
+        Latent dimension.
+    width : int, optional
+        Width of the coordinate MLP.
+    K : int, optional
+        Largest Fourier frequency of the coordinate features.
+    **_
+        Ignored (other models' options).
+    """
 
     def __init__(self, n_powder: int, n: int, latent: int = 64, width: int = 128, K: int = 3, **_):
         super().__init__()
@@ -91,6 +149,24 @@ class CoordNet(nn.Module):
         self.kl = torch.zeros(())
 
     def forward(self, box=None, powder=None, comp=None, sample: bool | None = None):
+        """Densities from powder patterns and compositions.
+
+        Parameters
+        ----------
+        box : torch.Tensor or None, optional
+            Ignored (the common signature of the crystal models).
+        powder : torch.Tensor
+            (B, n_powder) powder patterns.
+        comp : torch.Tensor
+            (B, 119) compositions.
+        sample : bool or None, optional
+            Draw z (True) or take z = μ (False); None: draw in training mode only.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, n, n, n) densities (with the KL term kept on the module for the loss).
+        """
         h = self.cnn(powder[:, None]).flatten(1)
         mu, logvar = self.enc(torch.cat([h, self.comp(comp)], 1)).chunk(2, dim=1)
         logvar = logvar.clamp(-10, 5)
@@ -107,8 +183,31 @@ _CLASSES = {"mlp": SeedMLP, "mlp_mse": SeedMLP, "unet": UNet3D, "coord": CoordNe
 
 
 def build_model(kind: str, L: int, n: int, n_powder: int, **kw) -> nn.Module:
-    """A crystal model of ``kind`` (one of :data:`MODELS`) for |F|² boxes of side L, n³ output grids and
-    powder patterns of n_powder points."""
+    """A crystal model of :data:`MODELS` by name.
+
+    Parameters
+    ----------
+    kind : {'mlp', 'mlp_mse', 'unet', 'coord'}
+        The network.
+    L : int
+        Side of the ``|F|²`` boxes, 2H + 1.
+    n : int
+        Output grid n³.
+    n_powder : int
+        Points of the powder patterns.
+    **kw
+        The model's options.
+
+    Returns
+    -------
+    torch.nn.Module
+        The untrained network.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind.
+    """
     if kind not in _CLASSES:
         raise ValueError(f"unknown crystal model {kind!r}: use one of {', '.join(MODELS)}")
     if kind == "coord":

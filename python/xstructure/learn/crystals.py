@@ -1,4 +1,7 @@
-"""Sets of random symmetric crystals with their diffraction, for learning the phase problem (seeds 001, 003).
+"""Sets of random symmetric crystals with their diffraction, for learning the phase problem.
+
+The inputs follow the two published approaches that :mod:`xstructure.learn.phase` rebuilds: |F(hkl)|² boxes
+(Scripps & Cumby 2021) and powder patterns with the composition (Guo et al. 2024).
 
     >>> cs = CrystalSet.create("cubic.zarr", 10_000, system="cubic", seed=0)   # resumes when interrupted
     >>> cs.atoms(7)                       # ase.Atoms of crystal 7
@@ -17,10 +20,11 @@ Our generator, not pyxtal's ``from_random`` (≈ 0.15 s per crystal): pyxtal's W
 
 **Diffraction, one convention for input and target.**  The target is ``crystal.density_grid`` with weights Z
 and Gaussian atoms of σ = ``sigma`` Å.  Its Fourier coefficients are exactly the structure factors with
-``factors="Z"`` and B = 8π²σ², so the inputs use those: ``intensity`` = |F(hkl)|² on the box (seed 001's input,
-there with Z as the form factor) and ``powder`` = the powder pattern (Cu Kα1, pseudo-Voigt, FWHM 0.25°) scaled
-to a maximum of 1 (seed 003's input, with the composition).  What a network must learn is then exactly the
-phase problem, and the recomputed diffraction of a true density equals the input (tested).
+``factors="Z"`` and B = 8π²σ², so the inputs use those: ``intensity`` = |F(hkl)|² on the box (the input of
+Scripps & Cumby, there with Z as the form factor too) and ``powder`` = the powder pattern (Cu Kα1,
+pseudo-Voigt, FWHM 0.25°) scaled to a maximum of 1 (the input of Guo et al., with the composition).  What a
+network must learn is then exactly the phase problem, and the recomputed diffraction of a true density equals
+the input (tested).
 
 The store is zarr v3 (the pool's layout): chunks of ``chunk`` crystals, each drawn from
 ``default_rng([seed, chunk index])`` and flagged done when written, so an interrupted ``create`` resumes
@@ -91,7 +95,35 @@ def _min_distance_ok(cell, frac, radii) -> bool:
 
 
 def random_crystal(rng, system: str = "cubic", max_atoms: int = 24, tries: int = 200):
-    """(cell (3, 3) Å, frac (n, 3), numbers (n,), space group) of one random crystal (see the module notes)."""
+    """One random crystal of a system (see the module notes).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random generator.
+    system : {'cubic', 'trigonal', 'any'}, optional
+        Space groups 195–230, 143–167 (hexagonal axes) or 1–230.
+    max_atoms : int, optional
+        Most atoms in the conventional cell.
+    tries : int, optional
+        Draws before giving up.
+
+    Returns
+    -------
+    cell : numpy.ndarray
+        (3, 3) cell vectors as rows, Å.
+    frac : numpy.ndarray
+        (n, 3) fractional coordinates.
+    numbers : numpy.ndarray
+        (n,) atomic numbers.
+    spacegroup : int
+        The space-group number.
+
+    Raises
+    ------
+    RuntimeError
+        No valid crystal within ``tries`` draws.
+    """
     from ase.data import covalent_radii  # loaded on use: keeps `import xstructure` fast
 
     lo, hi = SYSTEMS[system]
@@ -123,7 +155,30 @@ def random_crystal(rng, system: str = "cubic", max_atoms: int = 24, tries: int =
 
 
 class CrystalSet:
-    """A store of random crystals and their diffraction (see the module notes)."""
+    """A store of random crystals and their diffraction (see the module notes).
+
+    Made by :meth:`create` or opened by :meth:`open`, not constructed directly. Arrays are lazy zarr arrays.
+
+    Parameters
+    ----------
+    path : str
+        The store's directory.
+    group : zarr.Group
+        Its root group.
+
+    Attributes
+    ----------
+    intensity : zarr.Array
+        (B, 2H+1, 2H+1, 2H+1) ``|F(hkl)|²`` boxes (Z units, Gaussian atoms of B = 8π²σ²).
+    powder : zarr.Array
+        (B, n_powder) powder patterns on :attr:`two_theta`, scaled to a maximum of 1.
+    two_theta : numpy.ndarray
+        (n_powder,) 2θ grid of the powder patterns, degrees (Cu Kα1).
+    hmax : int
+        H of the boxes.
+    sigma : float
+        Width of the Gaussian atoms of the target densities, Å.
+    """
 
     def __init__(self, path: str, group):
         self.path, self.group = path, group
@@ -134,7 +189,43 @@ class CrystalSet:
     def create(cls, path: str, n: int, *, system: str = "cubic", seed: int = 0, chunk: int = 250,
                max_atoms: int = 24, hmax: int = 8, sigma: float = 0.5, n_powder: int = 1024,
                two_theta_range=(5.0, 90.0), progress: bool = True) -> "CrystalSet":
-        """Create (or finish) a set of ``n`` crystals; an existing set with other parameters is an error."""
+        """Create a set of ``n`` crystals, or finish an interrupted one.
+
+        Parameters
+        ----------
+        path : str
+            The store's directory.
+        n : int
+            Number of crystals.
+        system : {'cubic', 'trigonal', 'any'}, optional
+            Crystal system of the space groups drawn.
+        seed : int, optional
+            Chunk c is drawn from ``default_rng([seed, c])``.
+        chunk : int, optional
+            Crystals per chunk (the unit of work and of resuming).
+        max_atoms : int, optional
+            Most atoms in the conventional cell.
+        hmax : int, optional
+            H of the ``|F|²`` boxes h, k, l ∈ [−H, H].
+        sigma : float, optional
+            Width of the Gaussian atoms, Å.
+        n_powder : int, optional
+            Points of the powder patterns.
+        two_theta_range : tuple of float, optional
+            2θ range of the powder patterns, degrees.
+        progress : bool, optional
+            A progress bar.
+
+        Returns
+        -------
+        CrystalSet
+            The complete set.
+
+        Raises
+        ------
+        ValueError
+            Bad parameters, or an existing set made with other parameters.
+        """
         if system not in SYSTEMS:
             raise ValueError(f"unknown crystal system {system!r}: use one of {sorted(SYSTEMS)}")
         for name, v in (("n", n), ("chunk", chunk), ("max_atoms", max_atoms), ("n_powder", n_powder)):
@@ -227,6 +318,23 @@ class CrystalSet:
     # ---- reading --------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str) -> "CrystalSet":
+        """Open an existing set read-only.
+
+        Parameters
+        ----------
+        path : str
+            The store's directory.
+
+        Returns
+        -------
+        CrystalSet
+            The set.
+
+        Raises
+        ------
+        ValueError
+            Not a readable xstructure crystal set (or another format version).
+        """
         if not os.path.isdir(path):
             raise ValueError(f"{path}: no crystal set there (not a directory)")
         g = open_group(path, "r")
@@ -249,14 +357,17 @@ class CrystalSet:
 
     @property
     def complete(self) -> bool:
+        """Whether every chunk is done."""
         return bool(np.all(self.group["done"][:]))
 
     @property
     def hmax(self) -> int:
+        """H of the ``|F|²`` boxes."""
         return int(self.attrs["hmax"])
 
     @property
     def sigma(self) -> float:
+        """Width σ of the Gaussian atoms of the target densities, Å."""
         return float(self.attrs["sigma"])
 
     @property
@@ -266,19 +377,33 @@ class CrystalSet:
 
     @property
     def two_theta(self) -> np.ndarray:
+        """(n_powder,) 2θ grid of the powder patterns, degrees."""
         lo, hi, n = self.attrs["two_theta"]
         return np.linspace(lo, hi, int(n))
 
     @property
     def intensity(self):
+        """Lazy (B, 2H+1, 2H+1, 2H+1) float32 ``|F(hkl)|²`` boxes."""
         return self.group["intensity"]
 
     @property
     def powder(self):
+        """Lazy (B, n_powder) float32 powder patterns (maximum 1)."""
         return self.group["powder"]
 
     def structures(self, idx) -> list:
-        """[(cell, frac (n, 3), numbers (n,))] of the crystals ``idx`` (padding removed)."""
+        """The structures of some crystals.
+
+        Parameters
+        ----------
+        idx : int or array_like
+            Crystal indices.
+
+        Returns
+        -------
+        list of tuple
+            Per crystal (cell (3, 3) Å, frac (n, 3), numbers (n,)), padding removed.
+        """
         idx = np.atleast_1d(np.asarray(idx))
         cell = self.group["cell"].get_orthogonal_selection((idx,))
         frac = self.group["frac"].get_orthogonal_selection((idx,))
@@ -288,10 +413,33 @@ class CrystalSet:
         return [(c, f[z > 0], z[z > 0].astype(np.int64)) for c, f, z in zip(cell, frac, num)]
 
     def atoms(self, i: int):
+        """Crystal ``i`` as a periodic ``ase.Atoms``.
+
+        Parameters
+        ----------
+        i : int
+            Crystal index.
+
+        Returns
+        -------
+        ase.Atoms
+            The crystal.
+        """
         return cell_atoms(*self.structures(i)[0])
 
     def composition(self, idx) -> np.ndarray:
-        """(B, MAX_Z + 1) fraction of the cell's atoms per atomic number."""
+        """Fraction of the cells' atoms per atomic number.
+
+        Parameters
+        ----------
+        idx : array_like
+            (B,) crystal indices.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, MAX_Z + 1) fractions, indexed by Z.
+        """
         num = self.group["numbers"].get_orthogonal_selection((np.atleast_1d(np.asarray(idx)),)).astype(np.int64)
         out = np.zeros((len(num), MAX_Z + 1), dtype=np.float32)
         for k, z in enumerate(num):
@@ -300,13 +448,45 @@ class CrystalSet:
         return out
 
     def density(self, idx, n: int = 32, structures=None) -> np.ndarray:
-        """(B, n, n, n) targets: ``crystal.density_grid`` (weights Z, σ of the set, fractional frame);
-        ``structures``: those of ``idx`` when already read."""
+        """The target densities: ``crystal.density_grid`` with Z weights, the set's σ, fractional frame.
+
+        Parameters
+        ----------
+        idx : array_like
+            (B,) crystal indices.
+        n : int, optional
+            Grid size.
+        structures : list or None, optional
+            The structures of ``idx`` when already read (see :meth:`structures`).
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, n, n, n) densities, electrons/Å³.
+        """
         structures = self.structures(idx) if structures is None else structures
         return np.stack([density_grid(cell_atoms(*s), (n, n, n), self.sigma) for s in structures])
 
     def split(self, seed: int = 0, test: int = 500, val: int = 200) -> dict:
-        """Index arrays {"train", "val", "test"} by crystal (a fixed permutation of the set)."""
+        """Train, validation and test indices by crystal (a fixed permutation of the set).
+
+        Parameters
+        ----------
+        seed : int, optional
+            Seed of the permutation.
+        test, val : int, optional
+            Test and validation crystals.
+
+        Returns
+        -------
+        dict
+            ``"train"``, ``"val"``, ``"test"`` -> sorted index arrays.
+
+        Raises
+        ------
+        ValueError
+            ``test + val`` not below the set's size.
+        """
         n = len(self)
         if test + val >= n:
             raise ValueError(f"a set of {n} crystals cannot hold {test} test and {val} validation crystals")
@@ -315,4 +495,5 @@ class CrystalSet:
                 "train": np.sort(perm[test + val:])}
 
     def delete(self):
+        """Delete the store from disk."""
         shutil.rmtree(self.path)

@@ -32,7 +32,24 @@ __all__ = ["Noise", "Standardizer", "PoolData", "load_pool", "aligned_to", "heav
 
 @dataclass(frozen=True)
 class Noise:
-    """Noise model for simulated patterns (see the module notes)."""
+    """Noise model for simulated patterns (see the module notes).
+
+    Parameters
+    ----------
+    kind : {'gaussian', 'poisson', 'none'}, optional
+        ``"gaussian"``: I + level · ``|I|`` · ε per q point (ε standard normal), a relative error per q point;
+        ``"poisson"``: a pattern of ``counts`` detected quanta in all, Poisson per q point, rescaled to the
+        pattern's units; ``"none"``.
+    level : float, optional
+        Relative standard deviation per q point of the Gaussian model (0.005 = 0.5 %).
+    counts : float, optional
+        Detected photons or electrons per pattern of the Poisson model.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind, a negative level or non-positive counts.
+    """
 
     kind: str = "gaussian"
     level: float = 0.005
@@ -86,11 +103,22 @@ class Noise:
         return np.ones_like(I)
 
     def to_dict(self) -> dict:
+        """The model as a JSON-friendly dict ``{"kind", "level", "counts"}`` (``Noise(**d)`` rebuilds it)."""
         return {"kind": self.kind, "level": float(self.level), "counts": float(self.counts)}
 
 
 class Standardizer:
-    """x = (I − mean_q) / std_q, fitted on clean training patterns (see the module notes)."""
+    """Per-q standardisation x = (I − mean_q) / std_q of patterns, fitted on clean training patterns.
+
+    Calling it on patterns (…, Q) returns float32 standardised inputs; :meth:`tensor` does the same for torch.
+
+    Parameters
+    ----------
+    mean : array_like
+        (Q,) mean pattern, in the patterns' unit.
+    std : array_like
+        (Q,) standard deviation per q point, same unit (> 0).
+    """
 
     def __init__(self, mean: np.ndarray, std: np.ndarray):
         self.mean = np.asarray(mean, dtype=np.float64)
@@ -98,6 +126,18 @@ class Standardizer:
 
     @classmethod
     def fit(cls, I: np.ndarray) -> "Standardizer":
+        """The standardisation of a set of patterns.
+
+        Parameters
+        ----------
+        I : array_like
+            (B, Q) clean training patterns.
+
+        Returns
+        -------
+        Standardizer
+            Their per-q mean and standard deviation (a zero spread is replaced by 1).
+        """
         I = np.asarray(I, dtype=np.float64)
         std = I.std(axis=0)
         return cls(I.mean(axis=0), np.where(std > 0, std, 1.0))
@@ -132,12 +172,36 @@ class Standardizer:
 
 
 def heavy_mask(numbers) -> np.ndarray:
-    """(N,) bool: the non-hydrogen atoms."""
+    """Which atoms are not hydrogen.
+
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) bool, True for Z > 1.
+    """
     return np.asarray(numbers) > 1
 
 
 def aligned_to(reference: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """positions (B, N, 3) superposed onto ``reference`` (N, 3) by proper rotations, then centred."""
+    """Geometries superposed onto a reference by proper rotations, then centred.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        (N, 3) reference positions, Å.
+    positions : array_like
+        (B, N, 3) positions, Å (read in blocks, so a zarr array works).
+
+    Returns
+    -------
+    numpy.ndarray
+        (B, N, 3) float64 positions in Å, in the centred reference's frame, each centred.
+    """
     ref = reference - reference.mean(axis=0)
     out = np.empty_like(np.asarray(positions, dtype=np.float64))
     for s in range(0, len(positions), 65536):
@@ -149,7 +213,31 @@ def aligned_to(reference: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PoolData:
-    """One pool's patterns and targets, split by sample."""
+    """One pool's patterns and targets, split by sample; made by :func:`load_pool`.
+
+    Parameters
+    ----------
+    numbers : numpy.ndarray
+        (N,) atomic numbers.
+    reference : numpy.ndarray
+        (N, 3) the pool's reference geometry, centred, Å.
+    q : numpy.ndarray
+        (Q,) momentum transfer, Å⁻¹.
+    probe : str
+        ``"xray"`` or ``"electron"``.
+    signal : str
+        ``"total"``, ``"atomic"``, ``"molecular"`` or ``"sM"``.
+    molecule : str
+        The molecule's name.
+    index : dict
+        Split (``"train"``, ``"val"``, ``"test"``) -> (n,) member indices in the pool.
+    patterns : dict
+        Split -> (n, Q) float64 clean patterns (or (n, n_chi·Q) flattened detector images).
+    targets : dict
+        Split -> (n, N, 3) float64 aligned, centred geometries, Å.
+    image : dict or None, optional
+        The description of detector images (see :mod:`xstructure.learn.detector`), or None for 1D patterns.
+    """
 
     numbers: np.ndarray      # (N,)
     reference: np.ndarray    # (N, 3) the pool's reference geometry, centred
@@ -164,6 +252,7 @@ class PoolData:
 
     @property
     def input_shape(self) -> tuple:
+        """Shape of one input: (Q,) for a 1D pattern, (n_chi, Q) for a detector image."""
         return input_shape(len(self.q), self.image)
 
     def inputs_of(self, positions) -> np.ndarray:
@@ -182,14 +271,30 @@ def input_shape(n_q: int, image: dict | None) -> tuple:
 
 def load_pool(path, name: str | None = None, *, fractions=(0.8, 0.1, 0.1), seed: int = 0,
               limit: int | None = None) -> PoolData:
-    """Read a pool's pattern set ``name`` and geometries into memory, split train / val / test by sample.
+    """Read a pool's pattern set and geometries into memory, split train / val / test by sample.
 
-    Args:
-        path: a pool directory (see :class:`xstructure.Pool`).
-        name: pattern set (default: the pool's only one).
-        fractions: train, val, test fractions (summing to at most 1).
-        seed: seed of the permutation.
-        limit: use only the first ``limit`` members of the permutation (smaller experiments).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A pool directory (see :class:`xstructure.Pool`).
+    name : str or None, optional
+        Pattern set (default: the pool's only one).
+    fractions : tuple of float, optional
+        Train, val, test fractions (summing to at most 1).
+    seed : int, optional
+        Seed of the permutation.
+    limit : int or None, optional
+        Use only the first ``limit`` members of the permutation (smaller experiments).
+
+    Returns
+    -------
+    PoolData
+        Patterns (n, Q) and aligned, centred targets (n, N, 3) in Å per split.
+
+    Raises
+    ------
+    ValueError
+        An incomplete pool, an unknown or ambiguous pattern set, or bad fractions.
     """
     pool = Pool.open(path)
     if not pool.complete:

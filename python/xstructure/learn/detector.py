@@ -40,7 +40,18 @@ _SUB = 32  # azimuths averaged per χ bin
 
 
 def chi_centres(n_chi: int) -> np.ndarray:
-    """Centres (rad) of ``n_chi`` equal azimuth bins over the full circle, starting at −π."""
+    """Centres of equal azimuth bins over the full circle, starting at −π.
+
+    Parameters
+    ----------
+    n_chi : int
+        Number of bins.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_chi,) bin centres χ in rad.
+    """
     n = int(n_chi)
     if n < 1:
         raise ValueError(f"n_chi must be >= 1, got {n_chi!r}")
@@ -72,13 +83,34 @@ def _legendre_factors(q, n_chi, energy_kev, axis):
 
 def aligned_cakes(numbers, positions, q, n_chi: int = 8, *, energy_kev: float, dipole, axis=(1.0, 0.0, 0.0),
                   p2: float = 0.4, p4: float = 0.0, probe: str = "xray") -> np.ndarray:
-    """Images (B, n_chi, Q) of aligned ensembles of the structures on the (χ, q) grid, corrections divided out.
+    """Images of aligned ensembles of structures on the (χ, q) grid, the corrections divided out.
 
-    Args:
-        numbers: (N,); positions: (B, N, 3) or (N, 3) Å, in the frame where ``dipole`` is given.
-        q: (Q,) Å⁻¹; n_chi: azimuth bins (:func:`chi_centres`).
-        energy_kev: photon energy (sets the Ewald-sphere angle between q and the detector plane).
-        dipole, axis, p2, p4, probe: as for :func:`xstructure.detector.patterns.anisotropic_components`.
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers.
+    positions : array_like
+        (B, N, 3) or (N, 3) positions in Å, in the frame where ``dipole`` is given.
+    q : array_like
+        (Q,) momentum transfer, Å⁻¹.
+    n_chi : int, optional
+        Azimuth bins (see :func:`chi_centres`).
+    energy_kev : float
+        Photon energy in keV (sets the Ewald-sphere angle between q and the detector plane).
+    dipole : array_like
+        (3,) molecule-frame axis d̂.
+    axis : array_like, optional
+        (3,) lab-frame alignment axis ê.
+    p2, p4 : float, optional
+        ⟨P_2⟩ and ⟨P_4⟩ of the alignment (0.4 and 0: cos² photoselection).
+    probe : {'xray', 'electron'}, optional
+        X-rays (electrons²) or electrons (Å²).
+
+    Returns
+    -------
+    numpy.ndarray
+        (B, n_chi, Q) or (n_chi, Q) images, each χ bin averaged over its azimuths, in electrons² (X-rays) or Å²
+        (electrons).
     """
     pos = np.asarray(positions, dtype=np.float64)
     single = pos.ndim == 2
@@ -91,17 +123,39 @@ def aligned_cakes(numbers, positions, q, n_chi: int = 8, *, energy_kev: float, d
 
 def cake(frames, geometry, q, n_chi: int = 8, *, mask=None, polarization: float | None = 0.99,
          solid_angle: bool = True) -> np.ndarray:
-    """Bin detector frames onto the (χ, q) grid of a detector model: (n1, n2) or (B, n1, n2) → (n_chi, Q) or
-    (B, n_chi, Q).
+    """Bin detector frames onto the (χ, q) grid of a detector model.
 
     Each pixel goes to the nearest of the (uniformly spaced) q points if it lies within half a step of it, and
-    to its azimuth bin; a bin holds the mean of its pixels' values divided by the polarisation factor (pyFAI's
-    convention, None for none) and the relative solid angle (``solid_angle``).  Masked (``mask`` true),
-    non-finite and negative pixels are left out.
+    to its azimuth bin; a bin holds the mean of its pixels' values divided by the polarisation factor and the
+    relative solid angle. Masked, non-finite and negative pixels are left out.
 
-    Raises:
-        ValueError: frames not of the geometry's shape, a non-uniform q grid, or a (χ, q) bin with no pixel
-            (the detector does not cover the grid: use fewer χ bins or a smaller q range).
+    Parameters
+    ----------
+    frames : array_like
+        (n1, n2) or (B, n1, n2) frames of the geometry's shape.
+    geometry : Geometry
+        The detector.
+    q : array_like
+        (Q,) uniform grid of the model, Å⁻¹.
+    n_chi : int, optional
+        Azimuth bins.
+    mask : array_like or None, optional
+        (n1, n2) bool, True for pixels to leave out.
+    polarization : float or None, optional
+        pyFAI's polarisation factor to divide out, or None for none.
+    solid_angle : bool, optional
+        Divide out the relative solid angle.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_chi, Q) or (B, n_chi, Q) images, in the frames' unit per unit of the corrections.
+
+    Raises
+    ------
+    ValueError
+        Frames not of the geometry's shape, a non-uniform q grid, or a (χ, q) bin with no pixel (the detector
+        does not cover the grid: use fewer χ bins or a smaller q range).
     """
     q = np.asarray(q, dtype=np.float64)
     if q.ndim != 1 or len(q) < 2 or not np.allclose(np.diff(q), q[1] - q[0], rtol=1e-6, atol=0):
@@ -136,8 +190,23 @@ def cake(frames, geometry, q, n_chi: int = 8, *, mask=None, polarization: float 
 
 
 def long_axis(numbers, reference) -> np.ndarray:
-    """The molecule's long axis: the principal axis of largest spread of its heavy atoms (the default aligned
-    axis d̂; the most polarisable axis of an elongated molecule, which a non-resonant laser aligns)."""
+    """The molecule's long axis: the principal axis of largest spread of its heavy atoms.
+
+    The default aligned axis d̂: the most polarisable axis of an elongated molecule, which a non-resonant laser
+    aligns.
+
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers.
+    reference : array_like
+        (N, 3) positions, Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        (3,) unit vector.
+    """
     Z = np.asarray(numbers)
     p = np.asarray(reference, dtype=np.float64)[Z > 1] if np.sum(Z > 1) >= 2 else np.asarray(reference)
     p = p - p.mean(0)
@@ -147,12 +216,33 @@ def long_axis(numbers, reference) -> np.ndarray:
 
 def detector_data(data, n_chi: int = 8, *, energy_kev: float = 20.0, dipole=None, axis=(1.0, 0.0, 0.0),
                   p2: float = 0.4, p4: float = 0.0, progress: bool = False):
-    """A copy of ``data`` (a :class:`~xstructure.learn.data.PoolData`) whose patterns are the flattened
-    (n_chi × Q) images of its geometries in an aligned ensemble (:func:`aligned_cakes`), on its q grid.
+    """A copy of a pool's data whose patterns are detector images of aligned ensembles of its geometries.
 
-    The targets are the pool's geometries superposed on its reference, so ``dipole`` (default
-    :func:`long_axis` of the reference) is a reference-frame axis.  The image description goes into
-    ``data.image`` and travels with a trained model.
+    The images are the flattened (n_chi × Q) :func:`aligned_cakes` on the data's q grid. The targets are the
+    pool's geometries superposed on its reference, so ``dipole`` (default :func:`long_axis` of the reference)
+    is a reference-frame axis. The image description goes into ``data.image`` and travels with a trained model.
+
+    Parameters
+    ----------
+    data : PoolData
+        The pool's data (1D patterns).
+    n_chi : int, optional
+        Azimuth bins.
+    energy_kev : float, optional
+        Photon energy, keV.
+    dipole : array_like or None, optional
+        (3,) aligned molecular axis d̂ in the reference frame; default the reference's long axis.
+    axis : array_like, optional
+        (3,) lab-frame alignment axis ê.
+    p2, p4 : float, optional
+        ⟨P_2⟩ and ⟨P_4⟩ of the alignment.
+    progress : bool, optional
+        A progress bar over the splits.
+
+    Returns
+    -------
+    PoolData
+        The copy, with ``patterns`` (n, n_chi·Q) and ``image`` set.
     """
     d = long_axis(data.numbers, data.reference) if dipole is None else np.asarray(dipole, dtype=np.float64)
     image = {"kind": "aligned", "n_chi": int(n_chi), "energy_kev": float(energy_kev), "dipole": d.tolist(),
@@ -161,8 +251,22 @@ def detector_data(data, n_chi: int = 8, *, energy_kev: float = 20.0, dipole=None
 
 
 def with_images(data, image: dict, *, progress: bool = False):
-    """A copy of ``data`` whose patterns are the flattened images its geometries give under ``image`` (a
-    ``PoolData.image`` or a model's ``image`` description)."""
+    """A copy of a pool's data whose patterns are the images its geometries give under an image description.
+
+    Parameters
+    ----------
+    data : PoolData
+        The pool's data.
+    image : dict
+        A ``PoolData.image`` or a model's ``image`` description.
+    progress : bool, optional
+        A progress bar.
+
+    Returns
+    -------
+    PoolData
+        The copy, with ``patterns`` (n, n_chi·Q) and ``image`` set.
+    """
     import torch  # optional dependency (torch)
     from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
@@ -180,7 +284,20 @@ def with_images(data, image: dict, *, progress: bool = False):
 
 
 def images_of(data, positions) -> np.ndarray:
-    """(B, n_chi, Q) images of structures (B, N, 3), reference frame, as ``data.image`` describes them."""
+    """Images of structures, as ``data.image`` describes them.
+
+    Parameters
+    ----------
+    data : PoolData
+        Data with an image description.
+    positions : array_like
+        (B, N, 3) structures in the reference frame, Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        (B, n_chi, Q) images.
+    """
     im = data.image
     if im is None or im.get("kind") != "aligned":
         raise ValueError(f"no aligned-ensemble image description in this data: {im!r}")
@@ -227,8 +344,28 @@ def _pair_sum(l: int):
 
 
 def image_forward(image: dict, numbers, q, *, dtype=None, device=None):
-    """The differentiable image model of :func:`images_torch` with its tables (form factors, pair indices,
-    bin-averaged Legendre factors) made once: a function (B, N, 3) tensor → (B, n_chi, Q) tensor."""
+    """The differentiable image model of :func:`images_torch` with its tables made once.
+
+    The tables are the form factors, pair indices and bin-averaged Legendre factors.
+
+    Parameters
+    ----------
+    image : dict
+        The image description.
+    numbers : array_like
+        (N,) atomic numbers.
+    q : array_like
+        (Q,) momentum transfer, Å⁻¹.
+    dtype : torch.dtype or None, optional
+        The tables' dtype (default float64).
+    device : torch.device or None, optional
+        The tables' device.
+
+    Returns
+    -------
+    callable
+        A function from a (B, N, 3) tensor (Å) to a (B, n_chi, Q) tensor.
+    """
     import torch  # optional dependency (torch)
 
     from .. import ops  # torch is optional: loaded when a model or op is used
@@ -261,10 +398,27 @@ def image_forward(image: dict, numbers, q, *, dtype=None, device=None):
 
 
 def images_torch(image: dict, numbers, positions, q):
-    """:func:`images_of` as a differentiable torch function: (B, N, 3) tensor (reference frame, Å) →
-    (B, n_chi, Q), for refinement against images.  I_0 goes through the :func:`xstructure.ops.debye` op;
-    I_2 and I_4 are sums over atom pairs of f_i f_j j_l(q r_ij) P_l(r̂_ij·d̂) with an analytic backward
-    (use float64: the closed forms of j_2 and j_4 cancel at small q r).  Batches of a few dozen structures
-    run fastest (the pair × q intermediates stay in cache).  For many calls, :func:`image_forward` makes the
-    tables once."""
+    """:func:`images_of` as a differentiable torch function, for refinement against images.
+
+    I_0 goes through the :func:`xstructure.ops.debye` op; I_2 and I_4 are sums over atom pairs of
+    f_i f_j j_l(q r_ij) P_l(r̂_ij·d̂) with an analytic backward (use float64: the closed forms of j_2 and j_4
+    cancel at small q r). Batches of a few dozen structures run fastest (the pair × q intermediates stay in
+    cache). For many calls, :func:`image_forward` makes the tables once.
+
+    Parameters
+    ----------
+    image : dict
+        The image description (``PoolData.image``).
+    numbers : array_like
+        (N,) atomic numbers.
+    positions : torch.Tensor
+        (B, N, 3) structures in the reference frame, Å.
+    q : array_like
+        (Q,) momentum transfer, Å⁻¹.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, n_chi, Q) images, differentiable in ``positions``.
+    """
     return image_forward(image, numbers, q, dtype=positions.dtype, device=positions.device)(positions)

@@ -18,7 +18,26 @@ THRESHOLDS = (0.05, 0.1, 0.2)
 
 
 def scores(pred: np.ndarray, true: np.ndarray, numbers) -> dict:
-    """Heavy-atom RMSD (headline) and all-atom RMSD after superposition, mirror images allowed."""
+    """The scores of predicted structures against the truth.
+
+    Heavy-atom RMSD (the headline: X-rays barely see hydrogen) and all-atom RMSD after superposition, mirror
+    images allowed, and the accuracy at the thresholds of :data:`THRESHOLDS`.
+
+    Parameters
+    ----------
+    pred, true : numpy.ndarray
+        (B, N, 3) predicted and true positions, Å.
+    numbers : array_like
+        (N,) atomic numbers.
+
+    Returns
+    -------
+    scores : dict
+        ``median_rmsd``, ``mean_rmsd`` (heavy atoms, Å), ``median_rmsd_all``, ``mean_rmsd_all`` (all atoms, Å)
+        and ``accuracy@0.05``, ``accuracy@0.1``, ``accuracy@0.2`` (fraction of structures within that many Å).
+    per_structure : numpy.ndarray
+        (B,) heavy-atom RMSD of each structure, Å.
+    """
     h = heavy_mask(numbers)
     rh = np.atleast_1d(rmsd(np.ascontiguousarray(pred[:, h]), np.ascontiguousarray(true[:, h]), reflection=True))
     ra = np.atleast_1d(rmsd(pred, true, reflection=True))
@@ -39,20 +58,44 @@ def _bonds(numbers, reference, targets):
 def evaluate(data: PoolData, noise: Noise, *, models: dict | None = None, baselines=("mean_structure", "pool_fit",
              "ridge"), refine_methods=("best",), refine_steps: int = 40, n_test: int | None = None, seed: int = 1,
              progress: bool = True, log=print) -> dict:
-    """Score every model and baseline on the test split with one noisy draw of its patterns.
+    """Score every model and baseline on the test split, with one noisy draw of its patterns for all.
 
-    Args:
-        data: the pool's data (its train split builds the baselines, its test split is scored).
-        noise: noise model of the test inputs (and of the ridge training inputs).
-        models: name -> :class:`~xstructure.learn.train.InversionModel`.
-        baselines: any of "mean_structure", "pool_fit", "ridge".
-        refine_methods: methods whose predictions are also refined (``name+refine``); "best": the method
-            with the lowest median heavy-atom RMSD.
-        n_test: score only the first n test members.
+    Parameters
+    ----------
+    data : PoolData
+        The pool's data (its train split builds the baselines, its test split is scored).
+    noise : Noise
+        Noise model of the test inputs (and of the ridge regression's training inputs).
+    models : dict or None, optional
+        Name -> :class:`~xstructure.learn.train.InversionModel`.
+    baselines : tuple of str, optional
+        Any of ``"mean_structure"``, ``"pool_fit"``, ``"ridge"``.
+    refine_methods : tuple of str, optional
+        Methods whose predictions are also refined (reported as ``name+refine``); ``"best"``: the method with
+        the lowest median heavy-atom RMSD.
+    refine_steps : int, optional
+        Adam steps of the refinement (see :func:`~xstructure.learn.refine.refine`).
+    n_test : int or None, optional
+        Score only the first ``n_test`` test members.
+    seed : int, optional
+        Seed of the noise draws.
+    progress : bool, optional
+        Log each method's scores.
+    log : callable, optional
+        Receives the progress lines.
 
-    Returns:
-        the report: {"noise", "test_size", "molecule", "methods": {name: {median_rmsd, mean_rmsd,
-        median_rmsd_all, mean_rmsd_all, accuracy@0.05, accuracy@0.1, accuracy@0.2, seconds}}}.
+    Returns
+    -------
+    dict
+        The report: ``"molecule"``, ``"noise"``, ``"test_size"``, ``"q"``, ``"probe"``, ``"signal"`` and
+        ``"methods"``: name -> the :func:`scores` (RMSD in Å) and ``"seconds"``. Keys starting with ``_`` hold
+        arrays for plots: ``_predictions`` (name -> (B, N, 3) Å), ``_per_structure`` (name -> (B,) Å),
+        ``_observed`` (the noisy inputs) and ``_true`` ((B, N, 3) Å).
+
+    Raises
+    ------
+    ValueError
+        An empty test split.
     """
     I_true = data.patterns["test"][:n_test]
     X_true = data.targets["test"][:n_test]
@@ -105,6 +148,18 @@ def evaluate(data: PoolData, noise: Noise, *, models: dict | None = None, baseli
 
 
 def format_table(report: dict) -> str:
+    """The report's methods as a text table (RMSD in Å, accuracies in %).
+
+    Parameters
+    ----------
+    report : dict
+        As :func:`evaluate` returns it.
+
+    Returns
+    -------
+    str
+        One line per method.
+    """
     cols = ["median_rmsd", "mean_rmsd", "median_rmsd_all", "accuracy@0.05", "accuracy@0.1", "accuracy@0.2"]
     head = f"{'method':26s} " + " ".join(f"{c:>15s}" for c in cols)
     lines = [head, "-" * len(head)]
@@ -191,14 +246,34 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
 def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: int = 64, seed: int = 0) -> dict:
     """How well any method can do: the linearised Bayesian posterior of the structure given one pattern.
 
-    The prior is a Gaussian fitted to the training targets (exact for a harmonic Wigner pool, an
-    approximation for MD or MC); the forward model is linearised at ``points`` training members (the
-    Jacobian by central differences of :func:`xstructure.simulate`); the likelihood is the noise model's
-    Gaussian.  The posterior covariance Σ = (C⁻¹ + JᵀWJ)⁻¹ (over the internal degrees of freedom) is the error
-    covariance of the Bayes-optimal estimate in that approximation; errors drawn from it are scored like the
-    methods (heavy-atom RMSD after superposition, mirror images allowed), so its median and accuracy are the
-    floor a perfect learner would reach.  For detector images (``data.image``) the forward model is
-    :func:`.detector.images_of`.  Also returned: the same for the prior alone (≈ the mean structure).
+    The prior is a Gaussian fitted to the training targets (exact for a harmonic Wigner pool, an approximation
+    for MD or MC); the forward model is linearised at ``points`` training members (the Jacobian by central
+    differences of :func:`xstructure.simulate`); the likelihood is the noise model's Gaussian. The posterior
+    covariance Σ = (C⁻¹ + JᵀWJ)⁻¹ (over the internal degrees of freedom) is the error covariance of the
+    Bayes-optimal estimate in that approximation; errors drawn from it are scored like the methods (heavy-atom
+    RMSD after superposition, mirror images allowed), so its median and accuracy are the floor a perfect learner
+    would reach. For detector images (``data.image``) the forward model is
+    :func:`xstructure.learn.detector.images_of`.
+
+    Parameters
+    ----------
+    data : PoolData
+        The pool's data.
+    noise : Noise
+        The noise model of the inputs.
+    points : int, optional
+        Training members at which the forward model is linearised.
+    draws : int, optional
+        Error draws per point.
+    seed : int, optional
+        Seed of the draws.
+
+    Returns
+    -------
+    dict
+        ``median_rmsd`` (Å) and ``accuracy@0.05``, ``accuracy@0.1``, ``accuracy@0.2`` of the posterior;
+        ``prior_median_rmsd`` (Å), the same for the prior alone (≈ the mean structure); ``points`` and
+        ``draws_per_point``.
     """
     Z = np.asarray(data.numbers)
     N = len(Z)

@@ -12,8 +12,8 @@ the mean is the starting point, and any loss reduction has to come from reading 
   index, reference coordinates) attend to each other and cross-attend to the pattern tokens.
 * :class:`DetectorCNN`: the Interpreter reading 2D detector images (aligned ensembles, on a (χ, q) grid)
   through a 2D CNN.
-* :class:`SeedCNNGRU`: the original design's CNN encoder and recurrent decoder over atoms (seed 000), kept as
-  a reference.
+* :class:`SeedCNNGRU`: the CNN encoder and recurrent decoder over atoms of the original design (Si & Ma,
+  Xstructure design report), kept as a reference.
 """
 
 from __future__ import annotations
@@ -53,14 +53,35 @@ class _AtomTokens(nn.Module):
 
 
 class Interpreter(nn.Module):
-    """Transformer: atom tokens cross-attend to pattern tokens (see the module notes).
+    """Transformer that reads a standardised pattern and a molecule and predicts its 3D structure.
 
     Pattern tokens: an MLP maps the standardised pattern to ``tokens`` vectors of width ``d`` (plus a learned
-    position each), refined by ``enc_layers`` of self-attention.  An MLP read-out instead of one token per
-    patch of q points keeps the cost per pattern small (a 2-core CPU trains 10^5 patterns an epoch in under
-    a minute) while every token can still draw on every q point.  Atom tokens pass through ``layers``
-    decoder layers (self-attention among atoms, cross-attention to the pattern tokens), then a linear head
-    gives each atom's displacement from the reference.
+    position each), refined by ``enc_layers`` of self-attention. An MLP read-out instead of one token per patch
+    of q points keeps the cost per pattern small (a 2-core CPU trains 10^5 patterns an epoch in under a minute)
+    while every token can still draw on every q point. Atom tokens pass through ``layers`` decoder layers
+    (self-attention among atoms, cross-attention to the pattern tokens), then a linear head gives each atom's
+    displacement from the reference (starting at zero, so an untrained model predicts the reference).
+
+    Parameters
+    ----------
+    n_q : int
+        Input width Q (points of the standardised pattern).
+    d : int, optional
+        Token width.
+    heads : int, optional
+        Attention heads.
+    layers : int, optional
+        Decoder layers.
+    tokens : int, optional
+        Pattern tokens.
+    hidden : int, optional
+        Width of the MLPs.
+    enc_layers : int, optional
+        Self-attention layers over the pattern tokens.
+    dropout : float, optional
+        Dropout probability in training.
+    out_scale : float, optional
+        Scale of the predicted displacements, Å.
     """
 
     def __init__(self, n_q: int, d: int = 128, heads: int = 4, layers: int = 3, tokens: int = 16,
@@ -85,6 +106,24 @@ class Interpreter(nn.Module):
         return nn.Sequential(nn.Linear(self.n_q, hidden), nn.GELU(), nn.Linear(hidden, self.tokens * self.d))
 
     def forward(self, x: Tensor, numbers: Tensor, reference: Tensor, adj: Tensor) -> Tensor:
+        """Structures from standardised inputs.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, n_q) standardised patterns (see :class:`~xstructure.learn.data.Standardizer`).
+        numbers : torch.Tensor
+            (N,) atomic numbers of the molecule.
+        reference : torch.Tensor
+            (N, 3) its centred reference geometry, Å.
+        adj : torch.Tensor
+            (N, N) bool bond graph of the reference.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, N, 3) predicted positions in Å, in the reference's frame.
+        """
         B = x.shape[0]
         if x.dim() != 2 or x.shape[1] != self.n_q:
             raise ValueError(f"patterns must have shape (B, {self.n_q}), got {tuple(x.shape)}")
@@ -133,13 +172,25 @@ def _attend(mha: nn.MultiheadAttention, x: Tensor, mem: Tensor | None = None) ->
 
 
 class DetectorCNN(Interpreter):
-    """The Interpreter with a 2D CNN read-out for detector images on a (χ, q) grid (see :mod:`.detector`).
+    """The Interpreter with a 2D CNN read-out for detector images on a (χ, q) grid (see
+    :mod:`xstructure.learn.detector`).
 
-    The first convolution's kernels span every azimuth bin and 5 q points: the alignment axis fixes the
-    image's azimuthal shape (I_0 + P_2 I_2 + P_4 I_4, with P_l of the angle to that axis), so a shift in χ is
-    no symmetry and each kernel is a learned angular projection, local in q.  A second convolution (along q,
-    stride 2) and an MLP map the features to the pattern tokens; the atom decoder is the Interpreter's.  The
-    read-out costs a fraction of the decoder, so images are read nearly as fast as 1D patterns.
+    The first convolution's kernels span every azimuth bin and 5 q points: the alignment axis fixes the image's
+    azimuthal shape (I_0 + P_2 I_2 + P_4 I_4, with P_l of the angle to that axis), so a shift in χ is no symmetry
+    and each kernel is a learned angular projection, local in q. A second convolution (along q, stride 2) and an
+    MLP map the features to the pattern tokens; the atom decoder is the Interpreter's. The read-out costs a
+    fraction of the decoder, so images are read nearly as fast as 1D patterns.
+
+    Parameters
+    ----------
+    n_q : int
+        Input width, n_chi × Q (the flattened image).
+    image : tuple of int, optional
+        (n_chi, Q) image shape.
+    channels : int, optional
+        Channels of the first convolution.
+    **kw
+        The :class:`Interpreter`'s options (``d``, ``heads``, ``layers``, ``tokens``, ...).
     """
 
     def __init__(self, n_q: int, image=(8, 500), channels: int = 8, **kw):
@@ -159,7 +210,24 @@ class DetectorCNN(Interpreter):
 
 
 class SeedCNNGRU(nn.Module):
-    """Seed 000's design: a 1D CNN encodes the pattern; a GRU emits one atom's coordinates per step."""
+    """The CNN+GRU of the original design (Si & Ma): a 1D CNN encodes the pattern; a GRU emits one atom's
+    coordinates per step.
+
+    Kept as the reference the Transformer is compared with.
+
+    Parameters
+    ----------
+    n_q : int
+        Input width Q.
+    d : int, optional
+        Width of the GRU state.
+    channels : int, optional
+        Channels of the first convolution.
+    out_scale : float, optional
+        Scale of the predicted displacements, Å.
+    **_
+        Ignored (the Transformer's options, so that one configuration builds either model).
+    """
 
     def __init__(self, n_q: int, d: int = 128, channels: int = 32, out_scale: float = 0.1, **_):
         super().__init__()
@@ -178,6 +246,7 @@ class SeedCNNGRU(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor, numbers: Tensor, reference: Tensor, adj: Tensor | None = None) -> Tensor:
+        """Structures from standardised inputs (B, n_q): (B, N, 3) positions in Å, as :meth:`Interpreter.forward`."""
         B = x.shape[0]
         if x.shape[1] != self.n_q:
             raise ValueError(f"pattern has {x.shape[1]} q points, the model takes {self.n_q}")
@@ -192,6 +261,27 @@ MODELS = {"transformer": Interpreter, "cnn_gru": SeedCNNGRU, "detector_cnn": Det
 
 
 def build_model(kind: str, n_q: int, **kw) -> nn.Module:
+    """A network of :data:`MODELS` by name.
+
+    Parameters
+    ----------
+    kind : {'transformer', 'cnn_gru', 'detector_cnn'}
+        :class:`Interpreter`, :class:`SeedCNNGRU` or :class:`DetectorCNN`.
+    n_q : int
+        Input width.
+    **kw
+        The model's options.
+
+    Returns
+    -------
+    torch.nn.Module
+        The untrained network.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind.
+    """
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}: use one of {sorted(MODELS)}")
     return MODELS[kind](n_q, **kw)

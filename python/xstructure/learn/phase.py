@@ -7,8 +7,9 @@ Densities live on periodic grids over the unit cell in the fractional frame, nor
 by any vector (the origin) or inverted through a point (Friedel's law, for real densities), so every loss and
 metric here first aligns the prediction to the target by the best circular shift, with or without inversion:
 for a shift s, ‖P − T(· + s)‖² = ‖P‖² + ‖T‖² − 2 (P ⋆ T)(s), and the cross-correlation ⋆ for every s at once
-is one FFT product (the inverted target's transform is the conjugate).  Seed 001's MLP, trained with a plain
-MSE, was punished for origins the data cannot fix; :func:`aligned_mse` is the loss that does not.
+is one FFT product (the inverted target's transform is the conjugate).  The MLP of Scripps & Cumby (2021),
+trained with a plain MSE, was punished for origins the data cannot fix; :func:`aligned_mse` is the loss that
+does not.
 
 **Physics.**  F(h) = F(000) · (1/n³) Σ_x ρ̃(x) e^{+2πi h·x} (the crystallographic sign convention of
 ``xstructure.crystal``), so ``box_amplitudes`` is an inverse FFT of the grid, read on the box h, k, l ∈ [−H, H],
@@ -17,10 +18,12 @@ it reproduces ``crystal.structure_factors(..., factors="Z", b_factors=8π²σ²)
 
 **Methods** (see :data:`MODELS`):
 
-* ``mlp``: seed 001's MLP regressor (one hidden layer of 100 ReLU units, scikit-learn's default that the
-  seed used), |F|² box → grid; trained with :func:`aligned_mse` (``mlp_mse``: the same with the plain MSE);
-* ``unet``: seed 001's 3D U-Net (small), the |F|² box resampled onto the output grid as its input image;
-* ``coord``: seed 003's idea, a variational coordinate network: powder pattern + composition → latent z
+* ``mlp``: the MLP regressor of Scripps & Cumby (2021; one hidden layer of 100 ReLU units, scikit-learn's
+  default, which they used), |F|² box → grid; trained with :func:`aligned_mse` (``mlp_mse``: the same with the
+  plain MSE);
+* ``unet``: their 3D U-Net (small), the |F|² box resampled onto the output grid as its input image;
+* ``coord``: the idea of Guo et al. (2024), a variational coordinate network: powder pattern + composition →
+  latent z
   (reparameterised Gaussian, KL to N(0, 1)), then ρ̃(x) = MLP(periodic Fourier features of x, z);
 * ``flip``: no learning: charge flipping (Oszlányi & Sütő, Acta Cryst. A60, 134 (2004)) on the observed
   amplitudes, best of a few random starts by R-factor.  From a powder pattern, the amplitudes are first
@@ -59,7 +62,23 @@ MODELS = ("mlp", "mlp_mse", "unet", "coord")   # the crystal models of :mod:`xst
 
 
 def box_features(I: np.ndarray) -> np.ndarray:
-    """Network input from |F|² boxes (B, L, L, L): sqrt of the normalised amplitude |F| / F(000), in [0, 1]."""
+    """Network input from ``|F|²`` boxes: the square root of the normalised amplitude, ``sqrt(|F| / F(000))``.
+
+    Parameters
+    ----------
+    I : numpy.ndarray
+        (B, L, L, L) ``|F(hkl)|²`` boxes, L = 2H + 1 (F(000) at the centre).
+
+    Returns
+    -------
+    numpy.ndarray
+        (B, L, L, L) float32 features in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        A box that is not (2H+1)³, or NaN or inf.
+    """
     I = np.asarray(I, dtype=np.float64)
     L = I.shape[-1]
     if I.ndim != 4 or I.shape[1:] != (L, L, L) or L % 2 == 0:
@@ -83,9 +102,25 @@ def _cross_correlation(P, T):
 
 
 def aligned_mse(pred, target, inversion: bool = True):
-    """Mean over the batch of min over circular shifts (and inversion) of the mean squared difference.
+    """Mean squared difference after the best circular shift (and inversion): the loss that forgives the origin.
 
-    pred, target: torch tensors (B, n, n, n).  Differentiable in pred (the gradient of the best alignment)."""
+    Shifting a density by any vector, or inverting it, leaves ``|F|`` and the powder pattern unchanged; one FFT
+    product gives the cross-correlation at every shift, so ‖P − T(· + s)‖² = ‖P‖² + ‖T‖² − 2 (P ⋆ T)(s) is
+    minimised over all s at once.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        (B, n, n, n) densities on the fractional grid.
+    inversion : bool, optional
+        Also forgive inversion through a point.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d mean over the batch, in density units squared; differentiable in ``pred`` (the gradient of the best
+        alignment).
+    """
     import torch  # optional dependency (torch)
 
     cc, cci = _cross_correlation(pred, target)
@@ -97,9 +132,25 @@ def aligned_mse(pred, target, inversion: bool = True):
 
 
 def align(pred: np.ndarray, target: np.ndarray, inversion: bool = True, subvoxel: bool = True) -> np.ndarray:
-    """pred (n, n, n) shifted (and inverted, if better) onto target by the best circular shift: first the best
-    whole-voxel shift, then (``subvoxel``) the best continuous shift near it, applied as a Fourier phase ramp
-    (the origin of a crystal is continuous; a grid only holds whole-voxel shifts)."""
+    """A density shifted (and inverted, if that fits better) onto a target.
+
+    First the best whole-voxel circular shift, then (``subvoxel``) the best continuous shift near it, applied as
+    a Fourier phase ramp: the origin of a crystal is continuous, and a grid only holds whole-voxel shifts.
+
+    Parameters
+    ----------
+    pred, target : numpy.ndarray
+        (n, n, n) densities on the same fractional grid.
+    inversion : bool, optional
+        Also try the inverted density.
+    subvoxel : bool, optional
+        Refine the shift below one voxel (Newton's method on the cross-correlation's Fourier series).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, n, n) float64 aligned copy of ``pred``.
+    """
     import torch  # optional dependency (torch)
 
     P = torch.as_tensor(np.ascontiguousarray(pred, dtype=np.float64))[None]
@@ -163,8 +214,23 @@ def _rotate(g: np.ndarray, rot) -> np.ndarray:
 
 
 def ssim(pred: np.ndarray, target: np.ndarray, aligned: bool = True) -> float:
-    """3D SSIM as seed 003 computes it: skimage ``structural_similarity`` with data_range from the target
-    (after aligning pred to target by shift and inversion, unless ``aligned=False``)."""
+    """3D structural similarity (SSIM) of a density to a target, as Guo et al. (2024) compute it.
+
+    skimage's ``structural_similarity`` with ``data_range`` taken from the target, after aligning ``pred`` to
+    the target by shift and inversion (unless ``aligned=False``).
+
+    Parameters
+    ----------
+    pred, target : numpy.ndarray
+        (n, n, n) densities on the same grid.
+    aligned : bool, optional
+        Align ``pred`` first (see :func:`align`).
+
+    Returns
+    -------
+    float
+        SSIM, at most 1.
+    """
     from skimage.metrics import (
         structural_similarity,  # optional dependency (scikit-image)
     )
@@ -175,8 +241,24 @@ def ssim(pred: np.ndarray, target: np.ndarray, aligned: bool = True) -> float:
 
 
 def rank_candidates(samples, target: np.ndarray, top: int | None = 3, rotations: bool = True) -> list:
-    """The samples under the 24 cube rotations, best first by aligned correlation with target (all on one
-    grid): the first sample unrotated, then the ``top`` best others (None: every candidate, unranked)."""
+    """The samples under the 24 cube rotations, best first by aligned correlation with a target.
+
+    Parameters
+    ----------
+    samples : sequence of numpy.ndarray
+        (n, n, n) densities, on the target's grid.
+    target : numpy.ndarray
+        (n, n, n) density.
+    top : int or None, optional
+        Keep the first sample unrotated and the ``top`` best other candidates (None: every candidate, unranked).
+    rotations : bool, optional
+        Include the rotations (else the samples as they are).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The candidates, (n, n, n) each.
+    """
     import torch  # optional dependency (torch)
 
     cands = [_rotate(np.asarray(s, dtype=np.float64), r) for s in samples
@@ -193,21 +275,61 @@ def rank_candidates(samples, target: np.ndarray, top: int | None = 3, rotations:
 
 
 def ssim_best(samples, target: np.ndarray, rotations: bool = True, top: int | None = 3) -> float:
-    """Seed 003's protocol: the best SSIM over samples × the 24 cube rotations (each aligned by shift and
-    inversion).  ``top``: compute SSIM only for the first sample unrotated and the ``top`` candidates of highest
-    aligned correlation with the target (None: for every candidate)."""
+    """The best-of protocol of Guo et al. (2024): the best SSIM over samples × the 24 cube rotations.
+
+    Each candidate is aligned by shift and inversion. SSIM is computed only for the first sample unrotated and
+    the ``top`` candidates of highest aligned correlation with the target (None: every candidate).
+
+    Parameters
+    ----------
+    samples : sequence of numpy.ndarray
+        (n, n, n) densities (e.g. draws of a variational model).
+    target : numpy.ndarray
+        (n, n, n) true density.
+    rotations : bool, optional
+        Try the 24 rotations of the cube.
+    top : int or None, optional
+        Candidates scored by SSIM besides the first.
+
+    Returns
+    -------
+    float
+        The best SSIM.
+    """
     cands = rank_candidates(samples, target, top, rotations)
     return max(ssim(c, target) for c in cands)
 
 
 def atom_recovery(pred: np.ndarray, cell, frac, numbers, sigma: float, tol: float = 0.5, target=None) -> float:
-    """Fraction of the crystal's atoms found in ``pred`` (normalised density, (n, n, n), fractional frame).
+    """Fraction of the crystal's atoms found in a predicted density.
 
-    pred is aligned to the true density (shift and inversion); its highest local maxima, as many as the cell
+    ``pred`` is aligned to the true density (shift and inversion); its highest local maxima, as many as the cell
     has atoms, are the candidate atoms, each assigned the element of the composition whose Gaussian peak height
-    Z (2πσ²)^(−3/2) V / F(000) is nearest to its own.  An atom is recovered when an unused peak of its element
-    lies within ``tol`` Å (minimum image); atoms are matched in order of distance.  ``target``: the true
-    normalised density on pred's grid, when already computed."""
+    Z (2πσ²)^(−3/2) V / F(000) is nearest to its own. An atom is recovered when an unused peak of its element lies
+    within ``tol`` Å (minimum image); atoms are matched in order of distance.
+
+    Parameters
+    ----------
+    pred : numpy.ndarray
+        (n, n, n) normalised density, fractional frame.
+    cell : array_like
+        (3, 3) cell vectors as rows, Å.
+    frac : array_like
+        (N, 3) true fractional coordinates.
+    numbers : array_like
+        (N,) atomic numbers.
+    sigma : float
+        Width of the Gaussian atoms, Å.
+    tol : float, optional
+        Largest distance of a recovered atom from its peak, Å.
+    target : numpy.ndarray or None, optional
+        The true normalised density on pred's grid, when already computed.
+
+    Returns
+    -------
+    float
+        Fraction recovered, 0–1.
+    """
 
     n = pred.shape[0]
     cell = np.asarray(cell, dtype=np.float64)

@@ -10,9 +10,9 @@ interpolation (zero-padding its coefficients; the true densities themselves inte
 scores against ``crystal.density_grid`` computed directly at 50³:
 
 * ``ssim``: one sample (z = μ for the variational model), aligned by the best shift and inversion;
-* ``ssim_best``: seed 003's protocol, the best of 5 samples × the 24 cube rotations: the candidates are ranked
-  by aligned correlation with the truth on the 24³ grid, and SSIM on 50³ is computed for the plain sample and
-  the 3 best (:func:`.phase.rank_candidates`);
+* ``ssim_best``: the protocol of Guo et al. (2024), the best of 5 samples × the 24 cube rotations: the
+  candidates are ranked by aligned correlation with the truth on the 24³ grid, and SSIM on 50³ is computed for
+  the plain sample and the 3 best (:func:`.phase.rank_candidates`);
 * ``atom_recovery`` (:func:`.phase.atom_recovery`) and ``r_factor`` against the observed amplitudes.
 """
 
@@ -40,6 +40,45 @@ GRID_EVAL = 50
 
 @dataclass
 class PhaseConfig:
+    """Hyperparameters and schedule of a crystal model's training run (stored in its ``config.json``).
+
+    Parameters
+    ----------
+    model : {'mlp', 'mlp_mse', 'unet', 'coord'}, optional
+        The network (see :data:`xstructure.learn.phase.MODELS`).
+    n : int, optional
+        Output grid n³ (fractional frame).
+    hidden : int, optional
+        ``mlp``, ``mlp_mse``: hidden units.
+    channels : int, optional
+        ``unet``: channels of the first level.
+    latent : int, optional
+        ``coord``: latent dimension.
+    width : int, optional
+        ``coord``: width of the coordinate MLP.
+    epochs : int, optional
+        Most epochs.
+    batch : int, optional
+        Crystals per batch.
+    lr : float, optional
+        Learning rate (Adam).
+    weight_decay : float, optional
+        Weight decay.
+    patience : int, optional
+        Epochs without a better validation loss before stopping.
+    w_phys : float, optional
+        Weight of the physics-consistency loss (``|F|`` of the prediction against the observed amplitudes).
+    w_kl : float, optional
+        ``coord``: weight of the latent's KL divergence to N(0, 1).
+    noise : float, optional
+        Relative Gaussian noise on the inputs (``|F|`` and powder), per point.
+    seed : int, optional
+        Seed of the initial weights, the shuffling and the noise.
+    threads : int, optional
+        torch CPU threads (0: torch's default).
+    max_minutes : float or None, optional
+        Time budget of the run.
+    """
     model: str = "mlp"
     n: int = 24                  # output grid (fractional frame)
     hidden: int = 100            # mlp
@@ -60,16 +99,53 @@ class PhaseConfig:
 
     @property
     def loss(self) -> str:
+        """The loss: ``"mse"`` for ``mlp_mse``, else ``"aligned"`` (:func:`~xstructure.learn.phase.aligned_mse`)."""
         return "mse" if self.model == "mlp_mse" else "aligned"
 
     def hparams(self) -> dict:
+        """The network's constructor options of this configuration.
+
+        Returns
+        -------
+        dict
+            Option name -> value.
+        """
         return {"mlp": {"hidden": self.hidden}, "mlp_mse": {"hidden": self.hidden},
                 "unet": {"channels": self.channels},
                 "coord": {"latent": self.latent, "width": self.width}}.get(self.model, {})
 
 
 class PhaseData:
-    """In-memory arrays of one split of a crystal set (inputs, and targets on the n³ grid)."""
+    """In-memory arrays of one split of a crystal set: inputs, and targets on the n³ grid.
+
+    Parameters
+    ----------
+    cs : CrystalSet
+        The set.
+    idx : array_like
+        (B,) crystal indices.
+    n : int
+        Grid size of the targets.
+    targets : bool, optional
+        Compute the target densities.
+
+    Attributes
+    ----------
+    intensity : numpy.ndarray
+        (B, L, L, L) ``|F|²`` boxes.
+    amplitudes : numpy.ndarray
+        (B, L, L, L) ``|F|/F(000)``.
+    box : numpy.ndarray
+        (B, L, L, L) network features (:func:`~xstructure.learn.phase.box_features`).
+    powder : numpy.ndarray
+        (B, n_powder) powder patterns.
+    comp : numpy.ndarray
+        (B, 119) compositions.
+    structures : list
+        Per crystal (cell (3, 3) Å, frac (n, 3), numbers (n,)).
+    target : numpy.ndarray or None
+        (B, n, n, n) float32 normalised target densities.
+    """
 
     def __init__(self, cs: CrystalSet, idx, n: int, targets: bool = True):
         self.set, self.idx = cs, np.asarray(idx)
@@ -119,7 +195,39 @@ def _loss(cfg: PhaseConfig, net, pred, target, amplitudes):
 def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None = None, *, progress: bool = True,
                 resume: bool = True, split_seed: int = 0, n_test: int = 500, n_val: int = 200, limit: int | None = None,
                 log=print) -> "PhaseModel":
-    """Train one crystal model on a set's training split; the best validation epoch is kept."""
+    """Train one crystal model on a set's training split; the best validation epoch is kept.
+
+    Parameters
+    ----------
+    cs : CrystalSet or str
+        The crystal set (or its path).
+    out_dir : str
+        The model directory (created; an interrupted run in it resumes).
+    config : PhaseConfig or None, optional
+        Hyperparameters (default: :class:`PhaseConfig`'s).
+    progress : bool, optional
+        Log each epoch.
+    resume : bool, optional
+        Continue an interrupted run in ``out_dir``.
+    split_seed : int, optional
+        Seed of the set's split (see :meth:`CrystalSet.split <xstructure.learn.crystals.CrystalSet.split>`).
+    n_test, n_val : int, optional
+        Test and validation crystals.
+    limit : int or None, optional
+        Use only the first ``limit`` training crystals.
+    log : callable, optional
+        Receives the progress lines.
+
+    Returns
+    -------
+    PhaseModel
+        The best epoch's model.
+
+    Raises
+    ------
+    ValueError
+        An unknown model or an incomplete set.
+    """
     import torch  # optional dependency (torch)
     from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
@@ -214,7 +322,15 @@ def train_phase(cs: CrystalSet | str, out_dir: str, config: PhaseConfig | None =
 
 
 class PhaseModel:
-    """A trained crystal model: ``predict`` maps |F|² boxes or powder patterns + compositions to densities."""
+    """A trained crystal model: :meth:`predict` maps ``|F|²`` boxes, or powder patterns with compositions, to densities.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The trained network.
+    config : dict
+        The model directory's ``config.json``.
+    """
 
     def __init__(self, net, config: dict):
         self.net, self.config = net, config
@@ -222,6 +338,23 @@ class PhaseModel:
 
     @classmethod
     def load(cls, path: str) -> "PhaseModel":
+        """Load a model directory written by :func:`train_phase`.
+
+        Parameters
+        ----------
+        path : str
+            The directory.
+
+        Returns
+        -------
+        PhaseModel
+            The model, in evaluation mode.
+
+        Raises
+        ------
+        ValueError
+            Not a crystal-model directory, another format version, or weights that do not fit the config.
+        """
         cfg_path = os.path.join(path, "config.json")
         if not os.path.isfile(cfg_path):
             raise ValueError(f"{path}: no config.json (not a model directory)")
@@ -255,17 +388,42 @@ class PhaseModel:
 
     @property
     def hmax(self) -> int:
+        """H of the ``|F|²`` boxes the model reads."""
         return int(self.config["hmax"])
 
     @property
     def two_theta(self) -> np.ndarray:
+        """(n_powder,) 2θ grid of the powder patterns the model reads, degrees."""
         lo, hi, n = self.config["two_theta"]
         return np.linspace(lo, hi, int(n))
 
     def predict(self, intensity=None, powder=None, composition=None, *, sample: bool = False,
                 batch: int = 128) -> np.ndarray:
-        """(B, n, n, n) normalised densities (fractional frame) from |F|² boxes (B, L, L, L) (mlp, unet) or
-        powder patterns (B, n_2θ) on the model's 2θ grid plus compositions (B, 119) (coord)."""
+        """Normalised densities from diffraction data.
+
+        Parameters
+        ----------
+        intensity : array_like or None, optional
+            (B, L, L, L) or (L, L, L) ``|F|²`` boxes, L = 2H + 1 (``mlp``, ``mlp_mse``, ``unet``).
+        powder : array_like or None, optional
+            (B, n_powder) powder patterns on the model's 2θ grid (``coord``).
+        composition : array_like or None, optional
+            (B, 119) atom fractions by atomic number (``coord``).
+        sample : bool, optional
+            ``coord``: draw the latent instead of taking its mean.
+        batch : int, optional
+            Crystals per forward pass.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, n, n, n) normalised densities (mean 1), fractional frame.
+
+        Raises
+        ------
+        ValueError
+            Missing or badly shaped inputs, or NaN or inf.
+        """
         import torch  # optional dependency (torch)
 
         L = 2 * self.hmax + 1
@@ -334,18 +492,52 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
                    examples: int = 3,
                    flips=("flip", "flip_powder", "mlp+flip", "flip+atoms", "flip_powder+atoms", "mlp+flip+atoms"),
                    atoms: dict | None = None, log=print) -> dict:
-    """Scores of every method on the test split.  ``methods`` maps a name to a :class:`PhaseModel`.
+    """Scores of every method on the test split of a crystal set.
 
-    Beside them, as chosen by ``flips``: charge flipping from the |F|² box (``flip``), from amplitudes
-    extracted from the powder pattern (``flip_powder``) and from the phases of an ``mlp`` model
-    (``mlp+flip``); ``flip`` holds its options (None: the defaults; ``{}``: skip charge flipping and the atom
-    models).  Atom models (:func:`phase.solve_atoms`, the cell's contents from the composition and F(000))
-    refined against the box from random starts (``flip+atoms``, ``atoms["samples"]`` independent solutions,
-    default 5, for the best-of protocol); the same from powder-extracted amplitudes, refined against the
-    pattern's overlapped groups (``flip_powder+atoms``, ``atoms["powder_samples"]`` solutions, default as
-    many; the cell's contents taken as known); and from an
-    ``mlp`` model's phases (``mlp+flip+atoms``, one solution).  ``atoms`` holds the options of
-    :func:`phase.solve_atoms` (None: the defaults; ``{}``: skip)."""
+    Beside the models, as chosen by ``flips``: charge flipping from the ``|F|²`` box (``flip``), from amplitudes
+    extracted from the powder pattern (``flip_powder``) and from the phases of an ``mlp`` model (``mlp+flip``);
+    atom models (:func:`~xstructure.crystal.phasing.solve_atoms`, the cell's contents from the composition and
+    F(000)) refined against the box from random starts (``flip+atoms``, ``atoms["samples"]`` independent
+    solutions, default 5, for the best-of protocol); the same from powder-extracted amplitudes, refined against
+    the pattern's overlapped groups (``flip_powder+atoms``, ``atoms["powder_samples"]`` solutions, default as
+    many; the cell's contents taken as known); and from an ``mlp`` model's phases (``mlp+flip+atoms``, one
+    solution).
+
+    Parameters
+    ----------
+    cs : CrystalSet or str
+        The crystal set (or its path).
+    methods : dict
+        Name -> :class:`PhaseModel`.
+    split_seed : int, optional
+        Seed of the set's split.
+    n_test, n_val : int, optional
+        Test and validation crystals of the split.
+    limit : int or None, optional
+        Score only the first ``limit`` test crystals.
+    top : int or None, optional
+        Candidates scored by SSIM in the best-of protocol (see :func:`~xstructure.learn.phase.ssim_best`).
+    flip : dict or None, optional
+        Options of :func:`~xstructure.crystal.phasing.charge_flip` (None: the defaults; ``{}``: skip charge
+        flipping and the atom models).
+    progress : bool, optional
+        Progress bars.
+    examples : int, optional
+        Test crystals kept for :func:`phase_plot`.
+    flips : tuple of str, optional
+        Which of the classical methods to run.
+    atoms : dict or None, optional
+        Options of :func:`~xstructure.crystal.phasing.solve_atoms` (None: the defaults; ``{}``: skip).
+    log : callable, optional
+        Receives the progress lines.
+
+    Returns
+    -------
+    dict
+        ``"system"``, ``"n_test"``, ``"grid"`` (50), ``"ssim_top"`` and ``"methods"``: name -> mean ``ssim``,
+        ``ssim_best``, ``atom_recovery``, ``r_factor``, ``seconds`` and ``per_crystal`` lists; ``"_examples"``
+        holds aligned densities for plots.
+    """
     from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
     cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
@@ -431,6 +623,18 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
 
 
 def format_phase_table(rep: dict) -> str:
+    """The report's methods as a text table.
+
+    Parameters
+    ----------
+    rep : dict
+        As :func:`evaluate_phase` returns it.
+
+    Returns
+    -------
+    str
+        One line per method: SSIM, SSIM best-of, atoms found, R-factor, seconds.
+    """
     lines = [f"{rep['system']}: {rep['n_test']} test crystals, SSIM on {rep['grid']}³ grids",
              f"{'method':<19}{'SSIM':>8}{'SSIM best-of':>14}{'atoms found':>13}{'R-factor':>10}{'time s':>9}"]
     for name, m in rep["methods"].items():
@@ -440,8 +644,19 @@ def format_phase_table(rep: dict) -> str:
 
 
 def phase_plot(rep: dict, path: str, examples: int = 3):
-    """Figure: for a few test crystals, the true density and every method's prediction (aligned), as the
-    central slice and as an isosurface at half the true maximum."""
+    """Figure of a few test crystals: the true density and every method's aligned prediction.
+
+    Each as the central slice and as an isosurface at half the true maximum.
+
+    Parameters
+    ----------
+    rep : dict
+        As :func:`evaluate_phase` returns it (with ``"_examples"``).
+    path : str
+        Output image file.
+    examples : int, optional
+        Crystals shown.
+    """
     import matplotlib  # plotting only
 
     matplotlib.use("Agg")

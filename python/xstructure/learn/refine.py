@@ -14,21 +14,42 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
            steps: int = 40, lr: float = 0.003, chunk: int = 2048, image: dict | None = None) -> np.ndarray:
     """Maximum a posteriori refinement of a batch of structures against their observed patterns.
 
-    Minimises ½ Σ_q ((I(r) − I_obs) / σ)² + ½ Σ_bonds ((|r_i − r_j| − μ_b) / s_b)² per structure with Adam:
-    a Gaussian likelihood of the pattern (the noise model's σ) and a Gaussian prior on each bond length
-    (mean and spread of that bond over the training pool).
+    Minimises ½ Σ_q ((I(r) − I_obs) / σ)² + ½ Σ_bonds ((``|r_i − r_j|`` − μ_b) / s_b)² per structure with Adam: a
+    Gaussian likelihood of the pattern (the noise model's σ) and a Gaussian prior on each bond length (mean and
+    spread of that bond over the training pool).
 
-    Args:
-        positions: (B, N, 3) starting structures, Å.
-        I_obs: (B, Q) observed (noisy) patterns; sigma: (B, Q) their standard deviations.
-        numbers: (N,); q: (Q,) Å⁻¹; probe, signal: as the patterns were simulated.
-        bonds: (K, 2) atom pairs; bond_mean, bond_std: (K,) Å.
-        steps, lr: Adam iterations and step size (Å).
-        image: for detector images (I_obs, sigma: (B, n_chi · Q)), their description (``PoolData.image``);
-            the forward model is then :func:`xstructure.learn.detector.images_torch`.
+    Parameters
+    ----------
+    positions : array_like
+        (B, N, 3) starting structures, Å.
+    I_obs : array_like
+        (B, Q) observed (noisy) patterns.
+    sigma : array_like
+        (B, Q) their standard deviations, same unit.
+    numbers : array_like
+        (N,) atomic numbers.
+    q : array_like
+        (Q,) momentum transfer, Å⁻¹.
+    probe, signal : str
+        As the patterns were simulated.
+    bonds : array_like
+        (K, 2) bonded atom pairs.
+    bond_mean, bond_std : array_like
+        (K,) mean and spread of each bond length, Å.
+    steps : int, optional
+        Adam iterations.
+    lr : float, optional
+        Adam's step size, Å.
+    chunk : int, optional
+        Structures refined together.
+    image : dict or None, optional
+        For detector images (``I_obs``, ``sigma``: (B, n_chi · Q)), their description (``PoolData.image``); the
+        forward model is then :func:`xstructure.learn.detector.images_torch`.
 
-    Returns:
-        (B, N, 3) refined structures.
+    Returns
+    -------
+    numpy.ndarray
+        (B, N, 3) refined structures, Å.
     """
     import torch  # optional dependency (torch)
 

@@ -28,7 +28,18 @@ __all__ = ["CRYSTAL_MODELS", "MOLECULE_MODELS", "is_crystal_set", "is_phase_mode
 
 
 def is_crystal_set(path: str) -> bool:
-    """True when ``path`` is a crystal set made by ``xstructure crystals create``."""
+    """Whether a path is a crystal set made by ``xstructure crystals create``.
+
+    Parameters
+    ----------
+    path : str
+        A directory.
+
+    Returns
+    -------
+    bool
+        True for a crystal set.
+    """
     try:
         CrystalSet.open(path)
     except ValueError:
@@ -37,7 +48,18 @@ def is_crystal_set(path: str) -> bool:
 
 
 def is_phase_model(path: str) -> bool:
-    """True when ``path`` is a model directory of the crystal task."""
+    """Whether a path is a model directory of the crystal task.
+
+    Parameters
+    ----------
+    path : str
+        A directory.
+
+    Returns
+    -------
+    bool
+        True for a crystal (phase-problem) model.
+    """
     try:
         with open(os.path.join(path, "config.json")) as f:
             return json.load(f).get("format") == PHASE_FORMAT
@@ -46,8 +68,27 @@ def is_phase_model(path: str) -> bool:
 
 
 def task_of(path: str, task: str = "auto", model: str | None = None) -> str:
-    """'crystal' or 'molecule': ``task``, or with 'auto' what the store at ``path`` holds; a ``model`` of the
-    other task is an error."""
+    """The task of a store: ``"crystal"`` or ``"molecule"``.
+
+    Parameters
+    ----------
+    path : str
+        A pool or a crystal set.
+    task : {'auto', 'molecule', 'crystal'}, optional
+        The task; ``"auto"``: what the store at ``path`` holds.
+    model : str or None, optional
+        A model kind, checked against the task.
+
+    Returns
+    -------
+    str
+        ``"crystal"`` or ``"molecule"``.
+
+    Raises
+    ------
+    ValueError
+        A model of the other task.
+    """
     task = task if task != "auto" else ("crystal" if is_crystal_set(path) else "molecule")
     if model is not None and (task == "crystal") != (model in CRYSTAL_MODELS):
         raise ValueError(f"model {model!r} is not for the {task} task: use one of "
@@ -73,16 +114,42 @@ def train_store(stores, out: str, *, model: str | None = None, task: str = "auto
         Molecules: 'transformer' (default), 'cnn_gru', 'detector_cnn' (2D images of aligned molecules made
         from the pool's geometries with ``chi_bins``, ``energy_kev`` (keV) and ``p2``); crystals: 'mlp'
         (default), 'mlp_mse', 'unet', 'coord'.
-    task, pattern_set, limit, seed, epochs, batch, lr, width, layers, patience, noise, max_minutes
-        As in :class:`~.train.TrainConfig` and :class:`~.phase_train.PhaseConfig`; ``batch`` defaults to 256
-        molecules or 32 crystals; ``noise`` to 0.5 % Gaussian.
-    w_phys, n_test, n_val
-        Crystals: weight of the |F| consistency loss; test and validation crystals held out.
+    task : {'auto', 'molecule', 'crystal'}, optional
+        What the stores hold (``"auto"``: look).
+    pattern_set : str or None, optional
+        Molecules: the pools' pattern set (default: the only one).
+    limit : int or None, optional
+        Use only the first ``limit`` members (or training crystals).
+    seed : int, optional
+        Seed of the split, the weights, the shuffling and the noise.
+    epochs, batch, lr, patience, max_minutes : optional
+        As in :class:`~xstructure.learn.train.TrainConfig` and :class:`~xstructure.learn.phase_train.PhaseConfig`;
+        ``batch`` defaults to 256 molecules or 32 crystals.
+    width, layers : int, optional
+        Molecules: token width and decoder layers of the Transformer.
+    noise : Noise or None, optional
+        Training noise (default 0.5 % Gaussian per q point).
+    resume : bool, optional
+        Continue an interrupted run in ``out``.
+    progress : bool, optional
+        Progress output.
+    chi_bins : int, optional
+        ``detector_cnn``: azimuth bins of the images.
+    energy_kev : float, optional
+        ``detector_cnn``: photon energy, keV.
+    p2 : float, optional
+        ``detector_cnn``: ⟨P_2⟩ of the alignment.
+    w_phys : float, optional
+        Crystals: weight of the ``|F|`` consistency loss.
+    n_test, n_val : int, optional
+        Crystals: test and validation crystals held out.
 
     Returns
     -------
-    (str, str)
-        The model kind and what it was trained for (molecule names or the crystal set).
+    kind : str
+        The model kind.
+    trained_for : str
+        What it was trained for (molecule names, or the crystal set).
     """
     task = task_of(stores[0], task, model)
     model = model or ("mlp" if task == "crystal" else "transformer")
@@ -108,8 +175,38 @@ def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n
                    plot=None, progress: bool = False) -> str:
     """Score a trained model beside the baselines on the test split of a pool (or crystal set).
 
-    Writes the report as JSON to ``json_path`` and a figure to ``plot`` (PNG) when given, and returns the
-    table as text.
+    Writes the report as JSON to ``json_path`` and a figure to ``plot`` when given, and returns the table as
+    text.
+
+    Parameters
+    ----------
+    model_path : str
+        The model directory.
+    store : str
+        The pool (or crystal set) to score on.
+    noise : Noise or None, optional
+        Molecules: noise of the test inputs (default: Gaussian, 0.5 % per q point).
+    n_test : int or None, optional
+        Score only the first ``n_test`` test members.
+    refine_steps : int, optional
+        Adam steps of the refinement.
+    seed : int, optional
+        Seed of the split and the noise.
+    pattern_set : str or None, optional
+        The pool's pattern set.
+    flip : bool, optional
+        Crystals: also run the classical methods (charge flipping, atom models).
+    json_path : str or None, optional
+        Output JSON report.
+    plot : str or None, optional
+        Output figure (PNG).
+    progress : bool, optional
+        Progress output.
+
+    Returns
+    -------
+    str
+        The report's table.
     """
     if is_phase_model(model_path):
         model = PhaseModel.load(model_path)
@@ -139,14 +236,41 @@ def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n
 
 def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | None = None, formula=None,
                  cell=None, cif=None) -> str:
-    """Structures from a file of patterns (or |F|² boxes / powder patterns for a crystal model), written to
-    ``out``; returns a one-line summary.
+    """Structures from a file of patterns (or ``|F|²`` boxes / powder patterns for a crystal model), written to a file.
 
-    Molecules: ``pattern`` is read by :func:`xstructure.profiles.read_patterns`; its q grid, when the file
-    has one, must be the model's, and a CSV whose header names a signal must name the model's.  ``out`` is any
-    structure format ase writes.  Crystals: ``pattern`` is a .npy of |F|² boxes (or powder patterns for the
-    'coord' model, with ``formula``); ``out`` a .npy of densities; with ``cif`` (and ``cell``, ``formula``)
-    atoms are solved for (:func:`xstructure.crystal.phasing.solve_box`) and written as CIF.
+    Molecules: ``pattern`` is read by :func:`xstructure.profiles.read_patterns`; its q grid, when the file has
+    one, must be the model's, and a CSV whose header names a signal must name the model's. ``out`` is any
+    structure format ase writes. Crystals: ``pattern`` is a .npy of ``|F|²`` boxes (or powder patterns for the
+    ``coord`` model, with ``formula``); ``out`` a .npy of densities; with ``cif`` (and ``cell``, ``formula``)
+    atoms are solved for (charge flipping from the model's phases and an atom model refined against the box) and
+    written as CIF.
+
+    Parameters
+    ----------
+    model_path : str
+        The model directory.
+    pattern : str
+        The input file.
+    out : str
+        The output file.
+    molecule : str or None, optional
+        The molecule's name, for a model of several.
+    formula : str or None, optional
+        Crystals: the chemical formula (e.g. ``"NaCl"``).
+    cell : str or None, optional
+        Crystals: ``"a,b,c,alpha,beta,gamma"`` (Å, degrees).
+    cif : str or None, optional
+        Crystals: output CIF of the solved atoms.
+
+    Returns
+    -------
+    str
+        A one-line summary.
+
+    Raises
+    ------
+    ValueError
+        An unreadable file, or patterns that do not fit the model.
     """
     import ase  # loaded on use: keeps `import xstructure` fast
     import ase.io  # loaded on use: keeps `import xstructure` fast

@@ -35,6 +35,53 @@ MOLECULE_MODELS = ("transformer", "cnn_gru", "detector_cnn")   # the networks of
 
 @dataclass
 class TrainConfig:
+    """Hyperparameters and schedule of a training run (stored in the model's ``config.json``).
+
+    Parameters
+    ----------
+    model : {'transformer', 'cnn_gru', 'detector_cnn'}, optional
+        The network (see :data:`xstructure.learn.models.MODELS`).
+    d : int, optional
+        Token width (the GRU's state width for ``cnn_gru``). The defaults are the small Transformer, about
+        1.2·10⁴ patterns/s on 2 CPU cores; one decoder layer reads about twice as fast.
+    layers : int, optional
+        Decoder layers.
+    heads : int, optional
+        Attention heads.
+    tokens : int, optional
+        Pattern tokens.
+    hidden : int, optional
+        Width of the MLPs.
+    enc_layers : int, optional
+        Self-attention layers over the pattern tokens.
+    channels : int, optional
+        ``detector_cnn``: channels of its first convolution.
+    epochs : int, optional
+        Most epochs.
+    batch : int, optional
+        Patterns per batch (one molecule per batch).
+    lr : float, optional
+        Peak learning rate (AdamW).
+    weight_decay : float, optional
+        AdamW weight decay.
+    warmup : int, optional
+        Steps of linear warm-up, then cosine decay to 0 over all epochs (or over ``max_minutes``).
+    patience : int, optional
+        Epochs without a better validation loss before stopping.
+    w_pair : float, optional
+        Weight of the pair-distance loss (Å², added to the aligned RMSD in Å).
+    w_pattern : float, optional
+        Weight of the pattern-consistency loss (simulates every prediction; 1D patterns only).
+    noise : dict, optional
+        The training noise, as :meth:`Noise.to_dict <xstructure.learn.data.Noise.to_dict>` gives it (default
+        Gaussian 0.5 % per q point); drawn afresh every epoch.
+    seed : int, optional
+        Seed of the initial weights, the shuffling and the noise.
+    threads : int, optional
+        torch CPU threads (0: torch's default).
+    max_minutes : float or None, optional
+        Time budget; the learning-rate schedule follows whichever of steps and time runs out first.
+    """
     model: str = "transformer"
     d: int = 64                     # defaults: the small Transformer (~1.2·10^4 patterns/s on 2 CPU cores;
     layers: int = 2                 # one layer reads about twice as fast)
@@ -57,6 +104,14 @@ class TrainConfig:
     max_minutes: float | None = None
 
     def hparams(self) -> dict:
+        """The network's constructor options of this configuration (what :func:`~xstructure.learn.models.build_model`
+        takes besides the kind and the input width).
+
+        Returns
+        -------
+        dict
+            Option name -> value.
+        """
         if self.model == "cnn_gru":
             return {"d": self.d}
         hp = {"d": self.d, "layers": self.layers, "heads": self.heads, "tokens": self.tokens, "hidden": self.hidden,
@@ -129,7 +184,26 @@ class _Molecule:
 
 
 class InversionModel:
-    """A trained model: :meth:`load` a model directory, :meth:`predict` structures from raw patterns."""
+    """A trained model: :meth:`load` a model directory, :meth:`predict` structures from raw patterns.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The trained network (put in evaluation mode).
+    config : dict
+        The model directory's ``config.json``.
+    molecules : list
+        The molecules the model knows, with their standardisations.
+
+    Attributes
+    ----------
+    q : numpy.ndarray
+        (Q,) the q grid the model reads, Å⁻¹.
+    input_shape : tuple of int
+        (Q,) for 1D patterns, (n_chi, Q) for detector images.
+    config : dict
+        The training configuration, q grid, probe, signal, noise and molecules.
+    """
 
     def __init__(self, net, config: dict, molecules: list[_Molecule]):
         self.net = net.eval()
@@ -142,6 +216,24 @@ class InversionModel:
 
     @classmethod
     def load(cls, path) -> "InversionModel":
+        """Load a model directory written by :func:`train`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The directory (``config.json`` and ``model.safetensors``).
+
+        Returns
+        -------
+        InversionModel
+            The model, in evaluation mode.
+
+        Raises
+        ------
+        ValueError
+            Not a model directory, a corrupt or foreign config, another format version, or a checkpoint that does
+            not match its config.
+        """
         from .models import (
             build_model,  # torch is optional: loaded when a model or op is used
         )
@@ -179,6 +271,23 @@ class InversionModel:
         return cls(net, cfg, mols)
 
     def molecule(self, which=None) -> _Molecule:
+        """One of the molecules the model knows.
+
+        Parameters
+        ----------
+        which : str or None, optional
+            Its name; may be left out when the model knows one molecule.
+
+        Returns
+        -------
+        object
+            The molecule's name, atomic numbers, reference geometry (Å) and standardisation.
+
+        Raises
+        ------
+        ValueError
+            An unknown name, or None for a model of several molecules.
+        """
         if which is None:
             if len(self.molecules) != 1:
                 raise ValueError(f"name the molecule: this model knows {[m.name for m in self.molecules]}")
@@ -189,8 +298,30 @@ class InversionModel:
         raise ValueError(f"this model does not know molecule {which!r}; it knows {[m.name for m in self.molecules]}")
 
     def predict(self, patterns, molecule=None, *, batch: int = 512, numbers=None) -> np.ndarray:
-        """(B, N, 3) structures (Å, centred, in the reference frame) for (B, Q) or (Q,) raw patterns on the
-        model's q grid; a detector model takes (B, n_chi, Q) or (n_chi, Q) images (:func:`.detector.cake`)."""
+        """Structures from raw patterns on the model's q grid.
+
+        Parameters
+        ----------
+        patterns : array_like
+            (B, Q) or (Q,) raw patterns, in the unit they were simulated in; a detector model takes (B, n_chi, Q) or
+            (n_chi, Q) images (see :func:`xstructure.learn.detector.cake`).
+        molecule : str or None, optional
+            The molecule's name (needed when the model knows several).
+        batch : int, optional
+            Patterns per forward pass.
+        numbers : array_like or None, optional
+            (N,) atomic numbers to check against the molecule's.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, N, 3) or (N, 3) structures in Å, centred, in the reference's frame.
+
+        Raises
+        ------
+        ValueError
+            Patterns of the wrong shape, NaN or inf, or numbers that do not match the molecule.
+        """
         import torch  # optional dependency (torch)
 
         m = self.molecule(molecule)
@@ -247,13 +378,47 @@ def load_optimizer(opt, tensors: dict, meta: dict):
 
 def train(data, out_dir, config: TrainConfig | None = None, *, progress: bool = True, resume: bool = True,
           log=print) -> InversionModel:
-    """Train a model on one pool (a :class:`PoolData`) or several (a list: one network for all molecules).
+    """Train a model on one pool or several (one network for all their molecules).
 
-    Each epoch draws fresh noise (``config.noise``) for every training pattern and shuffles the batches; a
-    batch holds one molecule.  Loss: :func:`~xstructure.learn.losses.aligned_rmsd` + ``w_pair`` ×
-    pair-distance loss (+ ``w_pattern`` × pattern consistency).  The validation loss (aligned RMSD on a fixed
-    noisy draw of the validation split) picks the best epoch and stops training after ``patience`` epochs
-    without improvement.  With ``resume`` an interrupted run in ``out_dir`` continues from its last epoch.
+    Each epoch draws fresh noise (``config.noise``) for every training pattern and shuffles the batches; a batch
+    holds one molecule. Loss: :func:`~xstructure.learn.losses.aligned_rmsd` + ``w_pair`` × pair-distance loss
+    (+ ``w_pattern`` × pattern consistency). The validation loss (aligned RMSD on a fixed noisy draw of the
+    validation split) picks the best epoch and stops training after ``patience`` epochs without improvement.
+    Checkpoints are safetensors files; nothing is pickled.
+
+    Parameters
+    ----------
+    data : PoolData or list of PoolData
+        One pool's data, or several sharing one q grid, probe and signal (one pool per molecule).
+    out_dir : str or os.PathLike
+        The model directory (created).
+    config : TrainConfig or None, optional
+        Hyperparameters (default: :class:`TrainConfig`'s).
+    progress : bool, optional
+        Log each epoch.
+    resume : bool, optional
+        Continue an interrupted run in ``out_dir`` from its last finished epoch, exactly as it would have gone
+        on.
+    log : callable, optional
+        Receives the progress lines.
+
+    Returns
+    -------
+    InversionModel
+        The best epoch's model, loaded from ``out_dir``.
+
+    Raises
+    ------
+    ValueError
+        No data, pools that do not share a q grid or kind of input, a model that does not fit the input, or a
+        run directory made with another configuration.
+
+    Examples
+    --------
+    >>> from xstructure.learn import TrainConfig, load_pool, train
+    >>> data = load_pool("nmm.zarr")
+    >>> model = train(data, "model/", TrainConfig(epochs=5))
+    >>> structures = model.predict(data.patterns["test"])      # (n, N, 3), Å
     """
     import torch  # optional dependency (torch)
 

@@ -285,15 +285,30 @@ def _run_chunks(path: str, done, pending: list[int], sizes: list[int], task, arg
 class Pool:
     """A pool of sampled geometries of one molecule and its pattern sets, in a zarr v3 directory store.
 
-    Made by :meth:`create`, opened by :meth:`open`.  Arrays are lazy zarr arrays: index them to read.
+    Made by :meth:`create`, opened by :meth:`open` (not constructed directly). Arrays are lazy zarr arrays:
+    index them to read. The store's layout is described in the user guide's pool page.
 
-    Attributes:
-        path: absolute path of the store.
-        numbers: (N,) int64 atomic numbers.
-        reference: (N, 3) reference (equilibrium) positions in Å, the geometry the sampling started from.
-        positions: lazy (B, N, 3) float64 zarr array of the sampled positions in Å.
-        energies: lazy (B,) float64 zarr array of their energies in eV (as the sampler reports them).
-        attrs: the root attributes (format, version, molecule, method, temperature, seed, params, ...).
+    Attributes
+    ----------
+    path : str
+        Absolute path of the store.
+    numbers : numpy.ndarray
+        (N,) int64 atomic numbers.
+    reference : numpy.ndarray
+        (N, 3) reference (equilibrium) positions in Å, the geometry the sampling started from.
+    positions : zarr.Array
+        Lazy (B, N, 3) float64 array of the sampled positions in Å.
+    energies : zarr.Array
+        Lazy (B,) float64 array of their energies in eV (as the sampler reports them).
+    attrs : dict
+        The root attributes (format, version, molecule, method, temperature, seed, params, ...).
+
+    Examples
+    --------
+    >>> import numpy as np, xstructure
+    >>> pool = xstructure.Pool.create("nmm.zarr", "NMM", "wigner", n=1000, temperature=300)
+    >>> name = pool.simulate(np.linspace(0.5, 10, 500), probe="xray", signal="molecular")
+    >>> q, I = pool.patterns(name)          # (500,) Å⁻¹ and a lazy (1000, 500) array
     """
 
     def __init__(self, path: str, group, attrs: dict):
@@ -305,7 +320,23 @@ class Pool:
 
     @classmethod
     def open(cls, path) -> "Pool":
-        """Open an existing pool read-only.  ValueError if ``path`` is not an intact xstructure pool."""
+        """Open an existing pool read-only.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The store's directory.
+
+        Returns
+        -------
+        Pool
+            The pool.
+
+        Raises
+        ------
+        ValueError
+            ``path`` is not an intact xstructure pool (the message says what is wrong).
+        """
         path = os.path.abspath(os.fspath(path))
         group = open_group(path, "r")
         return cls(path, group, _check_store(path, group))
@@ -322,30 +353,46 @@ class Pool:
         ``sample(atoms, method, n, temperature, seed=seed, chunk=chunk, ...)`` call, whichever chunks ran where
         and in what order.
 
-        Args:
-            path: directory of the store (created; an empty directory is fine).
-            molecule: a name (NMM, CHD, DT, an ase.build name), a SMILES string, a structure file (see
-                :func:`xstructure.molecule`) or an ase.Atoms: the reference geometry.
-            method: sampling method of :func:`xstructure.pools.sampling.sample`: 'wigner', 'md' or 'mc'.
-            n: number of geometries B, > 0.
-            temperature: in K.
-            seed: random seed (non-negative integer).
-            chunk: geometries per chunk, the unit of work, of resuming and of the zarr chunks (chunk, N, 3).
-            progress: progress bar over geometries.
-            scheduler: None (compute in this process), or a dask.distributed scheduler address
-                ('tcp://host:8786') or Client: the chunks are tasks whose workers write their region of the
-                store; ``path`` must then be on a file system the workers share.
-            calc: ASE calculator handed to the sampler (its class name is recorded and compared on resume;
-                with ``scheduler`` it must be picklable).
-            **kw: further JSON-serialisable options of the sampling method, stored as ``params``.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            directory of the store (created; an empty directory is fine).
+        molecule : str or ase.Atoms
+            a name (NMM, CHD, DT, an ase.build name), a SMILES string, a structure file (see
+            :func:`xstructure.molecule`) or an ase.Atoms: the reference geometry.
+        method : str, optional
+            sampling method of :func:`xstructure.pools.sampling.sample`: 'wigner', 'md' or 'mc'.
+        n : int
+            number of geometries B, > 0.
+        temperature : float, optional
+            in K.
+        seed : int, optional
+            random seed (non-negative integer).
+        chunk : int, optional
+            geometries per chunk, the unit of work, of resuming and of the zarr chunks (chunk, N, 3).
+        progress : bool, optional
+            progress bar over geometries.
+        scheduler : str, distributed.Client or None, optional
+            None (compute in this process), or a dask.distributed scheduler address
+            ('tcp://host:8786') or Client: the chunks are tasks whose workers write their region of the
+            store; ``path`` must then be on a file system the workers share.
+        calc : ase.calculators.calculator.Calculator or None, optional
+            ASE calculator handed to the sampler (its class name is recorded and compared on resume;
+            with ``scheduler`` it must be picklable).
+        **kw
+            further JSON-serialisable options of the sampling method, stored as ``params``.
 
-        Returns:
+        Returns
+        -------
+        Pool
             The opened :class:`Pool`.
 
-        Raises:
-            ValueError: n or chunk <= 0, unknown molecule or method, non-JSON options; or ``path`` holds
-                something else than a pool, a pool of another format version, a corrupted pool, or a pool made
-                with different arguments (then nothing in it is changed).
+        Raises
+        ------
+        ValueError
+            n or chunk <= 0, unknown molecule or method, non-JSON options; or ``path`` holds
+            something else than a pool, a pool of another format version, a corrupted pool, or a pool made
+            with different arguments (then nothing in it is changed).
         """
         import zarr  # loaded on use: keeps `import xstructure` fast
 
@@ -434,18 +481,22 @@ class Pool:
 
     @property
     def numbers(self) -> np.ndarray:
+        """(N,) int64 atomic numbers."""
         return np.asarray(self.attrs["numbers"], dtype=np.int64)
 
     @property
     def reference(self) -> np.ndarray:
+        """(N, 3) reference positions in Å."""
         return np.asarray(self.attrs["reference"], dtype=np.float64)
 
     @property
     def positions(self):
+        """Lazy (B, N, 3) float64 zarr array of the sampled positions, Å."""
         return self._group["positions"]
 
     @property
     def energies(self):
+        """Lazy (B,) float64 zarr array of the energies, eV."""
         return self._group["energies"]
 
     @property
@@ -464,7 +515,20 @@ class Pool:
         return out
 
     def patterns(self, name: str):
-        """(q (Q,) in Å⁻¹, lazy (B, Q) zarr array of the patterns) of pattern set ``name``."""
+        """A stored pattern set.
+
+        Parameters
+        ----------
+        name : str
+            The set's name (see :meth:`pattern_sets`).
+
+        Returns
+        -------
+        q : numpy.ndarray
+            (Q,) momentum transfer in Å⁻¹.
+        I : zarr.Array
+            Lazy (B, Q) float64 patterns, in the set's unit (electrons² for X-rays, Å² for electrons, Å⁻¹ for sM).
+        """
         sub = self._pattern_group(name)
         return sub["q"][:], sub["I"]
 
@@ -496,15 +560,23 @@ class Pool:
                  energy_kev: float | None = None, progress: bool = True, scheduler=None) -> str:
         """Compute (or finish computing) a pattern set: :func:`xstructure.simulate` of every geometry.
 
-        Args:
-            q: (Q,) momentum transfer in Å⁻¹.
-            probe, signal, energy_kev: as for :func:`xstructure.simulate`.
-            name: the set's name (letters, digits, ``_.-``); default ``f"{probe}_{signal}"``.  A set of that
-                name made with the same q, probe, signal and energy is resumed; with others, ValueError.
-            progress: progress bar over geometries.
-            scheduler: None, or a dask.distributed scheduler address or Client (see :meth:`create`).
+        Parameters
+        ----------
+        q : array_like
+            (Q,) momentum transfer in Å⁻¹.
+        probe, signal, energy_kev : optional
+            as for :func:`xstructure.simulate`.
+        name : str or None, optional
+            the set's name (letters, digits, ``_.-``); default ``f"{probe}_{signal}"``.  A set of that
+            name made with the same q, probe, signal and energy is resumed; with others, ValueError.
+        progress : bool, optional
+            progress bar over geometries.
+        scheduler : str, distributed.Client or None, optional
+            None, or a dask.distributed scheduler address or Client (see :meth:`create`).
 
-        Returns:
+        Returns
+        -------
+        str
             The set's name; read it with :meth:`patterns`.
         """
         if probe not in PROBES:
@@ -558,16 +630,26 @@ class Pool:
         return name
 
     def nearest(self, pattern, name: str | None = None):
-        """The pool member whose stored pattern is closest to ``pattern`` in least squares (the classical
-        baseline fit).
+        """The pool member whose stored pattern is closest to ``pattern`` in least squares (the classical pool fit).
 
-        Args:
-            pattern: (Q,) or (M, Q) pattern(s) on the set's q grid.
-            name: the pattern set; may be left out when the pool has exactly one.
+        Parameters
+        ----------
+        pattern : array_like
+            (Q,) or (M, Q) pattern(s) on the set's q grid, in the set's unit.
+        name : str or None, optional
+            The pattern set; may be left out when the pool has exactly one.
 
-        Returns:
-            (index, distance): the member's index and sqrt(Σ_q (I - pattern)²); ints and floats for one
-            pattern, (M,) arrays for several.  Rows of unfinished chunks are skipped.
+        Returns
+        -------
+        index : int or numpy.ndarray
+            The member's index; (M,) for several patterns.
+        distance : float or numpy.ndarray
+            sqrt(Σ_q (I − pattern)²) in the set's unit; (M,) for several. Rows of unfinished chunks are skipped.
+
+        Raises
+        ------
+        ValueError
+            A pattern of the wrong length, NaN or inf, or a set without a finished chunk.
         """
         sub = self._pattern_group(name)
         I, Q = sub["I"], sub["q"].shape[0]

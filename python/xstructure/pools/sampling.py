@@ -96,14 +96,20 @@ class MMFF94Calculator(Calculator):
     The bond graph is perceived once, from the geometry given at construction (or at the first calculation
     when none is given), with ``rdkit.Chem.rdDetermineBonds``; later geometries only move the atoms.
 
-    Args:
-        atoms_or_smiles: an ase.Atoms, or anything :func:`xstructure.molecule` accepts (a built-in name such
-            as "NMM", an ase.build name, a SMILES string, a file), or None to take the first atoms computed.
-        charge: total charge used for bond-order perception (default: the SMILES' formal charge, else 0).
-        variant: "MMFF94" or "MMFF94s".
+    Parameters
+    ----------
+    atoms_or_smiles : ase.Atoms, str or None, optional
+        an ase.Atoms, or anything :func:`xstructure.molecule` accepts (a built-in name such
+        as "NMM", an ase.build name, a SMILES string, a file), or None to take the first atoms computed.
+    charge : int or None, optional
+        total charge used for bond-order perception (default: the SMILES' formal charge, else 0).
+    variant : str, optional
+        "MMFF94" or "MMFF94s".
 
-    Raises:
-        ValueError: bonds cannot be perceived, or MMFF94 has no parameters for some atom type.
+    Raises
+    ------
+    ValueError
+        bonds cannot be perceived, or MMFF94 has no parameters for some atom type.
     """
 
     implemented_properties = ["energy", "forces"]
@@ -157,6 +163,7 @@ class MMFF94Calculator(Calculator):
 
     # -- ASE interface ---------------------------------------------------------------------------------
     def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        """Compute the MMFF94 energy (eV) and forces (eV/Å) of ``atoms`` (ASE's calculator interface)."""
         super().calculate(atoms, properties, system_changes or all_changes)
         if self._ff is None:
             self._setup(self.atoms)
@@ -213,15 +220,28 @@ def _with_calc(atoms, calc):
 
 
 def optimize(atoms, calc=None, fmax: float = 1e-4, steps: int = 10000):
-    """Minimise the energy (ase BFGS). Returns a new ase.Atoms (with the calculator attached).
+    """Minimise the energy of a molecule (ase BFGS).
 
-    Args:
-        atoms: ase.Atoms or a molecule name/SMILES.
-        calc: ASE calculator (default: MMFF94 for these atoms).
-        fmax: convergence criterion on the largest atomic force, eV/Å.
+    Parameters
+    ----------
+    atoms : ase.Atoms or str
+        ase.Atoms or a molecule name/SMILES (see :func:`xstructure.molecule`).
+    calc : ase.calculators.calculator.Calculator or None, optional
+        ASE calculator (default: MMFF94 for these atoms).
+    fmax : float, optional
+        Convergence criterion on the largest atomic force, eV/Å.
+    steps : int, optional
+        Most BFGS steps.
 
-    Raises:
-        ValueError: not converged within ``steps``.
+    Returns
+    -------
+    ase.Atoms
+        A new ase.Atoms at the minimum (positions in Å), with the calculator attached.
+
+    Raises
+    ------
+    ValueError
+        Not converged within ``steps``.
     """
     from ase.optimize import BFGS  # loaded on use: keeps `import xstructure` fast
 
@@ -234,11 +254,21 @@ def optimize(atoms, calc=None, fmax: float = 1e-4, steps: int = 10000):
 
 
 def hessian(atoms, calc=None, delta: float = 1e-3) -> np.ndarray:
-    """Cartesian Hessian by central finite differences of the forces, (3N, 3N) in eV/Å², symmetrised.
+    """Cartesian Hessian by central finite differences of the forces, symmetrised.
 
-    Args:
-        atoms: ase.Atoms (N atoms); its own calculator is used when calc is None and it has one.
-        delta: displacement in Å.
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        N atoms; its own calculator is used when ``calc`` is None and it has one.
+    calc : ase.calculators.calculator.Calculator or None, optional
+        ASE calculator (default: the atoms' own, else MMFF94).
+    delta : float, optional
+        Displacement in Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        (3N, 3N) Hessian in eV/Å².
     """
     atoms = _as_atoms(atoms)
     if calc is None and atoms.calc is not None:
@@ -265,14 +295,20 @@ def hessian(atoms, calc=None, delta: float = 1e-3) -> np.ndarray:
 class NormalModes:
     """Harmonic normal modes about a geometry, translations and rotations removed.
 
-    Attributes:
-        numbers: (N,) atomic numbers.
-        positions: (N, 3) reference geometry, Å.
-        masses: (N,) amu.
-        omega: (M,) angular frequencies, rad/fs (M = 3N − 6, or 3N − 5 for a linear molecule); an imaginary
-            frequency (negative curvature) is stored as minus its magnitude.
-        modes: (M, 3N) orthonormal mass-weighted eigenvectors L_k (rows); a Cartesian displacement is
-            M^{-1/2} Σ_k q_k L_k with q_k in amu^½·Å.
+    Attributes
+    ----------
+    numbers : numpy.ndarray
+        (N,) atomic numbers.
+    positions : numpy.ndarray
+        (N, 3) reference geometry, Å.
+    masses : numpy.ndarray
+        (N,) amu.
+    omega : numpy.ndarray
+        (M,) angular frequencies, rad/fs (M = 3N − 6, or 3N − 5 for a linear molecule); an imaginary
+        frequency (negative curvature) is stored as minus its magnitude.
+    modes : numpy.ndarray
+        (M, 3N) orthonormal mass-weighted eigenvectors L_k (rows); a Cartesian displacement is
+        M^{-1/2} Σ_k q_k L_k with q_k in amu^½·Å.
     """
 
     numbers: np.ndarray
@@ -315,10 +351,22 @@ def _rigid_basis(positions, masses) -> np.ndarray:
 
 
 def normal_modes(atoms, hessian: np.ndarray) -> NormalModes:
-    """Normal modes of a Cartesian Hessian (3N, 3N) in eV/Å² about the atoms' geometry.
+    """Normal modes of a Cartesian Hessian about the atoms' geometry.
 
     The mass-weighted Hessian is restricted to the orthogonal complement of the translations and rotations
     (equivalently, projected with P = 1 − D Dᵀ and the 6 or 5 zero modes discarded) and diagonalised.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The geometry (N atoms, Å) and masses (amu).
+    hessian : numpy.ndarray
+        (3N, 3N) Cartesian Hessian in eV/Å².
+
+    Returns
+    -------
+    NormalModes
+        M = 3N − 6 (3N − 5 for a linear molecule) modes with their angular frequencies in rad/fs.
     """
     atoms = _as_atoms(atoms)
     N = len(atoms)
@@ -352,10 +400,28 @@ def _calc_key(calc):
 
 
 def minimum_modes(atoms, calc=None, *, fmax: float = 1e-4, delta: float = 1e-3) -> NormalModes:
-    """Optimise, then take normal modes at the minimum; cached per (geometry, calculator) in this process.
+    """Optimise, then take the normal modes at the minimum; cached per (geometry, calculator) in this process.
 
-    Raises:
-        ValueError: the optimised geometry has an imaginary frequency (a saddle point, not a minimum).
+    Parameters
+    ----------
+    atoms : ase.Atoms or str
+        The molecule (or a name/SMILES).
+    calc : ase.calculators.calculator.Calculator or None, optional
+        ASE calculator (default MMFF94).
+    fmax : float, optional
+        Convergence criterion of the optimisation, eV/Å.
+    delta : float, optional
+        Finite-difference displacement of the Hessian, Å.
+
+    Returns
+    -------
+    NormalModes
+        The modes about the minimum.
+
+    Raises
+    ------
+    ValueError
+        The optimised geometry has an imaginary frequency (a saddle point, not a minimum).
     """
     atoms = _as_atoms(atoms)
     key = (np.asarray(atoms.get_atomic_numbers()).tobytes(), np.asarray(atoms.get_positions()).tobytes(),
@@ -398,9 +464,22 @@ def _rng(rng):
 
 
 def wigner_mode_variances(modes: NormalModes, temperature: float = 0.0) -> np.ndarray:
-    """(M,) variances σ_k² = ħ/(2ω_k)·coth(ħω_k/2kT) of the mass-weighted mode coordinates, amu·Å².
+    """Variances of the mass-weighted mode coordinates in the Wigner distribution.
 
-    At T = 0 this is the ground state's ħ/(2ω_k); for kT ≫ ħω it tends to the classical kT/ω_k².
+    σ_k² = ħ/(2ω_k) · coth(ħω_k / 2kT): at T = 0 the ground state's ħ/(2ω_k); for kT ≫ ħω the classical
+    kT/ω_k².
+
+    Parameters
+    ----------
+    modes : NormalModes
+        The modes (ω in rad/fs).
+    temperature : float, optional
+        K.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) variances in amu·Å².
     """
     t = _check_temperature(temperature)
     w = np.asarray(modes.omega, dtype=np.float64)
@@ -413,10 +492,30 @@ def wigner_mode_variances(modes: NormalModes, temperature: float = 0.0) -> np.nd
 
 
 def wigner(atoms, n: int, temperature: float = 0.0, *, calc=None, rng=None, modes: NormalModes | None = None):
-    """Positions drawn from the harmonic Wigner distribution at temperature T, (n, N, 3) in Å.
+    """Positions drawn from the harmonic Wigner distribution at temperature T.
 
-    x = x0 + M^{-1/2} Σ_k q_k L_k with independent q_k ~ N(0, σ_k²) (:func:`wigner_mode_variances`), x0
-    the minimum. ``modes`` (from :func:`minimum_modes`) skips the optimisation and Hessian.
+    x = x0 + M^(−1/2) Σ_k q_k L_k with independent q_k ~ N(0, σ_k²) (:func:`wigner_mode_variances`), x0 the
+    minimum: quantum zero-point and thermal motion in the harmonic approximation.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms or str
+        The molecule (or a name/SMILES).
+    n : int
+        Number of geometries.
+    temperature : float, optional
+        K (0: the vibrational ground state).
+    calc : ase.calculators.calculator.Calculator or None, optional
+        ASE calculator (default MMFF94).
+    rng : numpy.random.Generator, int or None, optional
+        Generator or seed.
+    modes : NormalModes or None, optional
+        From :func:`minimum_modes`: skips the optimisation and the Hessian.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, N, 3) positions in Å.
     """
     n = _check_n(n)
     t = _check_temperature(temperature)
@@ -460,17 +559,36 @@ def langevin_md(atoms, n: int, temperature: float, *, calc=None, timestep: float
                 friction: float = 0.01, interval: int = 20, equilibration: int = 1000, rng=None):
     """Classical Langevin dynamics (ase ``Langevin``) from the given geometry.
 
-    Args:
-        atoms: ase.Atoms (start geometry) or a molecule name/SMILES.
-        n: number of snapshots.
-        temperature: thermostat temperature, K (> 0).
-        timestep: fs.  friction: 1/fs.  interval: steps between snapshots.
-        equilibration: steps discarded first.
-        rng: seed or np.random.Generator, used for the initial velocities and the thermostat noise.
+    Parameters
+    ----------
+    atoms : ase.Atoms or str
+        Start geometry, or a molecule name/SMILES.
+    n : int
+        Number of snapshots.
+    temperature : float
+        Thermostat temperature, K (> 0).
+    calc : ase.calculators.calculator.Calculator or None, optional
+        ASE calculator (default MMFF94).
+    timestep : float, optional
+        Time step, fs.
+    friction : float, optional
+        Langevin friction, 1/fs.
+    interval : int, optional
+        Steps between snapshots.
+    equilibration : int, optional
+        Steps discarded first.
+    rng : numpy.random.Generator, int or None, optional
+        Generator or seed, for the initial velocities and the thermostat noise.
 
-    Returns:
-        positions (n, N, 3) Å, potential energies (n,) eV, kinetic temperatures (n,) K (3N degrees of
-        freedom: the thermostat acts on all of them, so the molecule slowly diffuses and tumbles).
+    Returns
+    -------
+    positions : numpy.ndarray
+        (n, N, 3) in Å.
+    energies : numpy.ndarray
+        (n,) potential energies in eV.
+    temperatures : numpy.ndarray
+        (n,) kinetic temperatures in K (3N degrees of freedom: the thermostat acts on all of them, so the
+        molecule slowly diffuses and tumbles).
     """
     from ase.md.langevin import (
         Langevin,  # loaded on use: keeps `import xstructure` fast
@@ -502,16 +620,41 @@ def metropolis_mc(atoms, n: int, temperature: float, *, calc=None, step: float =
                   equilibration: int = 200, tune: bool = True, target: float = 0.4, rng=None):
     """Classical Metropolis Monte Carlo with single-atom Gaussian moves, from the given geometry.
 
-    A sweep is N trial moves of randomly chosen atoms by N(0, step²) per Cartesian component.  During the
+    A sweep is N trial moves of randomly chosen atoms by N(0, step²) per Cartesian component. During the
     ``equilibration`` sweeps (discarded) ``step`` is tuned towards acceptance ``target`` when ``tune``;
     afterwards it is fixed, so the production chain obeys detailed balance.
 
-    Args:
-        step: initial move size, Å.  interval: sweeps between samples.  equilibration: sweeps.
-        rng: seed or np.random.Generator.
+    Parameters
+    ----------
+    atoms : ase.Atoms or str
+        Start geometry, or a molecule name/SMILES.
+    n : int
+        Number of samples.
+    temperature : float
+        K (> 0).
+    calc : ase.calculators.calculator.Calculator or None, optional
+        ASE calculator (default MMFF94).
+    step : float, optional
+        Initial move size, Å.
+    interval : int, optional
+        Sweeps between samples.
+    equilibration : int, optional
+        Sweeps discarded first.
+    tune : bool, optional
+        Tune ``step`` during equilibration.
+    target : float, optional
+        Acceptance ratio the tuning aims at.
+    rng : numpy.random.Generator, int or None, optional
+        Generator or seed.
 
-    Returns:
-        positions (n, N, 3) Å, energies (n,) eV, acceptance ratio of the production sweeps (float).
+    Returns
+    -------
+    positions : numpy.ndarray
+        (n, N, 3) in Å.
+    energies : numpy.ndarray
+        (n,) in eV.
+    acceptance : float
+        Acceptance ratio of the production sweeps.
     """
     n = _check_n(n)
     t = _check_temperature(temperature, positive=True)
@@ -568,16 +711,28 @@ def metropolis_mc(atoms, n: int, temperature: float, *, calc=None, step: float =
 
 
 def bonds_intact(reference_atoms, positions, scale: float = 1.25, low: float = 0.75, high: float = 1.35):
-    """Whether each geometry keeps the reference's covalent bonds, (n,) bool.
+    """Whether each geometry keeps the reference's covalent bonds.
 
     The reference's bonds are the pairs closer than the sum of covalent radii × ``scale`` (ase
-    ``natural_cutoffs``).  A geometry passes when every reference bond lies within [low, high] × its
-    reference length (none broken or crushed) and no other pair comes within its bonding cutoff (no new
-    bond), i.e. its bond graph is the reference's.
+    ``natural_cutoffs``). A geometry passes when every reference bond lies within [low, high] × its reference
+    length (none broken or crushed) and no other pair comes within its bonding cutoff (no new bond): its bond
+    graph is the reference's.
 
-    Args:
-        reference_atoms: ase.Atoms (N atoms).
-        positions: (n, N, 3) or (N, 3) positions, Å.
+    Parameters
+    ----------
+    reference_atoms : ase.Atoms
+        The reference (N atoms).
+    positions : array_like
+        (n, N, 3) or (N, 3) positions, Å.
+    scale : float, optional
+        Bonding cutoff in units of the sum of covalent radii.
+    low, high : float, optional
+        Allowed range of each bond, in units of its reference length.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) bool.
     """
     from ase.neighborlist import (
         natural_cutoffs,  # loaded on use: keeps `import xstructure` fast
@@ -639,26 +794,43 @@ def sample(atoms, method: str, n: int, temperature: float = 300.0, *, seed: int 
            start: int = 0, chunk: int = 1024, **kw) -> dict[str, Any]:
     """Samples ``[start, start + n)`` of a molecule's thermal ensemble, by one of :data:`METHODS`.
 
-    Args:
-        atoms: ase.Atoms or anything :func:`xstructure.molecule` accepts ("NMM", "CHD", "DT", SMILES, ...).
-        method: "wigner" (harmonic quantum Wigner about the minimum), "md" (Langevin) or "mc" (Metropolis).
-        n: number of samples.
-        temperature: K (> 0 for md and mc; 0 allowed for wigner).
-        seed: block c of ``chunk`` samples uses ``np.random.default_rng([seed, c])`` (see the module notes).
-        calc: ASE calculator (default MMFF94 through RDKit).
-        start: index of the first sample.
-        chunk: block size; part of the definition of the sample sequence, keep it fixed when resuming.
-        **kw: passed to :func:`langevin_md` or :func:`metropolis_mc` (timestep, friction, interval, ...);
-            for wigner only ``keep_broken`` (default False: draws that fail :func:`bonds_intact` against the
-            minimum are discarded and replaced from the same block's generator, i.e. the harmonic Wigner
-            distribution truncated to intact molecules; about 0.1 % of draws at 0 K, up to 1 % at 300 K for
-            the seed molecules, from the Gaussian tails and the rectilinear low-frequency modes).
+    Parameters
+    ----------
+    atoms : ase.Atoms or str
+        ase.Atoms or anything :func:`xstructure.molecule` accepts (``"NMM"``, ``"CHD"``, ``"DT"``, SMILES, ...).
+    method : {'wigner', 'md', 'mc'}
+        Harmonic quantum Wigner sampling about the minimum, Langevin MD or Metropolis MC.
+    n : int
+        Number of samples.
+    temperature : float, optional
+        K (> 0 for md and mc; 0 allowed for wigner).
+    seed : int, optional
+        Block c of ``chunk`` samples uses ``np.random.default_rng([seed, c])`` (see the module notes).
+    calc : ase.calculators.calculator.Calculator or None, optional
+        ASE calculator (default MMFF94 through RDKit).
+    start : int, optional
+        Index of the first sample.
+    chunk : int, optional
+        Block size; part of the definition of the sample sequence, keep it fixed when resuming.
+    **kw
+        Passed to :func:`langevin_md` or :func:`metropolis_mc` (``timestep``, ``friction``, ``interval``, ...);
+        for wigner only ``keep_broken`` (default False: draws that fail :func:`bonds_intact` against the minimum
+        are discarded and replaced from the same block's generator, i.e. the harmonic Wigner distribution
+        truncated to intact molecules; about 0.1 % of draws at 0 K, up to 1 % at 300 K for NMM, CHD and DT, from
+        the Gaussian tails and the rectilinear low-frequency modes).
 
-    Returns:
-        dict with positions (n, N, 3) float64 Å, energies (n,) eV, numbers (N,), method, temperature, seed,
-        start, chunk, params (kw); wigner adds reference_positions, wavenumbers (cm⁻¹) and
-        rejected_fraction (n,) (of the block each sample came from); md adds
-        kinetic_temperatures (n,) K; mc adds acceptance (n,) (of the trajectory each sample came from).
+    Returns
+    -------
+    dict
+        ``positions`` (n, N, 3) float64 Å, ``energies`` (n,) eV, ``numbers`` (N,), ``method``, ``temperature``,
+        ``seed``, ``start``, ``chunk``, ``params`` (kw); wigner adds ``reference_positions`` (N, 3) Å,
+        ``wavenumbers`` (cm⁻¹) and ``rejected_fraction`` (n,) (of the block each sample came from); md adds
+        ``kinetic_temperatures`` (n,) K; mc adds ``acceptance`` (n,) (of the trajectory each sample came from).
+
+    Raises
+    ------
+    ValueError
+        An unknown method or molecule, n ≤ 0, or a temperature out of range.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
