@@ -13,18 +13,7 @@ from .args import add_progress, interrupted, parse_two_theta, progress
 
 
 def run(args) -> int:
-    """Run ``xstructure crystal``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure crystal`` with the parsed ``args``; returns the exit status."""
     cell = as_cell(args.structure)  # missing file, no cell, zero volume: ValueError, exit 2
     if (args.hkl_grid is None) != (args.out is None):
         raise ValueError("--hkl-grid H and --out FILE.npz go together")
@@ -57,18 +46,7 @@ def run(args) -> int:
 
 
 def run_crystals_create(args) -> int:
-    """Run ``xstructure crystals create``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure crystals create`` with the parsed ``args``; returns the exit status."""
     try:
         cs = CrystalSet.create(args.out, args.n, system=args.system, seed=args.seed, chunk=args.chunk,
                                max_atoms=args.max_atoms, hmax=args.hmax, sigma=args.sigma, progress=progress(args))
@@ -79,31 +57,14 @@ def run_crystals_create(args) -> int:
 
 
 def run_crystals_info(args) -> int:
-    """Run ``xstructure crystals info``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure crystals info`` with the parsed ``args``; returns the exit status."""
     cs = CrystalSet.open(args.set)
     print(json.dumps({**cs.attrs, "complete": cs.complete}, indent=1))
     return 0
 
 
 def add_parsers(sub) -> None:
-    """Add the ``crystal`` and ``crystals`` command(s) to the top-level parser.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command collection of :func:`xstructure.cli.build_parser`.
-    """
+    """Add the ``crystal`` and ``crystals`` command(s) to ``sub``, the sub-commands of :func:`xstructure.cli.build_parser`."""
     x = sub.add_parser(
         "crystal", help="a crystal's powder X-ray pattern (peaks, plot) and structure-factor grid",
         formatter_class=argparse.RawDescriptionHelpFormatter,

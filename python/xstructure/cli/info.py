@@ -9,29 +9,12 @@ from .._version import __version__
 
 
 def run(args) -> int:
-    """Run ``xstructure info``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure info`` with the parsed ``args``; returns the exit status."""
     print(json.dumps({"version": __version__, **build_info()}, indent=2))
     return 0
 
 
 def add_parsers(sub) -> None:
-    """Add the ``info`` command(s) to the top-level parser.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command collection of :func:`xstructure.cli.build_parser`.
-    """
+    """Add the ``info`` command(s) to ``sub``, the sub-commands of :func:`xstructure.cli.build_parser`."""
     i = sub.add_parser("info", help="version and build information (OpenMP, CPU instruction set, CUDA)")
     i.set_defaults(func=run)

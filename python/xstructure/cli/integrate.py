@@ -13,18 +13,7 @@ from .args import add_progress, parse_range, progress
 
 
 def run(args) -> int:
-    """Run ``xstructure integrate``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure integrate`` with the parsed ``args``; returns the exit status."""
     geometry = Geometry.from_poni(args.poni)  # a bad PONI raises ValueError: exit 2
     error_model = None if args.error_model == "none" else args.error_model
     options = dict(npt=args.npt, unit=args.unit, radial_range=args.radial_range, solid_angle=args.solid_angle,
@@ -49,13 +38,7 @@ def run(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    """Add the ``integrate`` command(s) to the top-level parser.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command collection of :func:`xstructure.cli.build_parser`.
-    """
+    """Add the ``integrate`` command(s) to ``sub``, the sub-commands of :func:`xstructure.cli.build_parser`."""
     g = sub.add_parser(
         "integrate", help="radial (azimuthal) integration of detector images to I(q) curves in HDF5",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -9,18 +9,7 @@ from .args import add_progress, interrupted, parse_noise, progress
 
 
 def run_train(args) -> int:
-    """Run ``xstructure train``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure train`` with the parsed ``args``; returns the exit status."""
     try:
         model, what = train_store(
             args.pools, args.out, model=args.model, task=args.task, pattern_set=args.pattern_set, limit=args.limit,
@@ -35,18 +24,7 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    """Run ``xstructure evaluate``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure evaluate`` with the parsed ``args``; returns the exit status."""
     print(evaluate_model(args.model, args.pool, noise=args.noise, n_test=args.n_test, refine_steps=args.refine_steps,
                          seed=args.seed, pattern_set=args.pattern_set, flip=args.flip, json_path=args.json,
                          plot=args.plot, progress=progress(args)))
@@ -57,31 +35,14 @@ def run_evaluate(args) -> int:
 
 
 def run_predict(args) -> int:
-    """Run ``xstructure predict``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure predict`` with the parsed ``args``; returns the exit status."""
     print(predict_file(args.model, args.pattern, args.out, molecule=args.molecule, formula=args.formula,
                        cell=args.cell, cif=args.cif))
     return 0
 
 
 def add_parsers(sub) -> None:
-    """Add the ``train``, ``evaluate`` and ``predict`` command(s) to the top-level parser.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command collection of :func:`xstructure.cli.build_parser`.
-    """
+    """Add the ``train``, ``evaluate`` and ``predict`` command(s) to ``sub``, the sub-commands of :func:`xstructure.cli.build_parser`."""
     t = sub.add_parser("train", help="train an inversion model (pattern -> structure) on pools",
                        description="Train a model on one pool, or one model on several pools of different "
                                    "molecules.  Checkpoints (safetensors + JSON) go to --out after every epoch; "

@@ -11,18 +11,7 @@ from .args import add_progress, interrupted, parse_param, parse_q, progress
 
 
 def run_create(args) -> int:
-    """Run ``xstructure pool create``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure pool create`` with the parsed ``args``; returns the exit status."""
     try:
         pool = Pool.create(args.out, args.molecule, args.method, n=args.n, temperature=args.temperature,
                            seed=args.seed, chunk=args.chunk, progress=progress(args), scheduler=args.scheduler,
@@ -35,18 +24,7 @@ def run_create(args) -> int:
 
 
 def run_simulate(args) -> int:
-    """Run ``xstructure pool simulate``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure pool simulate`` with the parsed ``args``; returns the exit status."""
     pool = Pool.open(args.pool)
     try:
         name = pool.simulate(args.q, probe=args.probe, signal=args.signal, name=args.name,
@@ -58,18 +36,7 @@ def run_simulate(args) -> int:
 
 
 def run_info(args) -> int:
-    """Run ``xstructure pool info``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure pool info`` with the parsed ``args``; returns the exit status."""
     pool = Pool.open(args.pool)
     print(json.dumps(pool.info(), indent=2, ensure_ascii=False))
     if args.plot:
@@ -79,13 +46,7 @@ def run_info(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    """Add the ``pool`` command(s) to the top-level parser.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command collection of :func:`xstructure.cli.build_parser`.
-    """
+    """Add the ``pool`` command(s) to ``sub``, the sub-commands of :func:`xstructure.cli.build_parser`."""
     pool = sub.add_parser(
         "pool", help="pools of sampled geometries and their patterns in a resumable zarr store",
         formatter_class=argparse.RawDescriptionHelpFormatter,

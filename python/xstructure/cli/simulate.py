@@ -14,18 +14,7 @@ from .args import parse_q
 
 
 def run(args) -> int:
-    """Run ``xstructure simulate``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed arguments.
-
-    Returns
-    -------
-    int
-        The exit status (0 on success).
-    """
+    """``xstructure simulate`` with the parsed ``args``; returns the exit status."""
     frames, names = read_structures(args.structure)
     I = np.atleast_2d(simulate(frames, args.q, probe=args.probe, signal=args.signal, energy_kev=args.energy_kev,
                                compton=args.compton, progress=len(frames) > 1000))
@@ -41,13 +30,7 @@ def run(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    """Add the ``simulate`` command(s) to the top-level parser.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command collection of :func:`xstructure.cli.build_parser`.
-    """
+    """Add the ``simulate`` command(s) to ``sub``, the sub-commands of :func:`xstructure.cli.build_parser`."""
     s = sub.add_parser("simulate", help="scattering pattern of a molecule (IAM, Debye formula)")
     s.add_argument("structure", help="structure file (xyz, extxyz, cif, pdb, ...), a name (NMM, CHD, DT, or any "
                                      "ase.build molecule such as H2O, C6H6), or a SMILES string")
