@@ -301,6 +301,10 @@ def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
         raise ValueError(f"crystal input must be an existing .npy file, got {pattern}")
     if not out.endswith(".npy"):
         raise ValueError("the output of a crystal model must be a .npy file (densities, fractional frame)")
+    if cif and (model.cfg.model == "coord" or not cell or not formula):
+        raise ValueError("solving for atoms (--cif) needs a model on |F|² boxes (mlp, mlp_mse, unet), the cell "
+                         "and the formula")
+    cell = cell_from_parameters(cell) if cif else None   # a bad cell fails before the model runs
     x = np.load(pattern, allow_pickle=False)
     if model.cfg.model == "coord":
         if not formula:
@@ -311,11 +315,10 @@ def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
         rho = model.predict(intensity=x)
     lines = []
     if cif:
-        if model.cfg.model == "coord" or not cell or not formula:
-            raise ValueError("solving for atoms (--cif) needs a model on |F|² boxes (mlp, mlp_mse, unet), the cell "
-                             "and the formula")
-        sol = solve_box(x, cell_from_parameters(cell), formula, float(model.config["sigma"]), start=rho)
-        ase_write(cif, sol["atoms"])
+        import ase.io  # loaded on use: keeps `import xstructure` fast
+
+        sol = solve_box(x, cell, formula, float(model.config["sigma"]), start=rho)
+        ase.io.write(cif, sol["atoms"] if len(sol["atoms"]) > 1 else sol["atoms"][0], format="cif")
         rho = sol["density"]
         lines.append(f"wrote {len(sol['atoms'])} refined atom model(s) to {cif} (R = "
                      f"{', '.join(f'{r:.3f}' for r in sol['r'])}; below 0.02 counts as solved)")
@@ -323,9 +326,3 @@ def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
     lines.append(f"wrote {len(rho)} density grid(s) {rho.shape[1:]} to {out}")
     return "\n".join(lines)
 
-
-def ase_write(path: str, frames: list) -> None:
-    """Write structures as CIF (one frame or several)."""
-    import ase.io  # loaded on use: keeps `import xstructure` fast
-
-    ase.io.write(path, frames if len(frames) > 1 else frames[0], format="cif")
