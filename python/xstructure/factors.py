@@ -272,7 +272,7 @@ def form_factor_table(numbers, q, probe: str = "xray", energy_kev: float | None 
     elements, species = np.unique(numbers, return_inverse=True)
     if probe == "xray":
         if energy_kev is not None:
-            raise ValueError("energy_kev applies to probe='electron' only")
+            raise ValueError("an electron energy (--energy-kev, energy_kev=) applies to the electron probe only")
         f = np.stack([xray_form_factor(int(z), q) for z in elements]) if len(elements) else np.zeros((0, len(q)))
     elif probe == "electron":
         f = np.stack([electron_form_factor(int(z), q, energy_kev) for z in elements]) if len(elements) else (

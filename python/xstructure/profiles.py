@@ -42,8 +42,8 @@ def write_patterns(path: str, q, intensity, names, signal: str) -> None:
 
     Parameters
     ----------
-    path : str
-        Output file.
+    path : str or file
+        Output file (or an open text file such as ``sys.stdout``).
     q : array_like
         (Q,) q grid in Å⁻¹.
     intensity : array_like

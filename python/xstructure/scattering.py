@@ -112,7 +112,8 @@ def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
     if compton and (probe != "xray" or signal != "total"):
-        raise ValueError("compton=True adds incoherent X-ray scattering to signal='total' with probe='xray' only")
+        raise ValueError("Compton (incoherent) scattering (--compton, compton=True) is added to the X-ray total "
+                         f"signal only (probe 'xray', signal 'total'), not to probe {probe!r}, signal {signal!r}")
     q = np.ascontiguousarray(q, dtype=np.float64)
     elements, species, f = form_factor_table(numbers, q, probe, energy_kev)
     E = f.shape[0]

@@ -8,6 +8,7 @@ geometries (B, N, 3) in Å, which may be a numpy, torch or cupy array, or any sl
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Sequence
@@ -17,7 +18,8 @@ import numpy as np
 from ._backend import array_kind, to_numpy
 from .factors import atomic_number
 
-__all__ = ["Batch", "to_batches", "molecule", "read_file", "read_structures", "bond_graph", "BUILTIN_MOLECULES"]
+__all__ = ["Batch", "to_batches", "molecule", "molecule_names", "read_file", "read_structures", "bond_graph",
+           "BUILTIN_MOLECULES"]
 
 #: Molecules of the original design (Si & Ma), shipped as MMFF94-minimised geometries: name -> (file, description,
 #: SMILES).
@@ -226,6 +228,73 @@ def read_structures(spec: str) -> tuple[list, list[str]]:
     return [molecule(spec)], [spec]
 
 
+def _g2_entries() -> dict:
+    """ase's G2 molecules: key -> (description, common names in lower case)."""
+    import ase.data.g2 as g2  # loaded on use: keeps `import xstructure` fast
+
+    out = {}
+    for key, entry in g2.data.items():
+        desc = re.split(r",\s*(?=[^,]*symm)", entry.get("description", ""))[0].strip().rstrip(".")
+        names = set()
+        m = re.search(r"\(([A-Za-z][A-Za-z ,\-]+)\)\s*$", entry.get("name", ""))
+        if m:
+            names.add(m.group(1).strip().lower())
+        head = desc.split(" (")[0].strip()
+        if re.fullmatch(r"[A-Za-z][A-Za-z \-]*", head) and not re.search(r"[A-Z].*[A-Z0-9]", head[1:]):
+            names.add(head.lower())
+        out[key] = (desc, names)
+    return out
+
+
+def molecule_names() -> dict[str, str]:
+    """Every molecule :func:`molecule` knows by name, with a description.
+
+    Returns
+    -------
+    dict of str to str
+        Name -> description: the built-in molecules (``"NMM"``, ``"CHD"``, ``"DT"``) first, then the G2 set of
+        ``ase.build.molecule`` (Curtiss et al. 1997, doi:10.1063/1.473182).  Common names (``"benzene"``,
+        ``"water"``) and any capitalisation of a name are accepted as well.
+    """
+    out = {k: v[1] for k, v in BUILTIN_MOLECULES.items()}
+    out.update({k: v[0] for k, v in sorted(_g2_entries().items(), key=lambda kv: kv[0].lower())})
+    return out
+
+
+def _name_index() -> dict[str, str]:
+    """Lower-case name or common name -> the key ase.build.molecule or BUILTIN_MOLECULES takes."""
+    index = {}
+    for key, (_, names) in _g2_entries().items():
+        for n in names:
+            index.setdefault(n, key)
+    for key in _g2_entries():
+        index.setdefault(key.lower(), key)
+    index.update({k.lower(): k for k in BUILTIN_MOLECULES})
+    return index
+
+
+def _looks_like_file(spec: str) -> bool:
+    """Whether ``spec`` reads as a path: a directory part or a file extension that ase.io knows."""
+    from ase.io.formats import ioformats  # loaded on use: keeps `import xstructure` fast
+
+    if os.sep in spec or "/" in spec:
+        return True
+    ext = os.path.splitext(spec)[1].lstrip(".").lower()
+    known = {e for f in ioformats.values() for e in f.extensions} | set(ioformats)
+    return bool(ext) and ext in known
+
+
+def _unknown(spec: str, why: str = "") -> ValueError:
+    import difflib
+
+    index = _name_index()
+    close = difflib.get_close_matches(spec.lower(), list(index), n=3, cutoff=0.6)
+    keys = dict.fromkeys(index[c] if c == index[c].lower() else c for c in close)
+    hint = f"; did you mean {' or '.join(repr(k) for k in keys)}?" if keys else ""
+    return ValueError(f"{spec!r} is not a structure file, a molecule name, nor a valid SMILES string{why}{hint} "
+                      "(xstructure molecules lists the names)")
+
+
 def molecule(spec: str):
     """An ``ase.Atoms`` from a file path, a built-in name, an ase.build name or a SMILES string.
 
@@ -233,8 +302,9 @@ def molecule(spec: str):
     ----------
     spec : str
         A structure file (its first frame), a built-in name (``"NMM"``, ``"CHD"``, ``"DT"``: MMFF94-minimised
-        geometries shipped with the package), an ``ase.build.molecule`` name (``"H2O"``, ``"C6H6"``, ...) or a
-        SMILES string. SMILES are embedded with RDKit (ETKDG, fixed seed) and minimised with MMFF94.
+        geometries shipped with the package), an ``ase.build.molecule`` name (``"H2O"``, ``"C6H6"``, ...; any
+        capitalisation, or a common name such as ``"benzene"``; :func:`molecule_names` lists them) or a SMILES
+        string. SMILES are embedded with RDKit (ETKDG, fixed seed) and minimised with MMFF94.
 
     Returns
     -------
@@ -244,7 +314,8 @@ def molecule(spec: str):
     Raises
     ------
     ValueError
-        ``spec`` is none of the above (or a SMILES string without RDKit installed).
+        A missing file, or ``spec`` is none of the above (the message suggests near names); a SMILES string
+        without RDKit installed.
     """
     import ase.build  # loaded on use: keeps `import xstructure` fast
     import ase.io  # loaded on use: keeps `import xstructure` fast
@@ -261,7 +332,15 @@ def molecule(spec: str):
         return ase.build.molecule(spec)
     except KeyError:
         pass
-    return from_smiles(spec)
+    alias = _name_index().get(spec.strip().lower())
+    if alias is not None:
+        return molecule(alias)
+    if _looks_like_file(spec):
+        raise ValueError(f"structure file not found: {spec!r}")
+    try:
+        return from_smiles(spec)
+    except ModuleNotFoundError:
+        raise _unknown(spec, " (SMILES need RDKit: pip install 'xstructure[smiles]')") from None
 
 
 def from_smiles(smiles: str, seed: int = 20261122):
@@ -270,16 +349,16 @@ def from_smiles(smiles: str, seed: int = 20261122):
         from rdkit import Chem  # optional dependency (RDKit)
         from rdkit.Chem import AllChem  # optional dependency (RDKit)
     except ImportError:
-        raise ValueError(
-            f"{smiles!r} is not a file, a built-in name or an ase.build molecule, and RDKit (needed for "
-            "SMILES) is not installed: pip install rdkit") from None
+        raise ModuleNotFoundError(
+            f"SMILES ({smiles!r}) need RDKit, which is not installed: pip install 'xstructure[smiles]'",
+            name="rdkit") from None
     import ase  # loaded on use: keeps `import xstructure` fast
     from rdkit import RDLogger  # optional dependency (RDKit)
 
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
-        raise ValueError(f"{smiles!r} is not a structure file, a known molecule name, nor a valid SMILES string")
+        raise _unknown(smiles)
     mol = Chem.AddHs(mol)
     if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
         raise ValueError(f"RDKit could not embed {smiles!r} in 3D")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
 
 from ..learn.data import Noise
 
-__all__ = ["parse_q", "parse_range", "parse_two_theta", "parse_param", "parse_noise", "add_progress", "progress",
-           "interrupted"]
+__all__ = ["DEFAULT_Q", "parse_q", "output_path", "output_file", "parse_range", "parse_two_theta", "parse_param",
+           "parse_noise", "add_progress", "progress", "interrupted"]
+
+
+#: The default q grid of every command that simulates patterns, in Å⁻¹.
+DEFAULT_Q = "0.5:12:500"
 
 
 def parse_q(text: str) -> np.ndarray:
@@ -20,29 +25,73 @@ def parse_q(text: str) -> np.ndarray:
     Parameters
     ----------
     text : str
-        ``"START:STOP:N"`` (N points, both ends included) or a comma-separated list, in Å⁻¹.
+        ``"START:STOP:N"`` (N points, both ends included, 0 ≤ START < STOP) or a comma-separated list of
+        increasing values, in Å⁻¹.
 
     Returns
     -------
     numpy.ndarray
-        (Q,) q in Å⁻¹.
+        (Q,) increasing q in Å⁻¹.
 
     Raises
     ------
     argparse.ArgumentTypeError
-        Neither form.
+        Neither form, a negative q, or a grid that does not increase.
     """
+    form = "expected START:STOP:N (e.g. 0.5:12:500) or a comma-separated list"
     try:
         if ":" in text:
             start, stop, n = text.split(":")
-            n = int(n)
+            start, stop, n = float(start), float(stop), int(n)
             if n < 1:
-                raise ValueError
-            return np.linspace(float(start), float(stop), n)
-        return np.array([float(v) for v in text.split(",")])
+                raise argparse.ArgumentTypeError(f"expected N >= 1 points, got {text!r}")
+            if n > 1 and not start < stop:
+                raise argparse.ArgumentTypeError(f"START must be below STOP (q increases), got {text!r}")
+            q = np.linspace(start, stop, n)
+        else:
+            q = np.array([float(v) for v in text.split(",")])
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--q must be START:STOP:N (e.g. 0.5:12:500) or a comma-separated list, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{form}, got {text!r}") from None
+    if not np.all(np.isfinite(q)):
+        raise argparse.ArgumentTypeError(f"q must be finite, got {text!r}")
+    if q.min() < 0:
+        raise argparse.ArgumentTypeError(f"q must be >= 0 (q = 4π sinθ/λ in Å⁻¹), got {text!r}")
+    if np.any(np.diff(q) <= 0):
+        raise argparse.ArgumentTypeError(f"q values must increase, got {text!r}")
+    return q
+
+
+def output_path(text: str) -> str:
+    """An output file named on the command line, checked before any work is done.
+
+    Parameters
+    ----------
+    text : str
+        The path.
+
+    Returns
+    -------
+    str
+        ``text`` unchanged.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Its directory does not exist or is not writable, or the path is an existing directory.
+    """
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: the directory {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: the directory {folder!r} is not writable")
+    return text
+
+
+def output_file(text: str) -> str:
+    """:func:`output_path` for a file: an existing directory is refused too."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: it is a directory")
+    return output_path(text)
 
 
 def parse_range(text: str) -> tuple:
@@ -122,7 +171,7 @@ def parse_param(text: str) -> tuple:
     """
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"--param must be KEY=VALUE (e.g. steps=2000), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--param must be KEY=VALUE (e.g. timestep=1.0), got {text!r}")
     try:
         return key, json.loads(value)
     except ValueError:

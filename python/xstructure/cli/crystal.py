@@ -9,7 +9,7 @@ import json
 from ..crystal import FACTORS, as_cell, powder_peaks, save_hkl_grid, wavelength_value
 from ..learn.crystals import SYSTEMS, CrystalSet
 from ..plots import plot_powder
-from .args import add_progress, interrupted, parse_two_theta, progress
+from .args import add_progress, interrupted, output_file, output_path, parse_two_theta, progress
 
 
 def run(args) -> int:
@@ -64,7 +64,7 @@ def run_crystals_info(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    """Add the ``crystal`` and ``crystals`` command(s) to ``sub``, the sub-commands of :func:`xstructure.cli.build_parser`."""
+    """Add the ``crystal`` and ``crystals`` commands to ``sub`` (see :func:`xstructure.cli.build_parser`)."""
     x = sub.add_parser(
         "crystal", help="a crystal's powder X-ray pattern (peaks, plot) and structure-factor grid",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -88,12 +88,12 @@ examples:
     x.add_argument("--two-theta", type=parse_two_theta, default=parse_two_theta("5:90:8501"), metavar="START:STOP:N",
                    help="2θ range (degrees) of the peaks, and the grid of --plot (default 5:90:8501)")
     x.add_argument("--top", type=int, default=10, help="how many of the strongest peaks --pxrd prints (default 10)")
-    x.add_argument("--plot", help="PNG plot of the pattern with the peaks as sticks")
-    x.add_argument("--peaks", help="CSV output of all peaks")
+    x.add_argument("--plot", type=output_file, help="PNG plot of the pattern with the peaks as sticks")
+    x.add_argument("--peaks", type=output_file, help="CSV output of all peaks")
     x.add_argument("--factors", choices=FACTORS, default="xray",
                    help="scattering factors: X-ray (Waasmaier-Kirfel, default), electron (Mott-Bethe) or Z")
     x.add_argument("--hkl-grid", type=int, metavar="H", help="F(hkl) for h, k, l in [-H, H] to --out (NPZ)")
-    x.add_argument("--out", help="NPZ output of --hkl-grid")
+    x.add_argument("--out", type=output_file, help="NPZ output of --hkl-grid")
     x.set_defaults(func=run)
     _add_crystals_parser(sub)
 
@@ -105,14 +105,15 @@ def _add_crystals_parser(sub):
                                     "interrupted create finishes when run again with the same arguments.")
     cs = cr.add_subparsers(dest="crystals_command", required=True)
     c = cs.add_parser("create", help="generate a crystal set (or finish an interrupted one)")
-    c.add_argument("--system", default="cubic", choices=sorted(SYSTEMS))
+    c.add_argument("--system", default="cubic", choices=sorted(SYSTEMS), help="crystal system (default cubic)")
     c.add_argument("--n", type=int, required=True, help="number of crystals")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--chunk", type=int, default=250)
-    c.add_argument("--max-atoms", type=int, default=24, help="atoms in the conventional cell at most")
-    c.add_argument("--hmax", type=int, default=8, help="|F|² box h, k, l in [-H, H]")
-    c.add_argument("--sigma", type=float, default=0.5, help="Gaussian atom width of the target densities (Å)")
-    c.add_argument("--out", required=True, help="the store (a directory, e.g. cubic.zarr)")
+    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.add_argument("--chunk", type=int, default=250, help="crystals per chunk, the unit of work (default 250)")
+    c.add_argument("--max-atoms", type=int, default=24, help="atoms in the conventional cell at most (default 24)")
+    c.add_argument("--hmax", type=int, default=8, help="|F|² box h, k, l in [-H, H] (default 8)")
+    c.add_argument("--sigma", type=float, default=0.5,
+                   help="Gaussian atom width of the target densities in Å (default 0.5)")
+    c.add_argument("--out", required=True, type=output_path, help="the store (a directory, e.g. cubic.zarr)")
     add_progress(c)
     c.set_defaults(func=run_crystals_create)
     i = cs.add_parser("info", help="parameters of a crystal set (JSON)")

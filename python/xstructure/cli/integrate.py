@@ -9,7 +9,7 @@ import sys
 from ..detector import ERROR_MODELS, RADIAL_UNITS, Geometry, Integrator, radial_unit
 from ..detector.batch import integrate_files, read_mask
 from ..plots import plot_curves
-from .args import add_progress, parse_range, progress
+from .args import add_progress, output_file, parse_range, progress
 
 
 def run(args) -> int:
@@ -25,6 +25,8 @@ def run(args) -> int:
     res = integrate_files(args.images, integrator, args.out, dataset=args.dataset, settings=settings,
                           progress=progress(args))
     if res.frames == 0:
+        if res.files == 1:  # its one-line error is above
+            return 2
         print(f"xstructure: error: no frame could be integrated: {len(res.failed)} of {res.files} file(s) failed",
               file=sys.stderr)
         return 2
@@ -77,8 +79,8 @@ examples:
     g.add_argument("--radial-range", type=parse_range, metavar="MIN:MAX",
                    help="bin only this radial range, in --unit (default: the unmasked pixels' span)")
     g.add_argument("--dataset", help="HDF5 dataset of the frames, e.g. /entry/data/data")
-    g.add_argument("--out", required=True, help="output HDF5 file of the curves")
-    g.add_argument("--plot", help="PNG plot of the curves (up to 20; else 8 of them and the mean)")
+    g.add_argument("--out", required=True, type=output_file, help="output HDF5 file of the curves")
+    g.add_argument("--plot", type=output_file, help="PNG plot of the curves (up to 20; else 8 of them and the mean)")
     g.add_argument("--logy", action="store_true", help="logarithmic intensity axis in --plot")
     add_progress(g)
     g.set_defaults(func=run)

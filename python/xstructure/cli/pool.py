@@ -7,7 +7,7 @@ import json
 
 from ..pools import Pool
 from ..scattering import PROBES, SIGNALS
-from .args import add_progress, interrupted, parse_param, parse_q, progress
+from .args import DEFAULT_Q, add_progress, interrupted, output_file, output_path, parse_param, parse_q, progress
 
 
 def run_create(args) -> int:
@@ -58,8 +58,8 @@ exit status: 0 done; 2 a bad option, an unknown molecule or SMILES, a store that
   (or is corrupted), or a store made with other arguments (nothing in it is changed); 130 interrupted.
 examples:
   xstructure pool create NMM --method wigner --temperature 300 --n 100000 --chunk 4096 --out nmm.zarr
-  xstructure pool simulate nmm.zarr --q 0.5:10:500 --probe xray --signal molecular
-  xstructure pool simulate nmm.zarr --q 0.5:10:500 --scheduler tcp://10.0.0.5:8786
+  xstructure pool simulate nmm.zarr --q 0.5:12:500 --probe xray --signal molecular
+  xstructure pool simulate nmm.zarr --scheduler tcp://10.0.0.5:8786
   xstructure pool info nmm.zarr --plot info.png""")
     ps = pool.add_subparsers(dest="pool_command", required=True)
     c = ps.add_parser("create", help="sample geometries into a new store (or finish an interrupted one)")
@@ -71,17 +71,18 @@ examples:
     c.add_argument("--chunk", type=int, default=4096, help="geometries per chunk, the unit of work (default 4096)")
     c.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
                    help="further option of the sampling method (repeatable; VALUE read as JSON when it parses)")
-    c.add_argument("--out", required=True, help="the store (a directory, e.g. nmm.zarr)")
+    c.add_argument("--out", required=True, type=output_path, help="the store (a directory, e.g. nmm.zarr)")
     c.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://host:8786); workers need "
                                        "the store on a shared file system")
     add_progress(c)
     c.set_defaults(func=run_create)
     s = ps.add_parser("simulate", help="compute a pattern set of every geometry in a store")
     s.add_argument("pool", help="the store")
-    s.add_argument("--q", type=parse_q, default=parse_q("0.5:10:500"),
-                   help="q grid in Å⁻¹: START:STOP:N or a comma-separated list (default 0.5:10:500)")
-    s.add_argument("--probe", choices=PROBES, default="xray")
-    s.add_argument("--signal", choices=SIGNALS, default="molecular")
+    s.add_argument("--q", type=parse_q, default=parse_q(DEFAULT_Q), metavar="START:STOP:N",
+                   help=f"q grid in Å⁻¹: START:STOP:N or a comma-separated list (default {DEFAULT_Q})")
+    s.add_argument("--probe", choices=PROBES, default="xray", help="X-rays or electrons (default xray)")
+    s.add_argument("--signal", choices=SIGNALS, default="molecular",
+                   help="total, atomic, molecular or sM (default molecular, what the inversion models read)")
     s.add_argument("--energy-kev", type=float, default=None, help="electron kinetic energy (keV)")
     s.add_argument("--name", help="name of the pattern set (default PROBE_SIGNAL)")
     s.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://host:8786)")
@@ -89,7 +90,8 @@ examples:
     s.set_defaults(func=run_simulate)
     i = ps.add_parser("info", help="size, molecule, sampling and pattern sets of a store (JSON)")
     i.add_argument("pool", help="the store")
-    i.add_argument("--plot", help="PNG: bond lengths by type, RMSD to the reference, mean pattern ± std")
+    i.add_argument("--plot", type=output_file,
+                   help="PNG: bond lengths by type, RMSD to the reference, mean pattern ± std")
     i.set_defaults(func=run_info)
 
 

@@ -177,7 +177,8 @@ def _wavelength(wavelength, doublet: bool):
     if not doublet:
         return [(lam, 1.0)]
     if name is None or not (name.endswith("Ka") or name.endswith("Ka1")):
-        raise ValueError(f"doublet=True needs a named Kα line such as 'CuKa1' or 'CuKa', got {wavelength!r}")
+        raise ValueError(f"the Kα doublet (--doublet, doublet=True) needs a named Kα line such as 'CuKa1' or "
+                         f"'CuKa', got {wavelength!r}")
     element = name[:2]
     return [(WAVELENGTHS[element + "Ka1"], 1.0), (WAVELENGTHS[element + "Ka2"], _KA2_RATIO)]
 

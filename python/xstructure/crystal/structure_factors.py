@@ -131,17 +131,56 @@ def _per_atom(name, value, n, default, low=None, high=None):
     return arr
 
 
+def _sites_of(obj):
+    """(cell rows a, b, c in Å, fractional (N, 3), atomic numbers (N,), occupancies or None, B in Å² or None)
+    of an ase.Atoms (any subclass), a pymatgen Structure or a gemmi SmallStructure; None for anything else."""
+    import ase  # loaded on use: keeps `import xstructure` fast
+
+    if isinstance(obj, ase.Atoms):
+        cell = np.asarray(obj.cell[:], dtype=np.float64)
+        numbers = np.asarray(obj.get_atomic_numbers(), dtype=np.int64)
+        occ, b = obj.arrays.get("occupancy"), obj.arrays.get("B")
+        if cell.shape != (3, 3) or not np.isfinite(cell).all() or not abs(_det3(cell)) >= 1e-6:
+            return cell, None, numbers, occ, b  # no cell: as_cell says so
+        pos = np.asarray(obj.positions, dtype=np.float64)
+        return cell, np.einsum("nj,jk->nk", pos, _inv3(cell)), numbers, occ, b  # not BLAS: its idle threads spin
+    module = type(obj).__module__
+    if module.startswith("pymatgen") and hasattr(obj, "lattice") and hasattr(obj, "sites"):
+        frac, numbers, occ = [], [], []
+        for site in obj.sites:  # a disordered site holds several species with their occupancies
+            for species, amount in site.species.items():
+                frac.append(site.frac_coords)
+                numbers.append(int(species.Z))
+                occ.append(float(amount))
+        return (np.asarray(obj.lattice.matrix, dtype=np.float64), np.asarray(frac, dtype=np.float64).reshape(-1, 3),
+                np.asarray(numbers, dtype=np.int64), np.asarray(occ), None)
+    if module.startswith("gemmi") and hasattr(obj, "get_all_unit_cell_sites"):
+        sites = obj.get_all_unit_cell_sites()  # the asymmetric unit expanded by the space group
+        orth = np.asarray(obj.cell.orth.mat, dtype=np.float64)  # columns: a, b, c
+        if not abs(_det3(orth)) >= 1e-6:
+            return orth.T, None, None, None, None
+        return (orth.T, np.asarray([[s.fract.x, s.fract.y, s.fract.z] for s in sites]).reshape(-1, 3),
+                np.asarray([s.element.atomic_number for s in sites], dtype=np.int64),
+                np.asarray([s.occ for s in sites]), 8 * np.pi**2 * np.asarray([s.u_iso for s in sites]))
+    return None
+
+
 def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
     """A crystal as a :class:`Cell`.
 
     Parameters
     ----------
-    atoms : ase.Atoms, str, os.PathLike or Cell
-        An ``ase.Atoms`` with a cell, or a file ase.io reads (CIF included); a :class:`Cell` is returned as it is.
+    atoms : ase.Atoms, pymatgen.core.Structure, gemmi.SmallStructure, str, os.PathLike or Cell
+        An ``ase.Atoms`` (or subclass, such as pymatgen's ``MSONAtoms``) with a cell, a pymatgen ``Structure``
+        (disordered sites become one atom per species with its occupancy), a gemmi ``SmallStructure`` (its
+        sites expanded by the space group; B = 8π² U_iso), or a file ase.io reads (CIF included); a
+        :class:`Cell` is returned as it is.
     occupancy : float, array_like or None, optional
-        Occupancies, one for all atoms or (N,); default: the atoms' array ``"occupancy"`` when present, else 1.
+        Occupancies, one for all atoms or (N,); default: those of the structure when it has them (the atoms'
+        array ``"occupancy"``), else 1.
     b_factors : float, array_like or None, optional
-        Isotropic B in Å², one for all atoms or (N,); default: the atoms' array ``"B"`` when present, else 0.
+        Isotropic B in Å², one for all atoms or (N,); default: those of the structure when it has them (the
+        atoms' array ``"B"``), else 0.
 
     Returns
     -------
@@ -151,7 +190,8 @@ def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
     Raises
     ------
     ValueError
-        A missing or unreadable file, atoms without a (non-singular) cell, or bad occupancies or B factors.
+        A missing or unreadable file, a structure without a (non-singular) cell, or bad occupancies or B
+        factors.
     """
     if isinstance(atoms, Cell):
         return atoms
@@ -164,28 +204,28 @@ def as_cell(atoms, occupancy=None, b_factors=None) -> Cell:
         try:
             atoms = ase.io.read(path)
         except Exception as exc:  # ase raises many kinds for a bad file
-            raise ValueError(f"cannot read crystal file {path!r}: {type(exc).__name__}: {exc}") from None
-    if not (type(atoms).__name__ == "Atoms" and hasattr(atoms, "cell")):
-        raise ValueError(f"expected an ase.Atoms with a unit cell or a structure file, got {type(atoms).__name__}")
-    cell = np.asarray(atoms.cell[:], dtype=np.float64)
-    if cell.shape != (3, 3) or not np.isfinite(cell).all() or not abs(_det3(cell)) >= 1e-6:
+            why = str(exc).strip() or "the file is truncated or is not in the format its name says"
+            raise ValueError(f"cannot read crystal file {path!r}: {why} ({type(exc).__name__})") from None
+    sites = _sites_of(atoms)
+    if sites is None:
+        raise ValueError("expected an ase.Atoms with a unit cell, a pymatgen Structure, a gemmi SmallStructure or "
+                         f"a structure file, got {type(atoms).__name__}")
+    cell, frac, numbers, own_occupancy, own_b = sites
+    if frac is None:
         raise ValueError("the structure has no unit cell (or a cell of zero volume); structure factors need one")
-    n = len(atoms)
+    n = len(numbers)
     if n == 0:
         raise ValueError("the crystal has no atoms")
-    pos = np.asarray(atoms.positions, dtype=np.float64)
-    if not np.isfinite(pos).all():
+    if not np.isfinite(frac).all():
         raise ValueError("atom positions contain NaN or inf")
-    frac = np.einsum("nj,jk->nk", pos, _inv3(cell))  # not BLAS: its idle threads would spin
-    if occupancy is None and "occupancy" in atoms.arrays:
-        occupancy = atoms.arrays["occupancy"]
-    if b_factors is None and "B" in atoms.arrays:
-        b_factors = atoms.arrays["B"]
-    numbers = np.asarray(atoms.get_atomic_numbers(), dtype=np.int64)
+    occupancy = own_occupancy if occupancy is None else occupancy
+    b_factors = own_b if b_factors is None else b_factors
     if numbers.min() < 1 or numbers.max() > Z_MAX:
         bad = numbers[(numbers < 1) | (numbers > Z_MAX)][0]
         atomic_number(int(bad))  # raises the usual "unknown element" error
-    return Cell(cell=cell, frac=frac, symbols=list(atoms.get_chemical_symbols()), numbers=numbers,
+    from ase.data import chemical_symbols  # loaded on use: keeps `import xstructure` fast
+
+    return Cell(cell=cell, frac=frac, symbols=[chemical_symbols[z] for z in numbers], numbers=numbers,
                 occupancy=_per_atom("occupancy", occupancy, n, 1.0, 0.0, 1.0),
                 b_factors=_per_atom("b_factors", b_factors, n, 0.0, 0.0))
 

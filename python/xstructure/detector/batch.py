@@ -131,6 +131,8 @@ def integrate_files(images, integrator: Integrator, out: str, *, dataset: str | 
                     bar.refresh()
                     for k in range(len(ff)):
                         frame = ff[k]
+                        if not np.isfinite(frame).any():
+                            raise ValueError(f"{ff.source(k)}: the frame has no finite pixel (all NaN or inf)")
                         if pending and frame.dtype != pending[-1][0].dtype:
                             flush()
                         pending.append((frame, ff.source(k), i))

@@ -141,8 +141,8 @@ class Geometry:
 
         Parameters
         ----------
-        shape : tuple of int
-            (n1, n2) pixels.
+        shape : int or tuple of int
+            (n1, n2) pixels, or n for a square n × n detector.
         pixel : float, optional
             Pixel size, m.
         dist : float, optional
@@ -157,7 +157,13 @@ class Geometry:
         Geometry
             The detector.
         """
-        n1, n2 = (int(n) for n in shape)
+        if isinstance(shape, (int, np.integer)):
+            shape = (int(shape), int(shape))
+        try:
+            n1, n2 = (int(n) for n in shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"Geometry.simple: shape must be two pixel counts (n1, n2) or one count n for a square "
+                             f"detector, got {shape!r}") from None
         c1, c2 = center if center is not None else (n1 / 2, n2 / 2)
         return cls(dist=dist, poni1=c1 * pixel, poni2=c2 * pixel, pixel1=pixel, pixel2=pixel, shape=(n1, n2), **kw)
 

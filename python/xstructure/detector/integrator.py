@@ -84,7 +84,9 @@ class IntegrateResult:
 class LegendreResult:
     """Legendre components I_l(q) of I(q, χ) = Σ_l I_l(q) P_l(q̂·ê).
 
-    Index it by order: ``result[2]`` is I₂, (npt,) or (F, npt). Bins where the fit is not determined hold NaN.
+    Index it by order, like a mapping from the fitted orders to the components: ``result[2]`` is I₂, (npt,) or
+    (F, npt); ``list(result)`` gives the orders, ``dict(result.items())`` the components. Bins where the fit is
+    not determined hold NaN.
 
     Attributes
     ----------
@@ -110,6 +112,23 @@ class LegendreResult:
         if order not in self.orders:
             raise KeyError(f"order {order} was not fitted; orders are {self.orders}")
         return self.components[..., self.orders.index(order), :]
+
+    def __iter__(self):
+        return iter(self.orders)
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def __contains__(self, order) -> bool:
+        return order in self.orders
+
+    def keys(self) -> tuple:
+        """The fitted orders l."""
+        return tuple(self.orders)
+
+    def items(self) -> list:
+        """(l, I_l) for every fitted order."""
+        return [(l, self[l]) for l in self.orders]
 
 
 def _bin_index(x: np.ndarray, lo: float, hi: float, npt: int) -> np.ndarray:

@@ -489,7 +489,8 @@ class CrystalSet:
         """
         n = len(self)
         if test + val >= n:
-            raise ValueError(f"a set of {n} crystals cannot hold {test} test and {val} validation crystals")
+            raise ValueError(f"a set of {n} crystals cannot hold {test} test and {val} validation crystals: ask for "
+                             "fewer (--n-test and --n-val, or n_test= and n_val=) or make a larger set")
         perm = np.random.default_rng([seed, 7]).permutation(n)
         return {"test": np.sort(perm[:test]), "val": np.sort(perm[test:test + val]),
                 "train": np.sort(perm[test + val:])}

@@ -87,7 +87,7 @@ class Noise:
         if self.kind == "gaussian":
             return I + self.level * np.abs(I) * rng.standard_normal(I.shape)
         if np.any(I < 0):
-            raise ValueError("Poisson noise needs non-negative patterns (use signal='total')")
+            raise ValueError("Poisson noise needs non-negative patterns (the 'total' signal)")
         total = I.sum(axis=-1, keepdims=True)
         scale = self.counts / np.where(total > 0, total, 1.0)
         return rng.poisson(I * scale) / scale

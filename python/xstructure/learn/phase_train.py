@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -543,10 +544,20 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
     cs = CrystalSet.open(cs) if isinstance(cs, str) else cs
     idx = cs.split(split_seed, n_test, n_val)["test"]
     idx = idx[:limit] if limit else idx
+    # One line of progress on stderr, a step per method and per solution: charge flipping and the atom models
+    # take minutes on a CPU.
+    bar = tqdm(desc="evaluate", unit=" steps", disable=not progress, file=sys.stderr, leave=False)
+
+    def stage(what):
+        bar.set_description(f"evaluate {len(idx)} test crystals: {what}")
+        bar.update()
+
+    stage("reading the test split")
     data = PhaseData(cs, idx, 24)
     gt = [phase.normalised_density(cs.density([i], GRID_EVAL, [st])[0]) for i, st in zip(idx, data.structures)]
     preds, seconds = {}, {}
     for name, model in methods.items():
+        stage(name)
         t = time.perf_counter()
         mean = model.predict(data.intensity, data.powder, data.comp)
         samples = [mean] if model.cfg.model != "coord" else \
@@ -565,16 +576,19 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
 
     if flip:
         if "flip" in flips:
+            stage("charge flipping")
             t = time.perf_counter()
             out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, **flip)
             seconds["flip"] = time.perf_counter() - t
             preds["flip"] = (out, [out])
         if "flip_powder" in flips:
+            stage("charge flipping from the powder pattern")
             t = time.perf_counter()
             out = phase.charge_flip(powder_amplitudes(), cells=cells, b_atoms=cs.b_factor, **flip)
             seconds["flip_powder"] = time.perf_counter() - t
             preds["flip_powder"] = (out, [out])
         for name in [m for m in methods if methods[m].cfg.model == "mlp" and "mlp+flip" in flips]:
+            stage(f"charge flipping from {name}")
             t = time.perf_counter()
             out = phase.charge_flip(data.amplitudes, cells=cells, b_atoms=cs.b_factor, start=preds[name][0], **flip)
             seconds[f"{name}+flip"] = seconds[name] + time.perf_counter() - t
@@ -586,8 +600,10 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
         opts = {k: v for k, v in atoms.items() if k not in ("samples", "powder_samples")}
         if "flip+atoms" in flips:
             t = time.perf_counter()
-            sols = [phase.solve_atoms(data.amplitudes, cells, contents, cs.b_factor, seed=s, **opts)["density"]
-                    for s in range(atoms.get("samples", 5))]
+            sols = []
+            for s in range(atoms.get("samples", 5)):
+                stage(f"atom model {s + 1} of {atoms.get('samples', 5)}")
+                sols.append(phase.solve_atoms(data.amplitudes, cells, contents, cs.b_factor, seed=s, **opts)["density"])
             seconds["flip+atoms"] = time.perf_counter() - t
             preds["flip+atoms"] = (sols[0], sols)
         if "flip_powder+atoms" in flips:   # the cell's contents taken as known (here: from the box's F(000))
@@ -595,16 +611,22 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             A = powder_amplitudes()
             groups = np.stack([phase.powder_groups(cs.two_theta, c, cs.hmax, fwhm=float(cs.attrs["powder_fwhm_deg"]))
                                for c in cells])
-            sols = [phase.solve_atoms(A, cells, contents, cs.b_factor, seed=s, groups=groups, **opts)["density"]
-                    for s in range(atoms.get("powder_samples", atoms.get("samples", 5)))]
+            sols = []
+            n_sols = atoms.get("powder_samples", atoms.get("samples", 5))
+            for s in range(n_sols):
+                stage(f"atom model {s + 1} of {n_sols} from the powder pattern")
+                sol = phase.solve_atoms(A, cells, contents, cs.b_factor, seed=s, groups=groups, **opts)
+                sols.append(sol["density"])
             seconds["flip_powder+atoms"] = time.perf_counter() - t
             preds["flip_powder+atoms"] = (sols[0], sols)
         for name in [m for m in methods if methods[m].cfg.model == "mlp" and "mlp+flip+atoms" in flips]:
+            stage(f"atom model from {name}")
             t = time.perf_counter()
             out = phase.solve_atoms(data.amplitudes, cells, contents, cs.b_factor, start=preds[name][0],
                                     **opts)["density"]
             seconds[f"{name}+flip+atoms"] = seconds[name] + time.perf_counter() - t
             preds[f"{name}+flip+atoms"] = (out, [out])
+    bar.close()
     rep = {"system": cs.attrs["system"], "n_test": len(idx), "grid": GRID_EVAL, "ssim_top": top, "methods": {}}
     for name, (mean, samples) in preds.items():
         rows = [_score(mean[k], [s[k] for s in samples], data, k, gt[k], top)

@@ -212,7 +212,7 @@ def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n
         model = PhaseModel.load(model_path)
         c = model.config
         rep = evaluate_phase(store, {c["config"]["model"]: model}, split_seed=c["split_seed"], n_test=c["n_test"],
-                             n_val=c["n_val"], limit=n_test, flip=None if flip else {})
+                             n_val=c["n_val"], limit=n_test, flip=None if flip else {}, progress=progress)
         table = format_phase_table(rep)
         draw = lambda path: phase_plot(rep, path)  # noqa: E731
     else:

@@ -414,6 +414,8 @@ class Pool:
         methods = tuple(getattr(sampling, "METHODS", ("wigner", "md", "mc")))
         if method not in methods:
             raise ValueError(f"unknown sampling method {method!r}: use one of {methods}")
+        if hasattr(sampling, "check_options"):  # options and force field, before a store is made
+            sampling.check_options(method, kw, calc)
         params = _jsonable(kw, "sampling options")
         if isinstance(molecule, (str, os.PathLike)):
             spec = os.fspath(molecule)
@@ -433,6 +435,7 @@ class Pool:
                   "n_total": n, "chunk": chunk}
 
         path = os.path.abspath(os.fspath(path))
+        created = False
         if os.path.exists(path) and not (os.path.isdir(path) and not os.listdir(path)):
             pool = cls.open(path)  # ValueError: not a pool, other version, corrupted
             diff = [f"{k}: stored {_short(pool.attrs[k])}, asked {_short(v)}" for k, v in wanted.items()
@@ -459,14 +462,22 @@ class Pool:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             move_in(tmp, path)
+            created = True
 
         group = zarr.open_group(store=path, mode="r+", zarr_format=3)
         done = group["done"]
         flags = _done_flags(done, path, "sampling")
         pending = [int(i) for i in np.flatnonzero(~flags)]
         sizes = [min(chunk, n - i * chunk) for i in pending]
-        _run_chunks(path, done, pending, sizes, _sample_chunk, (calc,), progress=progress, scheduler=scheduler,
-                    desc=f"pool-sample-{method}")
+        try:
+            _run_chunks(path, done, pending, sizes, _sample_chunk, (calc,), progress=progress,
+                        scheduler=scheduler, desc=f"pool-sample-{method}")
+        except Exception:
+            # A store this call made, with no chunk finished, is removed: the refused command leaves nothing
+            # behind (an interruption keeps it, to resume).
+            if created and not np.asarray(done[:]).any():
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         return cls.open(path)
 
     # ---- reading ---------------------------------------------------------------------------------------------
@@ -551,8 +562,15 @@ class Pool:
                 for k, v in self.pattern_sets().items()}
         return {"path": self.path, "size": len(self), "molecule": a["molecule"], "atoms": len(a["numbers"]),
                 "method": a["method"], "temperature_K": a["temperature"], "seed": a["seed"], "params": a["params"],
-                "chunk": a["chunk"], "chunks_done": f"{int(flags.sum())}/{flags.size}", "pattern_sets": sets,
+                "chunk": a["chunk"], "chunks_done": f"{int(flags.sum())}/{flags.size}",
+                "geometries_done": self.done_count(), "complete": bool(flags.all()), "pattern_sets": sets,
                 "created_by": a["created_by"]}
+
+    def done_count(self) -> int:
+        """The number of geometries in finished chunks (``len(self)`` once :attr:`complete`)."""
+        C, B = int(self.attrs["chunk"]), len(self)
+        flags = _done_flags(self._group["done"], self.path, "sampling")
+        return int(sum(min(C, B - int(c) * C) for c in np.flatnonzero(flags)))
 
     # ---- computing -------------------------------------------------------------------------------------------
 
@@ -602,7 +620,8 @@ class Pool:
                     s["q"], q):
                 raise ValueError(f"pattern set {name!r} exists with probe={s['probe']}, signal={s['signal']}, "
                                  f"energy_kev={s['energy_kev']} and {len(s['q'])} q points "
-                                 f"{s['q'][0]:g}..{s['q'][-1]:g}; give another name=")
+                                 f"{s['q'][0]:g}..{s['q'][-1]:g}; choose another name for the new set "
+                                 "(--name, or name=)")
         else:
             B, C = len(self), int(self.attrs["chunk"])
             sub, tmp = new_store_dir(self.path)  # beside the store: a killed run leaves no stray group in it
@@ -684,6 +703,9 @@ class Pool:
         Bonds are the reference's atom pairs closer than 1.2 × the sum of covalent radii.  Distributions use up
         to ``max_members`` evenly strided members; means and stds use every finished chunk.
         """
+        if self.done_count() == 0:
+            raise ValueError(f"{self.path} has no finished geometries yet: run the same pool create command again "
+                             "to finish it, then plot")
         import matplotlib  # plotting only
 
         matplotlib.use("Agg")

@@ -30,6 +30,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ..structures import molecule
 
 __all__ = [
+    "check_options",
     "MMFF94Calculator",
     "NormalModes",
     "optimize",
@@ -790,6 +791,48 @@ def _chunk_samples(method, atoms, calc, t, rng, count, kw, modes):
     return {"positions": pos, "energies": e, "acceptance": np.full(count, acc)}
 
 
+def check_options(method: str, options, calc=None) -> None:
+    """Check a sampling method's options, and that its force field can load, before any work is done.
+
+    Parameters
+    ----------
+    method : str
+        'wigner', 'md' or 'mc'.
+    options : dict
+        The further options of :func:`sample` (``**kw``).
+    calc : ase.calculators.calculator.Calculator or None, optional
+        The calculator; None uses MMFF94, which needs RDKit.
+
+    Raises
+    ------
+    ValueError
+        An unknown method, or an option the method does not take (the message lists the ones it does).
+    ModuleNotFoundError
+        No calculator is given and RDKit is not installed.
+    """
+    import inspect
+
+    if method not in METHODS:
+        raise ValueError(f"unknown sampling method {method!r}: use one of {METHODS}")
+    if method == "wigner":
+        allowed = {"keep_broken"}
+    else:
+        fn = langevin_md if method == "md" else metropolis_mc
+        allowed = {k for k, p in inspect.signature(fn).parameters.items()
+                   if p.kind == p.KEYWORD_ONLY and k not in ("calc", "rng")}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"sampling method {method!r} has no option {', '.join(map(repr, unknown))}; "
+                         f"its options are {', '.join(sorted(allowed))}")
+    if calc is None:
+        try:
+            import rdkit  # noqa: F401  (optional dependency (RDKit): the MMFF94 force field)
+        except ImportError:
+            raise ModuleNotFoundError("sampling with the MMFF94 force field needs RDKit, which is not installed: "
+                                      "pip install 'xstructure[smiles]' (or pass an ASE calculator)",
+                                      name="rdkit") from None
+
+
 def sample(atoms, method: str, n: int, temperature: float = 300.0, *, seed: int = 0, calc=None,
            start: int = 0, chunk: int = 1024, **kw) -> dict[str, Any]:
     """Samples ``[start, start + n)`` of a molecule's thermal ensemble, by one of :data:`METHODS`.
@@ -842,8 +885,7 @@ def sample(atoms, method: str, n: int, temperature: float = 300.0, *, seed: int 
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if method == "wigner" and set(kw) - {"keep_broken"}:
-        raise ValueError(f"wigner takes only keep_broken, got {sorted(kw)}")
+    check_options(method, kw, calc)
     atoms = _as_atoms(atoms)
     if calc is None:
         calc = MMFF94Calculator(atoms)
