@@ -91,7 +91,10 @@ def main(argv=None) -> int:
         output went away (``xstructure info | head``).
     """
     parser = build_parser()
-    args = parser.parse_args(_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    try:
+        args = parser.parse_args(_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    except SystemExit as exc:  # --help (0) or a one-line usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

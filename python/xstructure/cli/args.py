@@ -45,6 +45,8 @@ def parse_q(text: str) -> np.ndarray:
             start, stop, n = float(start), float(stop), int(n)
             if n < 1:
                 raise argparse.ArgumentTypeError(f"expected N >= 1 points, got {text!r}")
+            if not (np.isfinite(start) and np.isfinite(stop)):
+                raise argparse.ArgumentTypeError(f"q must be finite, got {text!r}")
             if n > 1 and not start < stop:
                 raise argparse.ArgumentTypeError(f"START must be below STOP (q increases), got {text!r}")
             q = np.linspace(start, stop, n)

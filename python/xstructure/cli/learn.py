@@ -57,7 +57,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--p2", type=float, default=0.4,
                    help="detector_cnn: alignment <P2> of the molecule's long axis along x (default 0.4)")
     t.add_argument("--task", default="auto", choices=["auto", "molecule", "crystal"],
-                   help="auto: crystal for a crystal set (xstructure crystals create), else molecule")
+                   help="auto (default): crystal for a crystal set (xstructure crystals create), else molecule")
     t.add_argument("--w-phys", type=float, default=0.0, help="crystals: weight of the |F| consistency loss (default 0)")
     t.add_argument("--n-test", type=int, default=500,
                    help="crystals: held-out test crystals (default 500; with --n-val, fewer than the set holds)")
@@ -94,7 +94,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--n-test", type=int, help="score only this many test members (default: the whole test split)")
     e.add_argument("--refine-steps", type=int, default=40,
                    help="gradient steps of refinement through the Debye op (default 40)")
-    e.add_argument("--seed", type=int, default=0, help="split seed (the model's training seed)")
+    e.add_argument("--seed", type=int, default=0, help="split seed: the model's training seed (default 0)")
     e.add_argument("--json", type=output_file, help="write the report here (JSON)")
     e.add_argument("--plot", type=output_file, help="write a figure here (PNG)")
     e.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
