@@ -193,6 +193,23 @@ def test_a_failed_first_chunk_removes_the_new_store(tmp_path, monkeypatch):
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_an_interrupted_pool_says_how_far_it_got(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("rdkit")
+    from xstructure.pools import pool as pool_module
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pool_module, "_sample_chunk", interrupt)
+    path = tmp_path / "x.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        xstructure.Pool.create(path, "NMM", "wigner", n=8, chunk=8, progress=False)
+    info = xstructure.Pool.open(path).info()   # kept, to resume
+    assert info["size"] == 8 and info["geometries_done"] == 0 and not info["complete"]
+    one_line_error(*run(capsys, "pool", "info", path, "--plot", tmp_path / "i.png")[::2], "no finished geometries")
+    assert not (tmp_path / "i.png").exists()
+
+
 # ---- detectors ----------------------------------------------------------------------------------------------------
 
 def test_an_all_nan_frame_is_an_error(capsys, tmp_path):

@@ -312,9 +312,16 @@ def test_cli_crystal_task(tmp_path, capsys):
     m = str(tmp_path / "model")
     assert main(["train", s, "--model", "mlp", "--epochs", "1", "--n-test", "6", "--n-val", "4", "--out", m,
                  "--no-progress"]) == 0
+    capsys.readouterr()
+    too_many = str(tmp_path / "m2")
+    assert main(["train", s, "--model", "mlp", "--epochs", "1", "--out", too_many, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--n-test" in err and "--n-val" in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(too_many)   # the refused command leaves nothing behind
     rep = str(tmp_path / "rep.json")
     png = str(tmp_path / "rep.png")
-    assert main(["evaluate", m, s, "--n-test", "2", "--no-flip", "--json", rep, "--plot", png]) == 0
+    assert main(["evaluate", m, s, "--n-test", "2", "--no-flip", "--json", rep, "--plot", png, "--progress"]) == 0
+    assert "evaluate 2 test crystals" in capsys.readouterr().err   # progress, step by step
     assert json.load(open(rep))["methods"]["mlp"]["ssim"] > -1
     assert os.path.getsize(png) > 10_000
     np.save(tmp_path / "I.npy", CrystalSet.open(s).intensity[:2])
