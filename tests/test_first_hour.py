@@ -316,3 +316,26 @@ def test_simulate_output_feeds_predict_and_a_signal_mismatch_is_an_error(capsys,
     one_line_error(*run(capsys, "predict", model, tmp_path / "t.csv", "--out", tmp_path / "t.xyz")[::2],
                    "total", "molecular")
     assert not (tmp_path / "t.xyz").exists()
+
+
+@pytest.mark.slow
+def test_integrate_output_feeds_predict(capsys, tmp_path):
+    """A detector frame -> xstructure integrate (HDF5 curves in q) -> xstructure predict, interpolated onto the
+    model's grid; the same curves in 2θ are refused by name."""
+    pytest.importorskip("torch")
+    pytest.importorskip("rdkit")
+    pool, model = tmp_path / "p.zarr", tmp_path / "model"
+    assert run(capsys, "pool", "create", "CH3OH", "--n", "64", "--chunk", "64", "--out", pool, "--no-progress")[0] == 0
+    assert run(capsys, "pool", "simulate", pool, "--signal", "total", "--no-progress")[0] == 0
+    assert run(capsys, "train", pool, "--out", model, "--epochs", "1", "--batch", "16", "--width", "32", "--layers",
+               "1", "--no-progress")[0] == 0
+    g = xstructure.Geometry.simple((256, 256), pixel=1e-3, dist=0.03, energy_kev=20.0)
+    g.to_poni(tmp_path / "s.poni")
+    np.save(tmp_path / "f.npy", xstructure.simulate(xstructure.molecule("CH3OH"), g, photons=1e9, rng=0))
+    base = ["integrate", tmp_path / "f.npy", "--poni", tmp_path / "s.poni", "--npt", "800", "--radial-range"]
+    assert run(capsys, *base, "0.3:12.3", "--out", tmp_path / "c.h5")[0] == 0
+    rc, out, err = run(capsys, "predict", model, tmp_path / "c.h5", "--out", tmp_path / "s.xyz")
+    assert rc == 0 and "interpolated from 800" in out, err
+    assert run(capsys, *base, "2:80", "--unit", "2th_deg", "--out", tmp_path / "d.h5")[0] == 0
+    one_line_error(*run(capsys, "predict", model, tmp_path / "d.h5", "--out", tmp_path / "t.xyz")[::2],
+                   "not q", "--unit q_A^-1")

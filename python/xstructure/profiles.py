@@ -3,7 +3,9 @@
 CSV (comma-separated, one header line): the first column ``q_A^-1`` (q in Å⁻¹), then one column per
 pattern named ``SIGNAL_NAME`` (e.g. ``total_NMM``), so that a reader knows which signal it holds.  A CSV with
 one column holds one pattern without its q grid.  NumPy ``.npy`` holds (Q,) or (B, Q) patterns without q.
-HDF5 holds a dataset ``I``, ``intensity`` or ``patterns`` ((Q,) or (B, Q)) and optionally ``q`` (Q,) in Å⁻¹.
+HDF5 holds a dataset ``I``, ``intensity`` or ``patterns`` ((Q,) or (B, Q)) and optionally ``q`` (Q,) in Å⁻¹;
+the curves ``xstructure integrate`` writes are read too (``intensity`` on the ``radial`` axis, in q when its
+``units`` are Å⁻¹ or nm⁻¹, and known to hold total scattering).
 """
 
 from __future__ import annotations
@@ -120,7 +122,18 @@ def read_patterns(path: str) -> Patterns:
             key = next((k for k in ("I", "intensity", "patterns") if k in f), None)
             if key is None:
                 raise ValueError("no dataset named I, intensity or patterns")
-            q = f["q"][()] if "q" in f else None
-            return Patterns(np.atleast_2d(f[key][()]).astype(np.float64), q)
+            I = np.atleast_2d(f[key][()]).astype(np.float64)
+            if "q" in f:
+                return Patterns(I, f["q"][()])
+            if "radial" not in f:
+                return Patterns(I)
+            # xstructure integrate's curves: total scattering on the radial axis, in q if its unit is one
+            units = f["radial"].attrs.get("units", "")
+            units = units.decode() if isinstance(units, bytes) else str(units)
+            scale = {"Å⁻¹": 1.0, "A^-1": 1.0, "nm⁻¹": 0.1, "nm^-1": 0.1}.get(units)
+            if scale is None:
+                raise ValueError(f"its radial axis is in {units or 'unknown units'}, not q: integrate with "
+                                 "--unit q_A^-1")
+            return Patterns(I, f["radial"][()] * scale, ["total"] * len(I))
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read patterns from {path}: {exc}") from None

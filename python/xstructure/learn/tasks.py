@@ -239,7 +239,8 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
     """Structures from a file of patterns (or ``|F|²`` boxes / powder patterns for a crystal model), written to a file.
 
     Molecules: ``pattern`` is read by :func:`xstructure.profiles.read_patterns`; its q grid, when the file has
-    one, must be the model's, and a CSV whose header names a signal must name the model's. ``out`` is any
+    one, must be the model's or cover it (the patterns are then interpolated linearly onto the model's grid, as
+    for the curves of ``xstructure integrate``), and a file that names its signal must name the model's. ``out`` is any
     structure format ase writes. Crystals: ``pattern`` is a .npy of ``|F|²`` boxes (or powder patterns for the
     ``coord`` model, with ``formula``); ``out`` a .npy of densities; with ``cif`` (and ``cell``, ``formula``)
     atoms are solved for (charge flipping from the model's phases and an atom model refined against the box) and
@@ -279,20 +280,27 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
         return _predict_crystal(model_path, pattern, out, formula=formula, cell=cell, cif=cif)
     model = InversionModel.load(model_path)
     pats = read_patterns(pattern)
-    q = pats.q
+    q, intensity, note = pats.q, pats.intensity, ""
     if q is not None and (len(q) != len(model.q) or not np.allclose(q, model.q, rtol=0, atol=1e-6)):
-        raise ValueError(f"the pattern's q grid ({len(q)} points, {q[0]:g}..{q[-1]:g} Å⁻¹) is not the model's "
-                         f"({len(model.q)} points, {model.q[0]:g}..{model.q[-1]:g} Å⁻¹)")
+        tol = 1e-6 + 0.5 * float(np.max(np.diff(q))) if len(q) > 1 else 0.0
+        if len(q) < 2 or np.any(np.diff(q) <= 0) or q[0] > model.q[0] + tol or q[-1] < model.q[-1] - tol:
+            raise ValueError(f"the pattern's q grid ({len(q)} points, {q[0]:g}..{q[-1]:g} Å⁻¹) does not cover the "
+                             f"model's ({len(model.q)} points, {model.q[0]:g}..{model.q[-1]:g} Å⁻¹)")
+        if not np.isfinite(intensity).all():
+            raise ValueError(f"{pattern} holds NaN or inf (empty detector bins?); interpolating onto the model's "
+                             "q grid needs finite patterns")
+        intensity = np.stack([np.interp(model.q, q, row) for row in intensity])  # linear; ends held
+        note = f" (interpolated from {len(q)} to the model's {len(model.q)} q points)"
     want = model.signal
     got = {s for s in (pats.signals or []) if s is not None}
     if want is not None and got and got != {want}:
         raise ValueError(f"{pattern} holds {'/'.join(sorted(got))} patterns; the model was trained on {want} "
                          f"patterns (xstructure simulate --signal {want})")
     mol = model.molecule(molecule)
-    pos = model.predict(pats.intensity, mol.name).reshape(-1, len(mol.numbers_np), 3)
+    pos = model.predict(intensity, mol.name).reshape(-1, len(mol.numbers_np), 3)
     frames = [ase.Atoms(numbers=mol.numbers_np, positions=p) for p in pos]
     ase.io.write(out, frames if len(frames) > 1 else frames[0])
-    return f"wrote {len(frames)} structure(s) of {mol.name} to {out}"
+    return f"wrote {len(frames)} structure(s) of {mol.name} to {out}{note}"
 
 
 def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
