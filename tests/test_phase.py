@@ -345,5 +345,13 @@ def test_cli_crystal_task(tmp_path, capsys):
     assert main(["predict", m, str(tmp_path / "I0.npy"), "--out", str(tmp_path / "rho0.npy"), "--cif", cif,
                  "--cell", "1,2", "--formula", formula]) == 2
     assert "cell must be a,b,c,alpha,beta,gamma" in capsys.readouterr().err
+    # round trip: xstructure crystal --hkl-grid writes the box (and the cell) that predict reads
+    ase.io.write(tmp_path / "x0.cif", ase.Atoms(numbers=z, scaled_positions=f, cell=c, pbc=True))
+    grid = str(tmp_path / "g.npz")
+    assert main(["crystal", str(tmp_path / "x0.cif"), "--hkl-grid", str(CrystalSet.open(s).hmax), "--out", grid,
+                 "--factors", "Z"]) == 0
+    cif2 = str(tmp_path / "y.cif")
+    assert main(["predict", m, grid, "--out", str(tmp_path / "rho1.npy"), "--cif", cif2, "--formula", formula]) == 0
+    assert sorted(ase.io.read(cif2).numbers) == sorted(z)
     assert main(["train", s, "--model", "transformer", "--out", m]) == 2
     assert "not for the crystal task" in capsys.readouterr().err

@@ -109,7 +109,8 @@ def add_parsers(sub) -> None:
                                    "(xstructure.learn.detector.cake bins a detector frame)")
     r.add_argument("--molecule", help="which of the model's molecules (default: its only one)")
     r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
-    r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees)")
+    r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees); default: the "
+                                  "cell in the .npz of xstructure crystal --hkl-grid")
     r.add_argument("--cif", type=output_file,
                    help="crystals: also solve for atoms (charge flipping from the model's phases, atoms "
                         "refined against the |F|² box) and write them here; --out gets their densities. "

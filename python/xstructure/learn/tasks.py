@@ -305,15 +305,25 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
 
 def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
     model = PhaseModel.load(model_path)
-    if not pattern.endswith(".npy") or not os.path.isfile(pattern):
-        raise ValueError(f"crystal input must be an existing .npy file, got {pattern}")
+    if not pattern.endswith((".npy", ".npz")) or not os.path.isfile(pattern):
+        raise ValueError(f"crystal input must be an existing .npy file (or the .npz of xstructure crystal "
+                         f"--hkl-grid), got {pattern}")
     if not out.endswith(".npy"):
         raise ValueError("the output of a crystal model must be a .npy file (densities, fractional frame)")
-    if cif and (model.cfg.model == "coord" or not cell or not formula):
+    grid_cell = None
+    if pattern.endswith(".npz"):   # xstructure crystal FILE --hkl-grid H --out grid.npz: |F|² and the cell
+        with np.load(pattern, allow_pickle=False) as f:
+            if "intensity" not in f:
+                raise ValueError(f"{pattern} holds no 'intensity' array (write it with xstructure crystal FILE "
+                                 "--hkl-grid H --out grid.npz)")
+            x, grid_cell = f["intensity"], (f["cell"] if "cell" in f else None)
+    else:
+        x = np.load(pattern, allow_pickle=False)
+    if cif and (model.cfg.model == "coord" or not (cell or grid_cell is not None) or not formula):
         raise ValueError("solving for atoms (--cif) needs a model on |F|² boxes (mlp, mlp_mse, unet), the cell "
                          "and the formula")
-    cell = cell_from_parameters(cell) if cif else None   # a bad cell fails before the model runs
-    x = np.load(pattern, allow_pickle=False)
+    if cif:   # a bad cell fails before the model runs
+        cell = cell_from_parameters(cell) if cell else np.asarray(grid_cell, dtype=np.float64)
     if model.cfg.model == "coord":
         if not formula:
             raise ValueError("the coord model needs the composition: --formula (e.g. NaCl)")
