@@ -1,0 +1,19 @@
+"""Time-resolved pump-probe experiments: shots → ΔI/I → ΔsM → ΔPDF, time zero, the excitation fraction and
+which product was made.
+
+:class:`PumpProbe` holds a run (one radial profile per shot, numpy or a lazy h5py/zarr dataset) and
+:meth:`PumpProbe.reduce` turns it into ΔI/I per delay bin with bootstrap errors (:class:`Reduced`);
+:func:`delta_sm` and :func:`delta_pdf` take it to real space; :func:`fit_onset` finds time zero and the
+instrument response, :func:`fit_fraction` the excitation fraction and ranks candidate products;
+:func:`simulate_pumpprobe` makes runs with a known answer.  The user guide page (``experiment``) gives the
+definitions and their sources.
+"""
+
+from .fit import FractionFit, OnsetFit, fit_fraction, fit_onset, onset_model
+from .run import REASONS, PumpProbe, Reduced
+from .signals import Difference, baseline, delta_pdf, delta_sm, iam_patterns, theoretical_difference
+from .simulate import Truth, simulate_pumpprobe
+
+__all__ = ["REASONS", "Difference", "FractionFit", "OnsetFit", "PumpProbe", "Reduced", "Truth", "baseline",
+           "delta_pdf", "delta_sm", "fit_fraction", "fit_onset", "iam_patterns", "onset_model", "simulate_pumpprobe",
+           "theoretical_difference"]
