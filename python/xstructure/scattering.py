@@ -22,10 +22,44 @@ from ._validate import check_q
 from .factors import form_factor_table, incoherent_scattering_function
 from .structures import Batch, to_batches
 
-__all__ = ["simulate", "register_target", "DebyeTables", "debye_tables", "PROBES", "SIGNALS"]
+__all__ = ["simulate", "register_target", "DebyeTables", "debye_tables", "PROBES", "SIGNALS", "signal_label"]
 
 PROBES = ("xray", "electron")
 SIGNALS = ("total", "atomic", "molecular", "sM")
+_SYMBOLS = {"total": r"I_{\mathrm{tot}}", "atomic": r"I_{\mathrm{at}}", "molecular": r"I_{\mathrm{mol}}", "sM": "sM"}
+_UNITS = {"xray": "electrons²", "electron": "Å²"}
+
+
+def signal_label(probe: str, signal: str, *, q_weighted: bool = False, delta: bool = False) -> str:
+    r"""A signal's symbol (matplotlib mathtext) and unit, as an axis label.
+
+    Parameters
+    ----------
+    probe : {'xray', 'electron'}
+        As in :func:`simulate`.
+    signal : {'total', 'atomic', 'molecular', 'sM'}
+        As in :func:`simulate`.
+    q_weighted : bool, optional
+        The signal times q (the molecular intensity falls off like 1/q; q·I_mol(q) keeps its oscillations'
+        size at high q).
+    delta : bool, optional
+        A difference (Δ) of the signal.
+
+    Returns
+    -------
+    str
+        e.g. ``"$I_{\mathrm{tot}}(q)$ (electrons²)"``, ``"$q\,I_{\mathrm{mol}}(q)$ (electrons² Å⁻¹)"``,
+        ``"$sM(q)$ (Å⁻¹)"``.
+    """
+    if probe not in _UNITS or signal not in _SYMBOLS:
+        raise ValueError(f"probe must be one of {PROBES} and signal one of {SIGNALS}, got {probe!r}, {signal!r}")
+    sym = (r"\Delta " if delta else "") + _SYMBOLS[signal]
+    if signal == "sM":
+        return f"${sym}(q)$ (Å⁻¹)"
+    unit = _UNITS[probe]
+    if q_weighted:
+        return f"$q\\,{sym}(q)$ ({'Å' if probe == 'electron' else unit + ' Å⁻¹'})"
+    return f"${sym}(q)$ ({unit})"
 
 
 @dataclass

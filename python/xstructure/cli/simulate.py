@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from ..plots import plot_patterns
+from ..plots import plot_patterns, structure_title
 from ..profiles import write_patterns
 from ..scattering import PROBES, SIGNALS, simulate
 from ..structures import molecule_names, read_structures
@@ -27,7 +27,8 @@ def run(args) -> int:
         write_patterns(args.out, args.q, I, names, args.signal)
         print(f"wrote {I.shape[0]} pattern(s) x {len(args.q)} q points to {args.out}")
     if args.plot:
-        plot_patterns(args.plot, args.q, I, names, args.probe, args.signal, args.structure)
+        plot_patterns(args.plot, args.q, I, names, args.probe, args.signal,
+                      structure_title(args.structure, frames))
         print(f"wrote plot {args.plot}")
     if not args.out and not args.plot:
         write_patterns(sys.stdout, args.q, I, names, args.signal)

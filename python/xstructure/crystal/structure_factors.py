@@ -17,6 +17,7 @@ scattering type (element and B) and reflection.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -76,6 +77,46 @@ class Cell:
         symbols, counts = np.unique(self.symbols, return_counts=True)
         return "".join(f"{s}{n if n > 1 else ''}" for s, n in zip(symbols, counts))
 
+    @property
+    def reduced_formula(self) -> str:
+        """The formula unit in the conventional order, e.g. 'NaCl', 'TiO2', 'MgAl2O4'.
+
+        Counts are occupancy-weighted and divided by :attr:`formula_units`.  Organic cells (C and H) are in Hill
+        order (C, H, then alphabetical); all others by increasing Pauling electronegativity, the cation first.
+        """
+        counts, z = self._formula_unit()
+        symbols = list(counts)
+        if "C" in counts and "H" in counts:
+            symbols = ["C", "H"] + sorted(s for s in symbols if s not in ("C", "H"))
+        else:
+            symbols.sort(key=lambda s: (_electronegativity(s), s))
+
+        def count(n):
+            n = n / z
+            return "" if abs(n - 1) < 1e-6 else (f"{round(n)}" if abs(n - round(n)) < 1e-6 else f"{n:.3g}")
+        return "".join(f"{s}{count(counts[s])}" for s in symbols)
+
+    @property
+    def formula_units(self) -> int:
+        """Z, the number of formula units (:attr:`reduced_formula`) in the cell, e.g. 4 for rock-salt NaCl."""
+        return self._formula_unit()[1]
+
+    def _formula_unit(self) -> tuple[dict, int]:
+        """Occupancy-weighted counts per symbol, and Z: their greatest common divisor (1 when they are not
+        whole numbers even after scaling by a small integer)."""
+        counts: dict = {}
+        for s, o in zip(self.symbols, self.occupancy):
+            counts[s] = counts.get(s, 0.0) + float(o)
+        counts = {s: n for s, n in counts.items() if n > 1e-9}
+        if not counts:
+            return {}, 1
+        for scale in range(1, 13):   # partial occupancies: the smallest whole-number multiple of the counts
+            whole = [n * scale for n in counts.values()]
+            if all(abs(w - round(w)) < 1e-3 for w in whole):
+                z = math.gcd(*(round(w) for w in whole))
+                return counts, z // scale if z % scale == 0 else 1
+        return counts, 1
+
     def describe(self) -> str:
         """One line: formula, atom count, cell lengths (Å), angles (°) and volume (Å³)."""
         (a, b, c), (al, be, ga) = self.lengths, self.angles
@@ -96,6 +137,26 @@ class Cell:
     def positions(self) -> np.ndarray:
         """(N, 3) Cartesian positions in Å."""
         return self.frac @ self.cell
+
+
+# Pauling electronegativities by atomic number (noble gases and the heaviest elements: values of the usual
+# tables, or 0 where none is defined, which sorts them first); only the order of a formula's symbols uses them.
+_PAULING = (
+    0.0, 2.20, 0.0, 0.98, 1.57, 2.04, 2.55, 3.04, 3.44, 3.98, 0.0,                                 # H-Ne
+    0.93, 1.31, 1.61, 1.90, 2.19, 2.58, 3.16, 0.0,                                                 # Na-Ar
+    0.82, 1.00, 1.36, 1.54, 1.63, 1.66, 1.55, 1.83, 1.88, 1.91, 1.90, 1.65, 1.81, 2.01, 2.18, 2.55, 2.96,
+    3.00,                                                                                          # K-Kr
+    0.82, 0.95, 1.22, 1.33, 1.60, 2.16, 1.90, 2.20, 2.28, 2.20, 1.93, 1.69, 1.78, 1.96, 2.05, 2.10, 2.66,
+    2.60,                                                                                          # Rb-Xe
+    0.79, 0.89, 1.10, 1.12, 1.13, 1.14, 1.13, 1.17, 1.20, 1.20, 1.10, 1.22, 1.23, 1.24, 1.25, 1.10, 1.27,
+    1.30, 1.50, 2.36, 1.90, 2.20, 2.20, 2.28, 2.54, 2.00, 1.62, 2.33, 2.02, 2.00, 2.20, 2.20,          # Cs-Rn
+    0.70, 0.90, 1.10, 1.30, 1.50, 1.38, 1.36, 1.28, 1.30, 1.30, 1.30, 1.30, 1.30, 1.30, 1.30, 1.30,     # Fr-No
+)
+
+
+def _electronegativity(symbol: str) -> float:
+    z = atomic_number(symbol)
+    return _PAULING[z] if 0 < z < len(_PAULING) else 1.3
 
 
 def _inv3(m: np.ndarray) -> np.ndarray:

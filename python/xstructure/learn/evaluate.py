@@ -174,45 +174,84 @@ def strip_private(report: dict) -> dict:
     return {k: v for k, v in report.items() if not k.startswith("_")}
 
 
+def _noise_text(noise: dict) -> str:
+    kind = noise.get("kind", "none")
+    if kind == "gaussian":
+        return f"Gaussian noise, {100 * noise['level']:g} % per q point"
+    if kind == "poisson":
+        return f"Poisson noise, {noise['counts']:.3g} counts per pattern"
+    return "no noise"
+
+
 def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = None):
-    """Figure: RMSD distributions per method; the median test structure, true vs predicted (best method);
-    its observed pattern against the patterns of the prediction and of the truth; and, when given,
-    ``extra_noise`` {method: [(noise level, median RMSD), ...]} as error vs noise."""
+    """Figure of an evaluation: the cumulative distribution of the heavy-atom RMSD per method (log scale, with
+    the accuracy thresholds); the median test structure of the best method, true vs predicted; its observed
+    pattern against the patterns of the prediction and of the truth; and, when given, ``extra_noise``
+    {method: [(noise level, median RMSD), ...]} as error vs noise.
+
+    Parameters
+    ----------
+    report : dict
+        As :func:`evaluate` returns it (with its arrays).
+    data : PoolData
+        The data it was scored on.
+    path : str or None
+        Output image file; None leaves the figure open.
+    extra_noise : dict or None, optional
+        Median RMSD against noise level per method.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import sys
+
     import matplotlib  # plotting only
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:   # else keep the caller's backend (switching closes its figures)
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # plotting only
+
+    from ..plots import signal_label, structure_title
 
     per, preds = report["_per_structure"], report["_predictions"]
     best = min(report["methods"], key=lambda k: report["methods"][k]["median_rmsd"])
     ncol = 4 if extra_noise else 3
-    fig, axes = plt.subplots(1, ncol, figsize=(4.4 * ncol, 3.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, ncol, figsize=(4.6 * ncol, 4.3), layout="constrained")
     ax = axes[0]
-    hi = max(float(np.percentile(v, 99)) for v in per.values())
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for v in per.values()])
+    floor = max(float(np.min(values[values > 0])) if np.any(values > 0) else 1e-3, 1e-5)
     for name, v in per.items():
-        ax.hist(v, bins=np.linspace(0, hi, 60), histtype="step", label=f"{name} ({np.median(v):.3f})")
+        v = np.sort(np.maximum(np.asarray(v, dtype=np.float64), floor))
+        ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", lw=1.3,
+                label=f"{name} (median {np.median(v):.3g} Å)")
     for t in THRESHOLDS:
-        ax.axvline(t, color="0.8", lw=0.8, zorder=0)
+        ax.axvline(t, color="0.75", lw=0.8, ls="--", zorder=0)
+        ax.text(t, 0.02, f" {t:g} Å", rotation=90, fontsize=7, color="0.45", ha="right", va="bottom")
+    ax.set_xscale("log")
+    ax.set_xlim(floor / 1.5, max(float(values.max()) * 1.5, max(THRESHOLDS) * 1.5))
+    ax.set_ylim(0, 1.02)
     ax.set_xlabel("heavy-atom RMSD (Å)")
-    ax.set_ylabel("test structures")
-    ax.set_title(f"{report['molecule']}, noise {report['noise']['kind']} {report['noise']['level']:g}")
-    ax.legend(fontsize="x-small", frameon=False)
+    ax.set_ylabel("fraction of test structures with RMSD ≤ x")
+    ax.set_title(f"{structure_title(report['molecule'], [data.numbers])}: {len(next(iter(per.values())))} test "
+                 f"structures\n{_noise_text(report['noise'])}", fontsize=10)
+    ax.legend(fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2)
     k = int(np.argsort(per[best])[len(per[best]) // 2])
     true, pred = report["_true"][k], preds[best][k]
     _, R, t = rmsd(pred, true, reflection=True, return_transform=True)
     pred_al = pred @ R.T + t
     ax = axes[1]
     Z = np.asarray(data.numbers)
-    for P, style, lab in ((true, dict(marker="o", s=40, facecolors="none", edgecolors="k"), "true"),
-                          (pred_al, dict(marker="x", s=30, c="C3"), best)):
+    for P, style, lab in ((true, {"marker": "o", "s": 40, "facecolors": "none", "edgecolors": "k"}, "true"),
+                          (pred_al, {"marker": "x", "s": 30, "c": "C3"}, f"predicted ({best})")):
         ax.scatter(P[:, 0], P[:, 1], **style, label=lab)
     for i, j in zip(*np.nonzero(np.triu(bond_graph(Z, data.reference)))):
         ax.plot(true[[i, j], 0], true[[i, j], 1], c="0.6", lw=0.8, zorder=0)
-    ax.set_aspect("equal")
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")
-    ax.set_title(f"median case: RMSD {per[best][k]:.3f} Å")
-    ax.legend(fontsize="small", frameon=False)
+    ax.set_title(f"median test structure, projected on xy\nheavy-atom RMSD {per[best][k]:.3g} Å", fontsize=10)
+    ax.legend(fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2)
     ax = axes[2]
     q = data.q
     def radial(a):  # a pattern, or an image's azimuthal mean
@@ -221,26 +260,33 @@ def report_plot(report: dict, data: PoolData, path, extra_noise: dict | None = N
     I_obs = radial(report["_observed"][k])
     I_pred, I_true = radial(data.inputs_of(np.stack([pred, true])))
     mean = radial(data.patterns["train"].mean(0))
-    ax.plot(q, q * (I_obs - mean), lw=0.6, c="0.6", label="observed (noisy)")
-    ax.plot(q, q * (I_true - mean), lw=1.2, c="k", label="true")
-    ax.plot(q, q * (I_pred - mean), lw=1.0, c="C3", ls="--", label=best)
-    ax.set_xlabel("q (Å⁻¹)")
-    ax.set_ylabel("q · (I − pool mean)")
-    ax.set_title("pattern fit, median case" + (" (azimuthal mean)" if data.image else ""))
+    w = 1.0 if data.signal == "sM" else q   # sM(q) is q-weighted already
+    ax.plot(q, w * (I_obs - mean), lw=0.6, c="0.6", label="observed (with noise)")
+    ax.plot(q, w * (I_true - mean), lw=1.2, c="k", label="true")
+    ax.plot(q, w * (I_pred - mean), lw=1.0, c="C3", ls="--", label=f"predicted ({best})")
+    ax.axhline(0, color="0.8", lw=0.6, zorder=0)
+    ax.set_xlabel(r"$q$ (Å⁻¹)")
+    label = signal_label(data.probe, data.signal, delta=True, q_weighted=data.signal != "sM")
+    if data.image is not None:
+        label = label.split(" (")[0] + " (image units)"
+    ax.set_ylabel(label + "\n(Δ: pattern − mean of the training patterns)", fontsize=9)
+    ax.set_title(f"pattern of the median test structure\n{'X-ray' if data.probe == 'xray' else 'electron'}, "
+                 f"{data.signal}" + ("\n(azimuthal mean of the detector image)" if data.image else ""), fontsize=10)
     ax.legend(fontsize="small", frameon=False)
     if extra_noise:
         ax = axes[3]
         for name, pts in extra_noise.items():
             lv, med = zip(*pts)
-            style = dict(ls="--", c="k", marker=".") if "limit" in name else dict(marker="o")
+            style = {"ls": "--", "c": "k", "marker": "."} if "limit" in name else {"marker": "o"}
             ax.plot(np.asarray(lv) * 100, med, label=name, **style)
-        ax.set_xlabel("noise (% per q point)")
+        ax.set_xlabel("Gaussian noise (% per q point)")
         ax.set_ylabel("median heavy-atom RMSD (Å)")
-        ax.set_title("error vs noise")
+        ax.set_title("error vs noise", fontsize=10)
         ax.legend(fontsize="small", frameon=False)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    if path is not None:
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+    return fig
 
 
 def information_limit(data: PoolData, noise: Noise, *, points: int = 16, draws: int = 64, seed: int = 0) -> dict:

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..crystal import as_cell
+from ..crystal.phasing import cell_atoms
 from . import phase
 from .crystals import CrystalSet
 from .train import load_optimizer, load_safetensors, optimizer_tensors, save_safetensors, write_json
@@ -537,7 +539,8 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
     dict
         ``"system"``, ``"n_test"``, ``"grid"`` (50), ``"ssim_top"`` and ``"methods"``: name -> mean ``ssim``,
         ``ssim_best``, ``atom_recovery``, ``r_factor``, ``seconds`` and ``per_crystal`` lists; ``"_examples"``
-        holds aligned densities for plots.
+        holds aligned densities for plots (per crystal: ``"true"``, ``"pred"`` by method, ``"ssim"`` by method and
+        the crystal's ``"cell"``, a :class:`~xstructure.crystal.Cell`).
     """
     from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
@@ -639,7 +642,8 @@ def evaluate_phase(cs: CrystalSet | str, methods: dict, *, split_seed: int = 0, 
             f"atoms {agg['atom_recovery']:.3f}, R {agg['r_factor']:.3f}")
     rep["_examples"] = [{"true": gt[k], "pred": {n: phase.align(fourier_upsample(p[0][k]), gt[k]) for n, p in
                                                  preds.items()},
-                         "ssim": {n: rep["methods"][n]["per_crystal"]["ssim"][k] for n in preds}}
+                         "ssim": {n: rep["methods"][n]["per_crystal"]["ssim"][k] for n in preds},
+                         "cell": as_cell(cell_atoms(*data.structures[k]))}
                         for k in range(min(examples, len(idx)))]
     return rep
 
@@ -665,46 +669,84 @@ def format_phase_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def phase_plot(rep: dict, path: str, examples: int = 3):
+def _cell_text(cell) -> str:
+    """'Rh (Z = 24), a = 8.89 Å' style: a crystal's formula unit and cell, short."""
+    from ..plots import math_formula
+
+    (a, b, c), angles = cell.lengths, cell.angles
+    if np.allclose([a, b], c, rtol=1e-4) and np.allclose(angles, 90, atol=1e-3):
+        geometry = f"a = {a:.2f} Å"
+    else:
+        geometry = f"a, b, c = {a:.2f}, {b:.2f}, {c:.2f} Å" + (
+            "" if np.allclose(angles, 90, atol=1e-3) else ", α, β, γ = " + ", ".join(f"{v:.1f}" for v in angles) + "°")
+    return f"{math_formula(cell.reduced_formula)} (Z = {cell.formula_units}), {geometry}"
+
+
+def phase_plot(rep: dict, path, examples: int = 3):
     """Figure of a few test crystals: the true density and every method's aligned prediction.
 
-    Each as the central slice and as an isosurface at half the true maximum.
+    Each density is shown as its projection along c, the maximum of ρ/⟨ρ⟩ over z at each (x, y), so that every
+    atom of the cell appears (a single slice may miss them all). A row shares one colour scale, from 0 to the
+    truth's maximum, with its colour bar; the densities are normalised to a mean of 1 over the cell.
 
     Parameters
     ----------
     rep : dict
         As :func:`evaluate_phase` returns it (with ``"_examples"``).
-    path : str
-        Output image file.
+    path : str or None
+        Output image file; None leaves the figure open.
     examples : int, optional
         Crystals shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
+    import sys
+    import textwrap
+
     import matplotlib  # plotting only
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:   # else keep the caller's backend (switching closes its figures)
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # plotting only
-    from skimage.measure import marching_cubes  # optional dependency (scikit-image)
 
     ex = rep.get("_examples", [])[:examples]
     if not ex:
         raise ValueError("the report holds no example predictions (evaluate_phase(..., examples=K))")
     names = list(ex[0]["pred"])
     cols = 1 + len(names)
-    fig = plt.figure(figsize=(2.6 * cols, 5.0 * len(ex)))
+    fig, axes = plt.subplots(len(ex), cols, figsize=(1.75 * cols + 1.2, 2.05 * len(ex) + 0.9), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
     for r, e in enumerate(ex):
         grids = [("truth", e["true"])] + [(n, e["pred"][n]) for n in names]
-        level = 0.5 * e["true"].max()
-        for c, (name, g) in enumerate(grids):
-            ax = fig.add_subplot(2 * len(ex), cols, 2 * r * cols + c + 1)
-            ax.imshow(g[g.shape[0] // 2], cmap="viridis", vmin=0, vmax=e["true"].max())
-            ax.set_title(f"{name}" + (f"\nSSIM {e['ssim'][name]:.2f}" if name in e["ssim"] else ""), fontsize=8)
-            ax.axis("off")
-            ax3 = fig.add_subplot(2 * len(ex), cols, (2 * r + 1) * cols + c + 1, projection="3d")
-            if g.max() > level:
-                v, f, _, _ = marching_cubes(g, level)
-                ax3.plot_trisurf(v[:, 0], v[:, 1], f, v[:, 2], color="tab:blue", lw=0, alpha=0.8)
-            ax3.set_axis_off()
-    fig.suptitle(f"{rep['system']}: central slice and isosurface at half the true maximum (aligned)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        shown = []
+        for name, g in grids:
+            g = np.asarray(g, dtype=np.float64)
+            mean = g.mean()
+            shown.append((name, (g / mean if mean > 0 else g).max(axis=2)))   # max over z: (x, y)
+        vmax = shown[0][1].max()
+        for c, (name, img) in enumerate(shown):
+            ax = axes[r, c]
+            im = ax.imshow(img.T, origin="lower", extent=(0, 1, 0, 1), cmap="viridis", vmin=0, vmax=vmax,
+                           interpolation="nearest")
+            ssim = e["ssim"].get(name)
+            ax.set_title(name + (f"\nSSIM {ssim:.2f}" if ssim is not None else "\n(reference)"), fontsize=8)
+            ax.set_xticks([0, 0.5, 1])
+            ax.set_yticks([0, 0.5, 1])
+            ax.tick_params(labelsize=7)
+            if r == len(ex) - 1:
+                ax.set_xlabel("x (fraction of a)", fontsize=8)
+        cell = e.get("cell")
+        axes[r, 0].set_ylabel((f"{_cell_text(cell)}\n" if cell is not None else f"crystal {r + 1}\n")
+                              + "y (fraction of b)", fontsize=8)
+        bar = fig.colorbar(im, ax=axes[r, :].tolist(), shrink=0.9, pad=0.01, extend="max")
+        bar.set_label(r"$\rho/\langle\rho\rangle$, max over z (normalised)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    title = (f"{rep['system']} test crystals: electron density projected along c (maximum over z, normalised to "
+             "mean 1), each method aligned to the truth; SSIM of the 3D densities")
+    fig.suptitle(textwrap.fill(title, max(40, int(13 * fig.get_figwidth()))), fontsize=9)   # ~13 characters per inch
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

@@ -30,7 +30,7 @@ import numpy as np
 
 from .._version import __version__
 from ..align import rmsd
-from ..scattering import PROBES, SIGNALS, as_q, simulate
+from ..scattering import PROBES, SIGNALS, as_q, signal_label, simulate
 from ..structures import bond_graph
 from ..structures import molecule as _molecule
 
@@ -697,19 +697,33 @@ class Pool:
         return (int(index[0]), float(dist[0])) if single else (index, dist)
 
     def summary_plot(self, path, max_members: int = 20000):
-        """PNG (or any matplotlib format) of bond-length distributions per bond type, the RMSD to the
-        reference, and the mean pattern ± std of every pattern set.
+        """Figure of the pool: bond-length distributions per bond type, the RMSD to the reference, and for every
+        pattern set its mean pattern with the 5–95 % band of the members, and their spread about the mean.
 
-        Bonds are the reference's atom pairs closer than 1.2 × the sum of covalent radii.  Distributions use up
-        to ``max_members`` evenly strided members; means and stds use every finished chunk.
+        Bonds are the reference's atom pairs closer than 1.2 × the sum of covalent radii.  Distributions and
+        percentile bands use up to ``max_members`` evenly strided members; means use every finished chunk.  Total
+        and atomic intensities are drawn on a logarithmic axis and their spread as a relative deviation (%); the
+        molecular intensity as q·I_mol(q), whose oscillations keep their size at high q.
+
+        Parameters
+        ----------
+        path : str or None
+            Output image file (any matplotlib format); None leaves the figure open.
+        max_members : int, optional
+            Members sampled for the distributions and bands.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
         """
-        if self.done_count() == 0:
-            raise ValueError(f"{self.path} has no finished geometries yet: run the same pool create command again "
-                             "to finish it, then plot")
+        import sys
+
         import matplotlib  # plotting only
 
-        matplotlib.use("Agg")
+        if "matplotlib.pyplot" not in sys.modules:   # else keep the caller's backend (switching closes figures)
+            matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # plotting only
+        import matplotlib.ticker  # plotting only
         from ase.data import (
             chemical_symbols,  # loaded on use: keeps `import xstructure` fast
         )
@@ -718,7 +732,7 @@ class Pool:
         i, j = np.nonzero(np.triu(bond_graph(Z, ref)))
         kinds = {}
         for a, b in zip(i, j):
-            s = "-".join(sorted((chemical_symbols[Z[a]], chemical_symbols[Z[b]])))
+            s = "–".join(sorted((chemical_symbols[Z[a]], chemical_symbols[Z[b]])))
             kinds.setdefault(s, []).append((a, b))
         C, B = int(self.attrs["chunk"]), len(self)
         flags = _done_flags(self._group["done"], self.path, "sampling")
@@ -735,49 +749,91 @@ class Pool:
                 p = np.asarray(pairs)
                 lengths[k].append(np.linalg.norm(pos[:, p[:, 0]] - pos[:, p[:, 1]], axis=-1).ravel())
             rms.append(np.atleast_1d(rmsd(ref, pos)))
+        members = sum(len(r) for r in rms)
         sets = self.pattern_sets()
         ncol = 2 + len(sets)
-        fig, axes = plt.subplots(1, ncol, figsize=(4.2 * ncol, 3.6), constrained_layout=True)
-        ax = axes[0]
+        fig = plt.figure(figsize=(4.4 * ncol, 4.6), layout="constrained")
+        grid = fig.add_gridspec(2, ncol, height_ratios=[2.2, 1])
+        ax = fig.add_subplot(grid[:, 0])
         for k, v in sorted(lengths.items()):
             if v:
-                ax.hist(np.concatenate(v), bins=80, histtype="step", density=True, label=f"{k} ({len(kinds[k])})")
+                x = np.concatenate(v)
+                ax.hist(x, bins=int(np.clip(np.sqrt(len(x)), 10, 60)), histtype="step", density=True, lw=1.2,
+                        label=f"{k} ({len(kinds[k])} bond{'s' if len(kinds[k]) > 1 else ''})")
         ax.set_xlabel("bond length (Å)")
-        ax.set_ylabel("density")
-        ax.set_title("bond lengths by type")
-        ax.legend(frameon=False, fontsize="small")
-        ax = axes[1]
+        ax.set_ylabel("probability density (Å⁻¹)")
+        ax.set_title("bond lengths by type", fontsize=10)
+        if kinds:
+            ax.legend(frameon=False, fontsize="small")
+        ax = fig.add_subplot(grid[:, 1])
         if rms:
-            ax.hist(np.concatenate(rms), bins=80, histtype="stepfilled", alpha=0.7)
+            r = np.concatenate(rms)
+            ax.hist(r, bins=int(np.clip(np.sqrt(len(r)), 10, 80)), histtype="stepfilled", alpha=0.6, color="C0", edgecolor="C0")
+            ax.axvline(np.median(r), color="k", lw=1.0, ls="--", label=f"median {np.median(r):.3f} Å")
+            ax.legend(frameon=False, fontsize="small")
         ax.set_xlabel("RMSD to the reference (Å)")
-        ax.set_ylabel("members")
-        ax.set_title(f"{self.attrs['molecule']['name']}: {self.attrs['method']}, {self.attrs['temperature']:g} K")
-        for ax, (name, s) in zip(axes[2:], sets.items()):
+        ax.set_ylabel("members per bin")
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_title("RMSD to the reference geometry", fontsize=10)
+        for col, (name, s) in enumerate(sets.items(), start=2):
+            top, low = fig.add_subplot(grid[0, col]), None
+            low = fig.add_subplot(grid[1, col], sharex=top)
             sub = self._group["patterns"][name]
             pf = _done_flags(sub["done"], self.path, "pattern set")
-            tot = sq = 0.0
-            cnt = 0
+            tot, cnt, rows = 0.0, 0, []
             for c in np.flatnonzero(pf):
-                block = sub["I"][int(c) * C:int(c) * C + C]
-                tot, sq, cnt = tot + block.sum(0), sq + (block ** 2).sum(0), cnt + len(block)
-            q = s["q"]
-            # the molecular signal falls off like 1/q: q·I(q) shows its oscillations and spread at every q
-            scale, label = (q, f"q · {s['signal']} ({s['probe']})") if s["signal"] == "molecular" else \
-                (1.0, f"{s['signal']} ({s['probe']})")
+                a = int(c) * C
+                block = np.asarray(sub["I"][a:a + C], dtype=np.float64)
+                tot, cnt = tot + block.sum(0), cnt + len(block)
+                rows.append(block[(-a) % stride::stride])
+            q = np.asarray(s["q"], dtype=np.float64)
+            signal, probe = s["signal"], s["probe"]
+            weight = q if signal == "molecular" else 1.0
+            label = signal_label(probe, signal, q_weighted=signal == "molecular")
             if cnt:
                 mean = tot / cnt
-                std = np.sqrt(np.maximum(sq / cnt - mean ** 2, 0.0))
-                ax.fill_between(q, scale * (mean - std), scale * (mean + std), alpha=0.3, lw=0, label="± std")
-                ax.plot(q, scale * mean, lw=1.2, label="mean")
-                ax.legend(frameon=False, fontsize="small")
-                if s["signal"] in ("total", "atomic") and np.all(mean > 0):
-                    ax.set_yscale("log")
-            ax.set_xlabel("q (Å⁻¹)")
-            ax.set_ylabel(label)
-            ax.set_title(f"{name}: mean ± std of {cnt}")
-        fig.savefig(path, dpi=150)
-        plt.close(fig)
-        return path
+                sample = np.concatenate(rows)
+                lo, hi = np.percentile(sample, [5, 95], axis=0)
+                top.fill_between(q, weight * lo, weight * hi, color="C0", alpha=0.3, lw=0, label="5–95 % of members")
+                top.plot(q, weight * mean, color="C0", lw=1.2, label="mean")
+                relative = signal in ("total", "atomic") and bool(np.all(mean > 0))
+                if relative:
+                    top.set_yscale("log")
+                    dev = 100.0 * (sample / mean - 1.0)
+                    low.set_ylabel(f"$\\Delta {_SYM[signal]} / {_SYM[signal]}$ (%)")
+                else:
+                    dev = weight * (sample - mean)
+                    low.set_ylabel(signal_label(probe, signal, delta=True, q_weighted=signal == "molecular"))
+                d5, d25, d75, d95 = np.percentile(dev, [5, 25, 75, 95], axis=0)
+                low.fill_between(q, d5, d95, color="C0", alpha=0.25, lw=0, label="5–95 %")
+                low.fill_between(q, d25, d75, color="C0", alpha=0.5, lw=0, label="25–75 %")
+                low.axhline(0, color="k", lw=0.8)
+                low.text(0.01, 0.95, "members − mean", transform=low.transAxes, ha="left", va="top",
+                         fontsize="x-small", color="0.3")
+                low.legend(frameon=False, fontsize="x-small", ncol=2, loc="lower right")
+                top.legend(frameon=False, fontsize="small")
+            if signal in ("sM", "molecular"):
+                top.axhline(0, color="0.6", lw=0.6, zorder=0)
+            top.set_ylabel(label)
+            top.tick_params(labelbottom=False)
+            top.set_xlim(q[0], q[-1])
+            low.set_xlabel(r"$q$ (Å⁻¹)")
+            kind = "X-ray" if probe == "xray" else "electron"
+            top.set_title(f"pattern set {name!r}: {kind}, {signal}\n{cnt} patterns"
+                          + (f", bands from {sum(len(r) for r in rows)}" if stride > 1 and cnt else ""), fontsize=10)
+        mol = self.attrs["molecule"]
+        formula = mol.get("formula")
+        formula = re.sub(r"(\d+)", r"$_{\1}$", formula) if formula and formula != mol["name"] else None
+        fig.suptitle(f"pool of {mol['name']}" + (f" ({formula})" if formula else "")
+                     + f": {B} members, {self.attrs['method']} sampling at {self.attrs['temperature']:g} K"
+                     + (f" ({members} sampled for the distributions)" if stride > 1 else ""), fontsize=11)
+        if path is not None:
+            fig.savefig(path, dpi=150)
+            plt.close(fig)
+        return fig
+
+
+_SYM = {"total": r"I_{\mathrm{tot}}", "atomic": r"I_{\mathrm{at}}"}
 
 
 def _short(v) -> str:
