@@ -33,7 +33,7 @@ EXTRAS = {"torch": "torch", "safetensors": "torch", "rdkit": "smiles", "xraylib"
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: ``xstructure CMD: error: ... (see xstructure CMD --help)``."""
+    """An argument parser whose errors are one line: ``xstructure CMD: error: MESSAGE (see xstructure CMD --help)``."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
