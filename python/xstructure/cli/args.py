@@ -90,7 +90,23 @@ def output_path(text: str) -> str:
 
 
 def output_file(text: str) -> str:
-    """:func:`output_path` for a file: an existing directory is refused too."""
+    """An output file named on the command line: :func:`output_path`, and an existing directory is refused.
+
+    Parameters
+    ----------
+    text : str
+        The path.
+
+    Returns
+    -------
+    str
+        ``text`` unchanged.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        The path is a directory, or its directory does not exist or is not writable.
+    """
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: it is a directory")
     return output_path(text)
