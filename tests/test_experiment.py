@@ -469,3 +469,35 @@ def test_recovery_from_a_lazy_file_with_window_normalisation(probe, norm, tmp_pa
     assert ranked[0].index == 2
     assert abs(ranked[0].fraction / truth.fraction - 1) < 0.05
     assert corr >= 0.9          # ΔsM of window-normalised shots keeps a smooth offset (see baseline)
+
+
+def test_a_pool_stands_for_its_mean_pattern(tmp_path, monkeypatch):
+    """A Pool as reactant or candidate: the mean over its geometries, simulated or from a stored total set."""
+    import sys
+    import types
+
+    pytest.importorskip("zarr")
+    from xstructure.pools import Pool
+
+    stand_in = types.ModuleType("xstructure.pools.sampling")      # fast, deterministic geometries
+
+    def sample(atoms, method, n, temperature=300.0, *, seed=0, calc=None, start=0, chunk=1024, **kw):
+        ref = atoms.get_positions()
+        d = np.stack([np.random.default_rng([seed, start + k]).normal(scale=0.05, size=ref.shape)
+                      for k in range(n)])
+        return {"positions": ref + d, "energies": 0.5 * (d ** 2).sum(axis=(1, 2))}
+
+    stand_in.METHODS, stand_in.sample = ("wigner",), sample
+    monkeypatch.setitem(sys.modules, "xstructure.pools.sampling", stand_in)
+    monkeypatch.setattr(xstructure.pools, "sampling", stand_in, raising=False)
+    pool = Pool.create(tmp_path / "chd.zarr", "CHD", "wigner", n=30, chunk=10, progress=False)
+    q = np.linspace(0.5, 9, 60)
+    mean = xstructure.simulate((pool.numbers, pool.positions[:]), q, signal="total").mean(axis=0)
+    total, atomic = iam_patterns(pool, q)
+    np.testing.assert_allclose(total, mean, rtol=1e-12)
+    pool.simulate(q, signal="total", progress=False)
+    np.testing.assert_allclose(iam_patterns(Pool.open(pool.path), q)[0], mean, rtol=1e-12)
+    np.testing.assert_allclose(atomic, iam_patterns("CHD", q)[1], rtol=1e-12)
+    ranked = fit_fraction(q, 0.1 * (iam_patterns("C=CC=CC=C", q)[0] - mean) / mean, pool, ["C=CC=CC=C", pool])
+    assert ranked[0].label == "C=CC=CC=C" and ranked[0].fraction == pytest.approx(0.1, rel=1e-9)
+    assert ranked[1].label.startswith("Pool") and ranked[1].fraction == 0

@@ -46,11 +46,14 @@ __all__ = [
     "sampling",
     "pool",
     "ops",
+    "experiment",
     "__version__",
 ]
 
-# Loaded on first use: ops needs torch (optional), pools load zarr and sampling needs RDKit (optional).
-_LAZY = {"ops": ".ops", "pools": ".pools", "sampling": ".pools.sampling", "pool": ".pools.pool"}
+# Loaded on first use: ops needs torch (optional), pools load zarr and sampling needs RDKit (optional); experiment
+# (pump-probe runs) loads scipy.
+_LAZY = {"ops": ".ops", "pools": ".pools", "sampling": ".pools.sampling", "pool": ".pools.pool",
+         "experiment": ".experiment"}
 
 
 def __getattr__(name):
