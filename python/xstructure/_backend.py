@@ -3,11 +3,18 @@
 Nothing above this module touches raw pointers or streams.  Callers pass contiguous arrays of the right
 dtype on one device; this module reads their addresses, the current CUDA stream and device, and calls
 ``xstructure._core``.
+
+Threads: every CPU kernel takes ``num_threads`` (0 = OpenMP's default).  In a child made by ``fork`` the kernels
+run on one thread: GNU libgomp cannot start a parallel region in a forked child once the parent has used a thread
+team (the child waits for pool threads that were not copied), and with a source build that team may have been
+torch's, which then shares our runtime.  Worker processes that should use several threads each are started with
+``spawn`` or ``forkserver``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import numpy as np
@@ -16,7 +23,23 @@ from . import _core
 
 __all__ = ["array_kind", "device_of", "cuda_available", "build_info", "to_numpy", "to_like", "empty_like",
            "contiguous", "all_finite", "debye_forward", "debye_backward", "kabsch_rmsd", "kabsch_rmsd_backward",
-           "radial_histogram", "structure_factors", "density_grid", "density_grid_backward"]
+           "radial_histogram", "structure_factors", "density_grid", "density_grid_backward", "kernel_threads"]
+
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def kernel_threads(num_threads: int) -> int:
+    """The thread count handed to a CPU kernel: ``num_threads`` as given, or 1 in a forked child (see above)."""
+    return 1 if _forked else int(num_threads)
 
 
 def array_kind(x: Any) -> str:
@@ -168,7 +191,7 @@ def debye_forward(pos, species, q, H, beta, out, *, uniform: bool, q0: float, dq
     with _on_device(pos) as stream:
         _core.debye_forward(device, _dtype_name(pos), int(B), int(N), int(Q), E, _ptr(species), _ptr(q),
                             bool(uniform), float(q0), float(dq), _ptr(H), _ptr(beta), _ptr(pos), _ptr(out),
-                            stream, int(num_threads))
+                            stream, kernel_threads(num_threads))
     return out
 
 
@@ -182,7 +205,7 @@ def debye_backward(pos, species, q, H, grad_out, grad_pos, *, uniform: bool, q0:
     with _on_device(pos) as stream:
         _core.debye_backward(device, _dtype_name(pos), int(B), int(N), int(Q), E, _ptr(species), _ptr(q),
                              bool(uniform), float(q0), float(dq), _ptr(H), _ptr(pos), _ptr(grad_out),
-                             _ptr(grad_pos), stream, int(num_threads))
+                             _ptr(grad_pos), stream, kernel_threads(num_threads))
     return grad_pos
 
 
@@ -195,7 +218,7 @@ def kabsch_rmsd(a, b, rmsd, R, t, *, a_stride: int, b_stride: int, N: int, weigh
         _core.kabsch_rmsd(device, _dtype_name(a), int(B), int(N), int(a_stride), int(b_stride),
                           _ptr(weights) if weights is not None else 0, bool(align), bool(reflection), _ptr(a),
                           _ptr(b), _ptr(rmsd), _ptr(R) if R is not None else 0, _ptr(t) if t is not None else 0,
-                          stream, int(num_threads))
+                          stream, kernel_threads(num_threads))
     return rmsd
 
 
@@ -207,7 +230,8 @@ def kabsch_rmsd_backward(a, b, grad_rmsd, ga, gb, *, a_stride: int, b_stride: in
     with _on_device(a) as stream:
         _core.kabsch_rmsd_backward(device, _dtype_name(a), int(B), int(N), int(a_stride), int(b_stride),
                                    _ptr(weights) if weights is not None else 0, bool(align), bool(reflection),
-                                   _ptr(a), _ptr(b), _ptr(grad_rmsd), _ptr(ga), _ptr(gb), stream, int(num_threads))
+                                   _ptr(a), _ptr(b), _ptr(grad_rmsd), _ptr(ga), _ptr(gb), stream,
+                                   kernel_threads(num_threads))
 
 
 def radial_histogram(frames, *, F: int, npix: int, nbins: int, index, index16: bool, weight, check: bool,
@@ -220,7 +244,7 @@ def radial_histogram(frames, *, F: int, npix: int, nbins: int, index, index16: b
         _core.radial_histogram(device_of(frames), dtype, int(F), int(npix), int(nbins), _ptr(index), bool(index16),
                                p(weight), bool(check), float(lo), float(hi), bool(has_dummy), float(dummy),
                                float(delta_dummy), int(mode), p(mean), _ptr(frames), p(signal), p(var),
-                               p(removed_w), p(removed_w2), p(removed_count), stream, int(num_threads))
+                               p(removed_w), p(removed_w2), p(removed_count), stream, kernel_threads(num_threads))
 
 
 def structure_factors(type_of, frac, occ, H: int, hkl, g, gauss, s2max: float, B, metric, F, *,
@@ -237,7 +261,7 @@ def structure_factors(type_of, frac, occ, H: int, hkl, g, gauss, s2max: float, B
     p = lambda a: _ptr(a) if a is not None else 0  # noqa: E731
     _core.structure_factors("cpu", int(frac.shape[0]), int(T), _ptr(type_of), _ptr(frac), _ptr(occ), int(H),
                             int(F.shape[0]), _ptr(hkl) if H < 0 else 0, p(g), int(K), p(ga), p(gb), p(gc),
-                            float(s2max), p(B), [float(v) for v in metric], _ptr(F), int(num_threads))
+                            float(s2max), p(B), [float(v) for v in metric], _ptr(F), kernel_threads(num_threads))
 
 
 def powder_reflections(arrays: dict, K: int, lam: float, lo: float, hi: float, tolerance: float, lp: bool,
@@ -248,7 +272,8 @@ def powder_reflections(arrays: dict, K: int, lam: float, lo: float, hi: float, t
     return _core.powder_reflections(len(arrays["cells"]), p(arrays["atom_off"]), p(arrays["type"]),
                                     p(arrays["frac"]), p(arrays["occ"]), p(arrays["B"]), p(arrays["type_off"]),
                                     int(K), p(arrays["ga"]), p(arrays["gb"]), p(arrays["gc"]), p(arrays["cells"]),
-                                    float(lam), float(lo), float(hi), float(tolerance), bool(lp), int(num_threads))
+                                    float(lam), float(lo), float(hi), float(tolerance), bool(lp),
+                                    kernel_threads(num_threads))
 
 
 def _density_args(spec: dict, weight, sigma, cutoff: float):
@@ -262,7 +287,7 @@ def density_grid(pos, rho, spec: dict, weight, sigma, cutoff: float, *, num_thre
     B, N = int(pos.shape[0]), int(pos.shape[1])
     with _on_device(pos) as stream:
         _core.density_grid(device_of(pos), _dtype_name(pos), B, N, *_density_args(spec, weight, sigma, cutoff),
-                           _ptr(pos), _ptr(rho), stream, int(num_threads))
+                           _ptr(pos), _ptr(rho), stream, kernel_threads(num_threads))
     return rho
 
 
@@ -272,5 +297,5 @@ def density_grid_backward(pos, grad_rho, grad_pos, spec: dict, weight, sigma, cu
     with _on_device(pos) as stream:
         _core.density_grid_backward(device_of(pos), _dtype_name(pos), B, N,
                                     *_density_args(spec, weight, sigma, cutoff), _ptr(pos), _ptr(grad_rho),
-                                    _ptr(grad_pos), stream, int(num_threads))
+                                    _ptr(grad_pos), stream, kernel_threads(num_threads))
     return grad_pos
