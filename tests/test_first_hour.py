@@ -34,7 +34,8 @@ def one_line_error(rc, err, *words):
 
 # ---- names and files ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, formula", [("h2o", "H2O"), ("benzene", "C6H6"), ("Water", "H2O"), ("nmm", "C5H11NO")])
+@pytest.mark.parametrize("name, formula", [("h2o", "H2O"), ("benzene", "C6H6"), ("Water", "H2O"), ("nmm", "C5H11NO"),
+                                           ("C=C/C=C\\C=C", "C6H8")])
 def test_names_in_any_case_and_common_names(name, formula):
     assert xstructure.molecule(name).get_chemical_formula(mode="hill") == formula
 

@@ -335,12 +335,16 @@ def molecule(spec: str):
     alias = _name_index().get(spec.strip().lower())
     if alias is not None:
         return molecule(alias)
-    if _looks_like_file(spec):
-        raise ValueError(f"structure file not found: {spec!r}")
     try:
-        return from_smiles(spec)
+        return from_smiles(spec)   # before the file test: SMILES may hold '/' and '\\' (double-bond geometry)
     except ModuleNotFoundError:
+        if _looks_like_file(spec):
+            raise ValueError(f"structure file not found: {spec!r}") from None
         raise _unknown(spec, " (SMILES need RDKit: pip install 'xstructure[smiles]')") from None
+    except ValueError:
+        if _looks_like_file(spec):
+            raise ValueError(f"structure file not found: {spec!r}") from None
+        raise
 
 
 def from_smiles(smiles: str, seed: int = 20261122):
