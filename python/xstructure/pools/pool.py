@@ -715,9 +715,17 @@ class Pool:
         Returns
         -------
         matplotlib.figure.Figure
+
+        Raises
+        ------
+        ValueError
+            No chunk of the pool is finished (an interrupted create: run it again first).
         """
         import sys
 
+        if self.done_count() == 0:
+            raise ValueError(f"{self.path} has no finished geometries yet: run the same pool create command again "
+                             "to finish it, then plot")
         import matplotlib  # plotting only
 
         if "matplotlib.pyplot" not in sys.modules:   # else keep the caller's backend (switching closes figures)
