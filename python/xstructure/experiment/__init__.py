@@ -10,10 +10,11 @@ definitions and their sources.
 """
 
 from .fit import FractionFit, OnsetFit, fit_fraction, fit_onset, onset_model
+from .invert import ProductStructure, invert_difference, product_pattern
 from .run import REASONS, PumpProbe, Reduced
 from .signals import Difference, baseline, delta_pdf, delta_sm, iam_patterns, theoretical_difference
 from .simulate import Truth, simulate_pumpprobe
 
 __all__ = ["REASONS", "Difference", "FractionFit", "OnsetFit", "PumpProbe", "Reduced", "Truth", "baseline",
            "delta_pdf", "delta_sm", "fit_fraction", "fit_onset", "iam_patterns", "onset_model", "simulate_pumpprobe",
-           "theoretical_difference"]
+           "theoretical_difference", "ProductStructure", "invert_difference", "product_pattern"]
