@@ -39,6 +39,50 @@ _SLICE = 512      # shots per slice of the outlier test (a few MiB: the arithmet
 _OWN_SCALE = 10   # groups with this many sampled shots get their own MAD; smaller ones the pooled MAD
 
 
+def _open_hdf5(path, *, q, signals, delay, pumped, timetool, weights):
+    """Open one pump-probe HDF5 file: (the file, {name: array, or the signals dataset, or None})."""
+    import h5py  # loaded on use: keeps `import xstructure` fast
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"pump-probe file not found: {path!r}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"cannot read {path!r} as HDF5 ({err})") from None
+    try:
+        def get(name, required=True):
+            if name is None:
+                return None
+            obj = f.get(name)
+            if obj is None or not isinstance(obj, h5py.Dataset):
+                if required:
+                    raise ValueError(f"{path}: no dataset {name!r} (the file has {sorted(f.keys())}); "
+                                     "name it with from_hdf5(..., signals=..., delay=..., ...)")
+                return None
+            return obj
+
+        tt = get(timetool, required=timetool != "timetool")
+        w = get(weights, required=weights != "weights")
+        parts = {"q": get(q)[()], "signals": get(signals), "delay": get(delay)[()], "pumped": get(pumped)[()],
+                 "timetool": None if tt is None else tt[()], "weights": None if w is None else w[()]}
+    except BaseException:
+        f.close()
+        raise
+    return f, parts
+
+
+class _Files:
+    """The open files of a run made of several."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def close(self):
+        for f in self.files:
+            f.close()
+
+
 @dataclass
 class Reduced:
     """The reduction of a pump-probe run: ΔI/I per delay bin.
@@ -315,6 +359,7 @@ class PumpProbe:
             raise ValueError(f"delay is not finite for {int(bad.sum())} laser-on shots "
                              f"(first: shot {int(np.flatnonzero(bad)[0])})")
         self._file = None
+        self.sources = None   # (paths, dataset names) of a run opened by from_hdf5
 
     # ---- files -----------------------------------------------------------------------------------------------
 
@@ -333,10 +378,13 @@ class PumpProbe:
             /timetool  (S,)    float   optional: timing correction, fs, added to delay
             /weights   (S,)    float   optional: per-shot normalisation (intensity monitor)
 
+        Several files (a list of paths) make one run, their shots end to end in the order given: they must share
+        the q grid and all have (or all lack) the optional datasets.
+
         Parameters
         ----------
-        path : str or os.PathLike
-            The HDF5 file.
+        path : str, os.PathLike or list of them
+            The HDF5 file, or the files of one run.
         q, signals, delay, pumped : str, optional
             Paths of the required datasets in the file.
         timetool, weights : str or None, optional
@@ -346,43 +394,71 @@ class PumpProbe:
         Returns
         -------
         PumpProbe
-            The run, holding the file open (:meth:`close`, or use it as a context manager).
+            The run, holding the file(s) open (:meth:`close`, or use it as a context manager).
 
         Raises
         ------
         ValueError
-            The file is missing or not HDF5, a required dataset is missing, or the contents fail the checks of
-            :class:`PumpProbe`.
+            A file is missing or not HDF5, a required dataset is missing, files disagree on the q grid or the
+            optional datasets, or the contents fail the checks of :class:`PumpProbe`.
         """
-        import h5py  # loaded on use: keeps `import xstructure` fast
-
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ValueError(f"pump-probe file not found: {path!r}")
+        if isinstance(path, (list, tuple)):
+            return cls._from_files(list(path), q=q, signals=signals, delay=delay, pumped=pumped,
+                                   timetool=timetool, weights=weights)
+        f, parts = _open_hdf5(path, q=q, signals=signals, delay=delay, pumped=pumped, timetool=timetool,
+                              weights=weights)
         try:
-            f = h5py.File(path, "r")
-        except OSError as err:
-            raise ValueError(f"cannot read {path!r} as HDF5 ({err})") from None
-        try:
-            def get(name, required=True):
-                if name is None:
-                    return None
-                obj = f.get(name)
-                if obj is None or not isinstance(obj, h5py.Dataset):
-                    if required:
-                        raise ValueError(f"{path}: no dataset {name!r} (the file has {sorted(f.keys())}); "
-                                         "name it with from_hdf5(..., signals=..., delay=..., ...)")
-                    return None
-                return obj
-
-            tt = get(timetool, required=timetool != "timetool")
-            w = get(weights, required=weights != "weights")
-            run = cls(get(q)[()], get(signals), get(delay)[()], get(pumped)[()],
-                      timetool=None if tt is None else tt[()], weights=None if w is None else w[()])
+            run = cls(parts["q"], parts["signals"], parts["delay"], parts["pumped"], timetool=parts["timetool"],
+                      weights=parts["weights"])
         except BaseException:
             f.close()
             raise
         run._file = f
+        run.sources = ([os.fspath(path)], dict(q=q, signals=signals, delay=delay, pumped=pumped, timetool=timetool,
+                                    weights=weights))
+        return run
+
+    @classmethod
+    def _from_files(cls, paths, **names):
+        from .sources import StackedRows
+
+        if not paths:
+            raise ValueError("no pump-probe files given")
+        files, runs = [], []   # each file's parts, checked together (one file may hold only laser-on shots)
+        try:
+            for p in paths:
+                f, parts = _open_hdf5(p, **names)
+                files.append(f)
+                runs.append(parts)
+            first = runs[0]
+            q0 = check_grid(first["q"])
+            for p, r in zip(paths[1:], runs[1:]):
+                qr = np.asarray(r["q"], dtype=np.float64)
+                if qr.shape != q0.shape or not np.allclose(qr, q0, rtol=0, atol=1e-9):
+                    raise ValueError(f"{os.fspath(p)}: its q grid ({qr.size} points) is not that of "
+                                     f"{os.fspath(paths[0])} ({q0.size} points, {q0[0]:g}..{q0[-1]:g} Å⁻¹)")
+                for opt in ("timetool", "weights"):
+                    if (r[opt] is None) != (first[opt] is None):
+                        raise ValueError(f"{opt} is in some files of the run and not in others "
+                                         f"({os.fspath(paths[0])} vs {os.fspath(p)})")
+            for p, r in zip(paths, runs):
+                S = int(r["signals"].shape[0])
+                for opt in ("delay", "pumped", "timetool", "weights"):
+                    if r[opt] is not None and np.shape(r[opt]) != (S,):
+                        raise ValueError(f"{os.fspath(p)}: {opt} has shape {np.shape(r[opt])}, the file has {S} "
+                                         "shots")
+
+            def cat(opt):
+                return None if first[opt] is None else np.concatenate([np.asarray(r[opt]) for r in runs])
+
+            run = cls(q0, StackedRows([r["signals"] for r in runs]), cat("delay"), cat("pumped"),
+                      timetool=cat("timetool"), weights=cat("weights"))
+        except BaseException:
+            for f in files:
+                f.close()
+            raise
+        run._file = _Files(files)
+        run.sources = ([os.fspath(p) for p in paths], names)
         return run
 
     def to_hdf5(self, path, *, chunk: int = 65536, compression: str | None = None) -> None:
