@@ -3,6 +3,7 @@ print).  :func:`main` is the entry point.  Examples::
 
     xstructure simulate FILE|NAME|SMILES --q 0.5:12:500 --probe xray --signal total --out p.csv --plot p.png
     xstructure integrate run_*.h5 --poni setup.poni --npt 1000 --out curves.h5 --plot curves.png
+    xstructure reduce run.h5 --bins 50 --normalize weights --molecule CHD --onset 1:3 --out red.h5 --plot red.png
     xstructure crystal NaCl.cif --pxrd --wavelength CuKa1 --two-theta 5:90:8501 --plot pxrd.png --peaks peaks.csv
     xstructure crystal NaCl.cif --hkl-grid 8 --out grid.npz
     xstructure pool create NMM --method wigner --temperature 300 --n 100000 --chunk 4096 --out nmm.zarr
@@ -21,11 +22,11 @@ from importlib import import_module
 
 from .args import parse_q
 
-__all__ = ["main", "build_parser", "parse_q", "Parser", "EXTRAS"]
+__all__ = ["EXTRAS", "Parser", "build_parser", "main", "parse_q"]
 
 # The command groups, in the order of the help; each module has add_parsers(sub) and a run function per command.
 # They are imported when the parser is built, so that `import xstructure` never loads the command line.
-GROUPS = ("simulate", "integrate", "crystal", "pool", "learn", "info")
+GROUPS = ("simulate", "integrate", "experiment", "crystal", "pool", "learn", "info")
 
 #: Optional packages -> the extra of xstructure that installs them (for the one-line message of a missing one).
 EXTRAS = {"torch": "torch", "safetensors": "torch", "rdkit": "smiles", "xraylib": "compton", "dask": "scale",
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
         The ``xstructure`` parser with one sub-command per command (``simulate``, ``molecules``, ``integrate``,
-        ``crystal``, ``crystals``, ``pool``, ``train``, ``evaluate``, ``predict``, ``info``).
+        ``reduce``, ``crystal``, ``crystals``, ``pool``, ``train``, ``evaluate``, ``predict``, ``info``).
     """
     p = Parser(prog="xstructure", description="X-ray and electron scattering of molecules and crystals.",
                epilog="xstructure COMMAND --help describes a command, with examples.")
