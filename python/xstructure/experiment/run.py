@@ -823,7 +823,7 @@ class PumpProbe:
                 r = np.abs(Zk - center[k])
                 res.append(r)
                 if Zk.shape[0] >= _OWN_SCALE:
-                    scale[k] = MAD_SCALE * _median0(r)
+                    scale[k] = _robust_scale(r)
         if not res:
             warnings.warn("too few shots per group for the outlier test (need 3): no outlier rejection",
                           RuntimeWarning, stacklevel=3)
@@ -831,7 +831,7 @@ class PumpProbe:
         res = np.concatenate(res)
         if res.shape[0] > 4000:
             res = res[np.round(np.linspace(0, res.shape[0] - 1, 4000)).astype(int)]
-        pooled = MAD_SCALE * _median0(res)
+        pooled = _robust_scale(res)
         has = np.all(np.isfinite(center), axis=1)
         own = np.all(np.isfinite(scale), axis=1)
         scale[~own] = pooled
@@ -957,6 +957,14 @@ class PumpProbe:
         X = take_rows(self.signals, ucols)
         P[urows] += _csr((vals, (rinv, cinv)), (urows.size, ucols.size)) @ X
         return code, valid
+
+
+def _robust_scale(r: np.ndarray) -> np.ndarray:
+    """σ̂ per column of the absolute deviations ``r`` from the median: MAD_SCALE · MAD, or, where the MAD is 0
+    (more than half the values equal the median: counts well below one per point), the root mean square of
+    ``r`` (else every non-zero count would lie beyond k σ̂ and every shot would be rejected)."""
+    mad = _median0(r)
+    return np.where(mad > 0, MAD_SCALE * mad, np.sqrt(np.mean(r * r, axis=0)))
 
 
 def _median0(a: np.ndarray) -> np.ndarray:
