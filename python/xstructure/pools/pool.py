@@ -34,7 +34,7 @@ from ..scattering import PROBES, SIGNALS, as_q, signal_label, simulate
 from ..structures import bond_graph
 from ..structures import molecule as _molecule
 
-__all__ = ["Pool", "FORMAT", "VERSION"]
+__all__ = ["Pool", "FORMAT", "VERSION", "dask_client"]
 
 FORMAT = "xstructure-pool"
 VERSION = 1
@@ -223,8 +223,25 @@ def _simulate_chunk(path: str, i: int, name: str) -> int:
     return i
 
 
-def _client(scheduler):
-    """(client, owned) for an address or a dask.distributed Client."""
+def dask_client(scheduler):
+    """A dask.distributed client for an address or a Client.
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        A scheduler address such as ``'tcp://host:8786'``, or a Client.
+
+    Returns
+    -------
+    client : distributed.Client
+    owned : bool
+        Whether the client was made here (then the caller closes it).
+
+    Raises
+    ------
+    ValueError
+        dask.distributed is not installed, the scheduler cannot be reached, or ``scheduler`` is neither.
+    """
     try:
         from distributed import Client  # optional dependency (dask.distributed)
     except ImportError:
@@ -259,7 +276,7 @@ def _run_chunks(path: str, done, pending: list[int], sizes: list[int], task, arg
             return
         from distributed import as_completed  # optional dependency (dask.distributed)
 
-        client, owned = _client(scheduler)
+        client, owned = dask_client(scheduler)
         token = uuid.uuid4().hex[:8]
         try:
             size_of = dict(zip(pending, sizes))
