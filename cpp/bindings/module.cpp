@@ -14,6 +14,7 @@ void bind_debye(py::module_& m);
 void bind_kabsch(py::module_& m);
 void bind_radial(py::module_& m);
 void bind_crystal(py::module_& m);
+void bind_pumpprobe(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -22,6 +23,7 @@ PYBIND11_MODULE(_core, m) {
     xstructure::bind_kabsch(m);
     xstructure::bind_radial(m);
     xstructure::bind_crystal(m);
+    xstructure::bind_pumpprobe(m);
 
     m.def("cuda_device_count", &xstructure::cuda_device_count,
           "Number of usable CUDA devices (0 when built without CUDA or when none is present).");

@@ -23,7 +23,8 @@ from . import _core
 
 __all__ = ["array_kind", "device_of", "cuda_available", "build_info", "to_numpy", "to_like", "empty_like",
            "contiguous", "all_finite", "debye_forward", "debye_backward", "kabsch_rmsd", "kabsch_rmsd_backward",
-           "radial_histogram", "structure_factors", "density_grid", "density_grid_backward", "kernel_threads"]
+           "radial_histogram", "structure_factors", "density_grid", "density_grid_backward", "pumpprobe_block",
+           "kernel_threads"]
 
 _forked = False
 
@@ -299,3 +300,22 @@ def density_grid_backward(pos, grad_rho, grad_pos, spec: dict, weight, sigma, cu
                                     *_density_args(spec, weight, sigma, cutoff), _ptr(pos), _ptr(grad_rho),
                                     _ptr(grad_pos), stream, kernel_threads(num_threads))
     return grad_pos
+
+
+def pumpprobe_block(X, *, norm: int, i0: int, i1: int, inv_in, code_in, group, has, center, thr, limit: int, col_ptr,
+                    col_row, col_val, n_rows: int, code, inv, num_threads: int = 0):
+    """One pass over a block of shots (CPU, numpy): X (n, Q) C-contiguous float32 or float64; per shot inv_in (n,)
+    float64, code_in (n,) uint8, group (n,) int64; the outlier tables has (G,) uint8, center and thr (G, Q) of X's
+    dtype (has None: no test); the block's columns of the aggregation matrix: col_ptr (n + 1,) int64 into col_row
+    int32 and col_val float64.  Writes code (n,) uint8 and inv (n,) float64; returns (rows (k,) int64, sums (k, Q)
+    float64): the rows the used shots were added into, increasing, and their sums."""
+    def p(a):
+        return _ptr(a) if a is not None else 0
+
+    n, Q = X.shape
+    rows, sums = _core.pumpprobe_block("cpu", str(X.dtype), int(n), int(Q), int(X.strides[0] // X.itemsize),
+                                       _ptr(X), int(norm), int(i0), int(i1), _ptr(inv_in), _ptr(code_in), _ptr(group),
+                                       int(0 if has is None else has.shape[0]), p(has), p(center), p(thr), int(limit),
+                                       _ptr(col_ptr), _ptr(col_row), _ptr(col_val), int(n_rows), _ptr(code),
+                                       _ptr(inv), kernel_threads(num_threads))
+    return rows, sums[:rows.shape[0]]

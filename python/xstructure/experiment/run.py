@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _backend
+
 __all__ = ["MAD_SCALE", "REASONS", "PumpProbe", "Reduced"]
 
 #: Why a shot was rejected, in the order the checks run (the keys of :attr:`Reduced.rejected`).
@@ -34,8 +36,7 @@ _TIMETOOL, _NAN, _NORM, _OUTLIER, _NOREF = 1, 2, 3, 4, 5
 #: σ = MAD_SCALE · MAD for normally distributed values (1 / Φ⁻¹(3/4)).
 MAD_SCALE = 1.482602218505602
 
-_SUB = 4096       # shots per unit of work (one sparse product each)
-_SLICE = 512      # shots per slice of the outlier test (a few MiB: the arithmetic stays in cache)
+_SUB = 4096       # shots per unit of work (one call of the compiled pass)
 _OWN_SCALE = 10   # groups with this many sampled shots get their own MAD; smaller ones the pooled MAD
 
 
@@ -656,13 +657,18 @@ class PumpProbe:
         if not np.any(group == 0):
             raise ValueError("every laser-off shot was rejected (normalisation weights): no reference")
 
-        # -- outlier statistics from a sample of each group --
-        stats = None
-        if reject is not None:
-            stats = self._stats(group, T + 1, norm, inv, n_stat, reject)
-
-        # -- the resampling units and the aggregation matrix --
-        plan = _plan(group, T, units, reference, n_nearest, S)
+        # -- outlier statistics from a sample of each group, and (in a second thread, at the same time) the
+        #    resampling units and the aggregation matrix --
+        helper = ThreadPoolExecutor(1) if threads > 1 and reject is not None else None
+        try:
+            planned = helper.submit(_plan, group, T, units, reference, n_nearest, S) if helper else None
+            stats = None
+            if reject is not None:
+                stats = self._stats(group, T + 1, norm, inv, n_stat, reject)
+            plan = planned.result() if planned else _plan(group, T, units, reference, n_nearest, S)
+        finally:
+            if helper is not None:
+                helper.shutdown()
 
         # -- one pass over the shots --
         P, code, inv = self._accumulate(plan, code, inv, group, norm, stats, reject_fraction, chunk, threads,
@@ -798,7 +804,7 @@ class PumpProbe:
 
     def _stats(self, group, G, norm, inv, n_stat, reject):
         """Per group median (G, Q) and the pooled robust σ per q, from up to n_stat evenly spaced shots each."""
-        order = np.argsort(group, kind="stable")
+        order = np.argsort(group.astype(np.int16 if G < 32767 else np.int64), kind="stable")   # radix sort
         gs = group[order]
         starts = np.searchsorted(gs, np.arange(G + 1))
         picks = []
@@ -845,55 +851,12 @@ class PumpProbe:
         P = np.zeros((plan.nB + plan.nR, Q))
         code = code.copy()
         inv = inv.copy()
-        indptr, indices, mdata = plan.matrix.indptr, plan.matrix.indices, plan.matrix.data
-        limit = math.floor(reject_fraction * Q)
-        tables = {}
-        if stats is not None:
-            for dt in (np.float32, np.float64):
-                tables[np.dtype(dt)] = (stats["center"].astype(dt), stats["thr"].astype(dt))
+        screen = _Screen(plan, code, inv, group, norm, stats, math.floor(reject_fraction * Q), Q)
 
         def work(a, X):
             v = a + X.shape[0]
-            if X.dtype not in (np.float32, np.float64):
-                X = X.astype(np.float64)
-            X64 = np.ascontiguousarray(X, dtype=np.float64)    # the sums are float64 whatever the input
-            inv_l, code_l = self._norms(X64, norm, inv[a:v])
-            c0 = code[a:v]
-            code_l = np.where(c0 != 0, c0, code_l)
-            g = group[a:v]
-            if stats is not None:
-                test = (code_l == 0) & (g >= 0)
-                test &= stats["has"][np.maximum(g, 0)]
-                if np.any(test):
-                    center, thr = tables[X.dtype]
-                    gg = np.maximum(g, 0)
-                    n_out = np.empty(X.shape[0], dtype=np.int64)
-                    inv_t = inv_l.astype(X.dtype)[:, None]
-                    Z = np.empty((min(_SLICE, X.shape[0]), X.shape[1]), dtype=X.dtype)
-                    B = np.empty(Z.shape, dtype=bool)
-                    for u in range(0, X.shape[0], _SLICE):    # slices that stay in cache
-                        w = min(X.shape[0], u + _SLICE)
-                        z, bb, gs = Z[:w - u], B[:w - u], gg[u:w]
-                        np.multiply(X[u:w], inv_t[u:w], out=z)
-                        np.subtract(z, center[gs], out=z)
-                        np.abs(z, out=z)
-                        np.greater(z, thr[gs], out=bb)
-                        n_out[u:w] = bb.view(np.uint8).sum(axis=1, dtype=np.int64)
-                    code_l[test & (n_out > limit)] = _OUTLIER
-            use = (code_l == 0) & (g >= 0)
-            inv_l = np.where(use, inv_l, 0.0)
-            # the columns a..v of the aggregation matrix, only the entries of shots in use
-            p0, p1 = indptr[a], indptr[v]
-            per_col = np.diff(indptr[a:v + 1])
-            keep = np.repeat(use, per_col)
-            if not np.any(keep):
-                return a, v, code_l, inv_l, None, None
-            rows = indices[p0:p1][keep]
-            data = (mdata[p0:p1] * np.repeat(inv_l, per_col))[keep]
-            urows, local = np.unique(rows, return_inverse=True)
-            ptr = np.concatenate([[0], np.cumsum(np.where(use, per_col, 0))])
-            small = _csc((data, local.ravel(), ptr), (urows.size, v - a))
-            return a, v, code_l, inv_l, urows, small @ X64
+            code_l, inv_l, urows, partial = screen(a, X)
+            return a, v, code_l, inv_l, urows, partial
 
         bar = None
         if progress:
@@ -967,10 +930,64 @@ def _robust_scale(r: np.ndarray) -> np.ndarray:
     return np.where(mad > 0, MAD_SCALE * mad, np.sqrt(np.mean(r * r, axis=0)))
 
 
+class _Screen:
+    """The pass over one block of shots, in the compiled kernel: per shot its normaliser, its checks (non-finite,
+    normalisation, outlier test) and, for the shots in use, their normalised profiles summed into the rows of the
+    aggregation matrix that the block touches.
+
+    ``screen(a, X)`` for the shots a .. a + len(X) returns (code, inv, rows, sums): the shots' codes (those known
+    before reading kept), 1 / normaliser of the shots in use (0 for the others), and the rows touched, increasing,
+    with their (len(rows), Q) float64 sums (None, None when no shot is in use).  ``code`` and ``inv`` are read at
+    the block's shots (the codes and weights known before reading); blocks may run in parallel threads.
+    """
+
+    def __init__(self, plan, code, inv, group, norm, stats, limit, Q):
+        self.code, self.inv, self.group = code, inv, group
+        self.limit = int(limit)
+        if norm is None:
+            self.norm, self.window = 0, (0, Q)
+        elif norm == "weights":
+            self.norm, self.window = 2, (0, Q)
+        else:
+            self.norm, self.window = 1, (norm[1], norm[2])
+        m = plan.matrix
+        self.indptr = np.ascontiguousarray(m.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(m.indices, dtype=np.int32)
+        self.data = np.ascontiguousarray(m.data, dtype=np.float64)
+        self.n_rows = int(m.shape[0])
+        self.has = None
+        self.tables = {}
+        if stats is not None:
+            self.has = np.ascontiguousarray(stats["has"], dtype=np.uint8)
+            for dt in (np.float32, np.float64):
+                self.tables[np.dtype(dt)] = (np.ascontiguousarray(stats["center"], dtype=dt),
+                                             np.ascontiguousarray(stats["thr"], dtype=dt))
+
+    def __call__(self, a, X):
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        if X.strides[1] != X.itemsize or X.strides[0] % X.itemsize:
+            X = np.ascontiguousarray(X)
+        v = a + X.shape[0]
+        center, thr = self.tables.get(X.dtype, (None, None))
+        code = np.empty(v - a, dtype=np.uint8)
+        inv = np.empty(v - a)
+        rows, sums = _backend.pumpprobe_block(
+            X, norm=self.norm, i0=self.window[0], i1=self.window[1], inv_in=self.inv[a:v], code_in=self.code[a:v],
+            group=self.group[a:v], has=self.has, center=center, thr=thr, limit=self.limit,
+            col_ptr=self.indptr[a:v + 1], col_row=self.indices, col_val=self.data, n_rows=self.n_rows, code=code,
+            inv=inv, num_threads=1)
+        if rows.size == 0:
+            return code, inv, None, None
+        return code, inv, rows, sums
+
+
 def _median0(a: np.ndarray) -> np.ndarray:
-    """Median along axis 0 (numpy's vectorised sort beats partition for the few dozen rows of a sample)."""
+    """Median along axis 0 (numpy's vectorised sort beats partition for the few dozen rows of a sample, partition
+    wins from about a thousand rows: the pooled sample)."""
     n = a.shape[0]
-    srt = np.sort(a, axis=0)
+    kth = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
+    srt = np.partition(a, kth, axis=0) if n > 768 else np.sort(a, axis=0)
     return srt[n // 2] if n % 2 else 0.5 * (srt[n // 2 - 1] + srt[n // 2])
 
 
@@ -991,12 +1008,6 @@ def _csr(coo, shape):
     return sp.csr_matrix(coo, shape=shape)
 
 
-def _csc(arrays, shape):
-    import scipy.sparse as sp  # loaded on use: keeps `import xstructure` fast
-
-    return sp.csc_matrix(arrays, shape=shape)
-
-
 @dataclass
 class _Plan:
     nB: int                   # laser-on units (blocks) in all
@@ -1011,11 +1022,9 @@ class _Plan:
 
 
 def _plan(group, T, units, reference, n_nearest, S) -> _Plan:
-    import scipy.sparse as sp  # loaded on use: keeps `import xstructure` fast
-
     on_idx = np.flatnonzero(group >= 1)
     b = group[on_idx] - 1
-    order = np.argsort(b, kind="stable")
+    order = np.argsort(b.astype(np.int16 if T < 32767 else np.int64), kind="stable")   # radix sort
     n_b = np.bincount(b, minlength=T)
     start = np.concatenate([[0], np.cumsum(n_b)])
     rank = np.empty(on_idx.size, dtype=np.int64)
@@ -1026,9 +1035,6 @@ def _plan(group, T, units, reference, n_nearest, S) -> _Plan:
     nB = int(block_start[-1])
     off_idx = np.flatnonzero(group == 0)
     M = off_idx.size
-    rows = [on_block]
-    cols = [on_idx]
-    vals = [np.ones(on_idx.size)]
     nbrs, off_block = None, np.zeros(M, dtype=np.int64)
     if reference == "nearest":
         n = min(n_nearest, M)
@@ -1039,19 +1045,35 @@ def _plan(group, T, units, reference, n_nearest, S) -> _Plan:
             right = off_idx[np.minimum(L + n, M - 1)]
             move = can & (right - on_idx < on_idx - off_idx[L])
             L = L + move
-        nbrs = off_idx[L[:, None] + np.arange(n)]
-        rows.append(nB + np.repeat(on_block, n))
-        cols.append(nbrs.ravel())
-        vals.append(np.full(nbrs.size, 1.0 / n))
+        it = np.int32 if max(S, 2 * nB) < 2 ** 31 else np.int64   # scipy's index type: no conversion, half the bytes
+        nbrs = off_idx.astype(it)[L.astype(it)[:, None] + np.arange(n, dtype=it)]
         nR = nB
+        n_on = on_idx.size
+        rows = np.empty(n_on * (n + 1), dtype=it)
+        rows[:n_on] = on_block
+        rows[n_on:].reshape(n_on, n)[:] = (nB + on_block).astype(it)[:, None]
+        cols = np.empty_like(rows)
+        cols[:n_on] = on_idx
+        cols[n_on:] = nbrs.ravel()
+        vals = np.full(rows.size, 1.0 / n)
+        vals[:n_on] = 1.0
+        matrix = _csc((vals, (rows, cols)), (nB + nR, S))
+        matrix.sum_duplicates()
     else:
         Ko = min(M, units)
         off_block = np.arange(M) * Ko // M
-        rows.append(nB + off_block)
-        cols.append(off_idx)
-        vals.append(np.ones(M))
         nR = Ko
-    matrix = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=(nB + nR, S))
-    matrix.sum_duplicates()
+        row = np.full(S, -1, dtype=np.int64)       # every shot adds to at most one row
+        row[on_idx] = on_block
+        row[off_idx] = nB + off_block
+        present = row >= 0
+        indptr = np.zeros(S + 1, dtype=np.int64)
+        np.cumsum(present, out=indptr[1:])
+        matrix = _csc((np.ones(int(indptr[-1])), row[present], indptr), (nB + nR, S))
     return _Plan(nB, nR, block_start, on_idx, on_block, off_idx, off_block, nbrs, matrix)
+
+
+def _csc(arrays, shape):
+    import scipy.sparse as sp  # loaded on use: keeps `import xstructure` fast
+
+    return sp.csc_matrix(arrays, shape=shape)
