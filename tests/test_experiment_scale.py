@@ -64,3 +64,26 @@ def test_files_that_disagree_are_refused(run, tmp_path):
         PumpProbe.from_hdf5(paths)
     with pytest.raises(ValueError, match="not found"):
         PumpProbe.from_hdf5([paths[0], tmp_path / "missing.h5"])
+
+
+@pytest.mark.slow
+def test_a_multi_file_run_reduces_on_a_dask_cluster_as_in_one_process(run, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    paths = split(run, tmp_path, [0, 1300, 2600, run.n_shots])
+    kw = dict(bins=8, bootstrap=20, seed=3, chunk=500)
+    one = run.reduce(**kw)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            distributed.Client(lc) as client, PumpProbe.from_hdf5(paths) as many:
+        red = many.reduce(scheduler=client, **kw)
+        mem = run.reduce(scheduler=client.scheduler.address, **kw)   # an in-memory run ships its chunks
+        assert len(client.scheduler_info()["workers"]) == 2
+    for r in (red, mem):
+        for name in ("diff", "sigma", "counts", "off", "delay"):
+            assert np.array_equal(getattr(r, name), getattr(one, name)), name
+        assert r.rejected == one.rejected
+
+
+def test_a_bad_scheduler_is_one_clear_error(run):
+    pytest.importorskip("distributed")
+    with pytest.raises(ValueError, match="scheduler must be None, an address"):
+        run.reduce(bins=4, scheduler=42)

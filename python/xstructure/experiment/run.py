@@ -540,7 +540,7 @@ class PumpProbe:
     def reduce(self, bins=50, *, normalize="window", reject: float | None = 5.0, reject_fraction: float = 0.02,
                reference: str = "nearest", n_nearest: int = 4, bootstrap: int = 100, units: int = 128,
                seed: int = 0, empty_bins: str = "warn", chunk: int = 65536, n_stat: int = 64,
-               num_threads: int | None = None, progress: bool = False) -> Reduced:
+               num_threads: int | None = None, progress: bool = False, scheduler=None) -> Reduced:
         """ΔI/I per delay bin: ⟨I_on⟩ / ⟨I_off⟩ − 1 of normalised shots, with bootstrap errors.
 
         Parameters
@@ -588,6 +588,11 @@ class PumpProbe:
             Worker threads (None: every CPU).
         progress : bool, optional
             Show a progress bar over shots.
+        scheduler : str, distributed.Client or None, optional
+            None (read and screen the shots in this process), or a dask.distributed scheduler address or Client:
+            each chunk of ``chunk`` shots is read and screened by a worker (a run from :meth:`from_hdf5` is
+            re-opened there, so the files must be on a shared file system; an in-memory run ships its chunks),
+            and the partial sums are added here in chunk order, so the result equals the one in this process.
 
         Returns
         -------
@@ -672,7 +677,7 @@ class PumpProbe:
 
         # -- one pass over the shots --
         P, code, inv = self._accumulate(plan, code, inv, group, norm, stats, reject_fraction, chunk, threads,
-                                        progress)
+                                        progress, scheduler)
         valid = (code == 0) & (group >= 0)
         if not np.any(valid & ~on):
             counts_r = {r: int(((code == k + 1) & (group == 0)).sum()) for k, r in enumerate(REASONS)}
@@ -846,7 +851,8 @@ class PumpProbe:
         return {"center": np.where(has[:, None], center, 0.0).astype(np.float32), "has": has,
                 "thr": (reject * scale).astype(np.float32)}
 
-    def _accumulate(self, plan, code, inv, group, norm, stats, reject_fraction, chunk, threads, progress):
+    def _accumulate(self, plan, code, inv, group, norm, stats, reject_fraction, chunk, threads, progress,
+                    scheduler=None):
         S, Q = self.n_shots, self.q.size
         P = np.zeros((plan.nB + plan.nR, Q))
         code = code.copy()
@@ -863,6 +869,8 @@ class PumpProbe:
             from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
 
             bar = tqdm(total=S, unit="shot", desc="reduce")
+        if scheduler is not None:
+            return self._accumulate_on_cluster(screen, P, code, inv, chunk, scheduler, bar)
         pool = ThreadPoolExecutor(threads) if threads > 1 else None
         try:
             for a0 in range(0, S, chunk):
@@ -884,6 +892,37 @@ class PumpProbe:
                 pool.shutdown()
             if bar is not None:
                 bar.close()
+        return P, code, inv
+
+    def _accumulate_on_cluster(self, screen, P, code, inv, chunk, scheduler, bar):
+        """The pass over the shots on a dask.distributed cluster: one task per chunk; sums added in chunk order."""
+        from ..pools.pool import dask_client
+
+        client, owned = dask_client(scheduler)
+        S = self.n_shots
+        futures = []
+        try:
+            remote = client.scatter(screen, broadcast=True)
+            for a0 in range(0, S, chunk):
+                b0 = min(S, a0 + chunk)
+                source = self.sources if self.sources is not None else np.asarray(self.signals[a0:b0])
+                futures.append(client.submit(_screen_chunk, remote, source, a0, b0, pure=False))
+            for fut in futures:                  # in chunk order: the same sums, in the same order, as here
+                for a, v, code_l, inv_l, rows, part in fut.result():
+                    code[a:v] = code_l
+                    inv[a:v] = inv_l
+                    if rows is not None:
+                        P[rows] += part
+                    if bar is not None:
+                        bar.update(v - a)
+        except BaseException:
+            client.cancel(futures)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if owned:
+                client.close()
         return P, code, inv
 
     def _fix_nearest(self, plan, P, code, inv, valid):
@@ -920,6 +959,29 @@ class PumpProbe:
         X = take_rows(self.signals, ucols)
         P[urows] += _csr((vals, (rinv, cinv)), (urows.size, ucols.size)) @ X
         return code, valid
+
+
+_OPEN_RUNS: dict = {}   # on a dask worker: the runs its tasks opened, by their files
+
+
+def _screen_chunk(screen, source, a0: int, b0: int) -> list:
+    """A dask task: read shots a0 .. b0 (from the run's files, re-opened once per worker, or given) and screen
+    them in blocks of _SUB shots, as the pass in one process does."""
+    if isinstance(source, tuple):
+        paths, names = source
+        key = (tuple(paths), tuple(sorted(names.items())))
+        run = _OPEN_RUNS.get(key)
+        if run is None:
+            run = _OPEN_RUNS[key] = PumpProbe.from_hdf5(list(paths) if len(paths) > 1 else paths[0], **names)
+        block = np.asarray(run.signals[a0:b0])
+    else:
+        block = source
+    out = []
+    for a in range(a0, b0, _SUB):
+        X = block[a - a0:min(b0, a + _SUB) - a0]
+        code_l, inv_l, rows, part = screen(a, X)
+        out.append((a, a + X.shape[0], code_l, inv_l, rows, part))
+    return out
 
 
 def _robust_scale(r: np.ndarray) -> np.ndarray:
