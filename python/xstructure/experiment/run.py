@@ -880,13 +880,7 @@ class PumpProbe:
                     block = np.asarray(block)
                 jobs = [(a, block[a - a0:min(b0, a + _SUB) - a0]) for a in range(a0, b0, _SUB)]
                 results = pool.map(lambda j: work(*j), jobs) if pool is not None else (work(*j) for j in jobs)
-                for a, v, code_l, inv_l, rows, part in results:
-                    code[a:v] = code_l
-                    inv[a:v] = inv_l
-                    if rows is not None:
-                        P[rows] += part
-                    if bar is not None:
-                        bar.update(v - a)
+                _add_blocks(results, P, code, inv, bar)
         finally:
             if pool is not None:
                 pool.shutdown()
@@ -908,13 +902,7 @@ class PumpProbe:
                 source = self.sources if self.sources is not None else np.asarray(self.signals[a0:b0])
                 futures.append(client.submit(_screen_chunk, remote, source, a0, b0, pure=False))
             for fut in futures:                  # in chunk order: the same sums, in the same order, as here
-                for a, v, code_l, inv_l, rows, part in fut.result():
-                    code[a:v] = code_l
-                    inv[a:v] = inv_l
-                    if rows is not None:
-                        P[rows] += part
-                    if bar is not None:
-                        bar.update(v - a)
+                _add_blocks(fut.result(), P, code, inv, bar)
         except BaseException:
             client.cancel(futures)
             raise
@@ -959,6 +947,17 @@ class PumpProbe:
         X = take_rows(self.signals, ucols)
         P[urows] += _csr((vals, (rinv, cinv)), (urows.size, ucols.size)) @ X
         return code, valid
+
+
+def _add_blocks(results, P, code, inv, bar) -> None:
+    """Add the screened blocks (a, v, codes, inverse normalisers, rows, sums) into the pass's arrays, in order."""
+    for a, v, code_l, inv_l, rows, part in results:
+        code[a:v] = code_l
+        inv[a:v] = inv_l
+        if rows is not None:
+            P[rows] += part
+        if bar is not None:
+            bar.update(v - a)
 
 
 _OPEN_RUNS: dict = {}   # on a dask worker: the runs its tasks opened, by their files
