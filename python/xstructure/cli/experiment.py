@@ -180,7 +180,7 @@ examples:
     g.add_argument("--onset", type=parse_range, metavar="QMIN:QMAX",
                    help="fit time zero and the instrument response to the mean ΔI/I over this q range (Å^-1)")
     g.add_argument("--onset-model", choices=MODELS, default="step",
-                   help="step: an error function; step_exp: an exponential rise convolved with the Gaussian")
+                   help="step: an error function; step_exp: an exponential rise convolved with the Gaussian (default step)")
     g.add_argument("--delays", type=_parse_delays, metavar="T1,T2,...",
                    help="delays (fs) of the curves in --plot (the nearest bins; default: t0 - 3σ, t0, t0 + 3σ "
                         "and the latest with --onset, else four spread over the bins)")
