@@ -7,6 +7,7 @@ geometries (B, N, 3) in Å, which may be a numpy, torch or cupy array, or any sl
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -228,6 +229,7 @@ def read_structures(spec: str) -> tuple[list, list[str]]:
     return [molecule(spec)], [spec]
 
 
+@functools.lru_cache(maxsize=None)
 def _g2_entries() -> dict:
     """ase's G2 molecules: key -> (description, common names in lower case)."""
     import ase.data.g2 as g2  # loaded on use: keeps `import xstructure` fast
@@ -261,6 +263,7 @@ def molecule_names() -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def _name_index() -> dict[str, str]:
     """Lower-case name or common name -> the key ase.build.molecule or BUILTIN_MOLECULES takes."""
     index = {}
@@ -337,13 +340,11 @@ def molecule(spec: str):
         return molecule(alias)
     try:
         return from_smiles(spec)   # before the file test: SMILES may hold '/' and '\\' (double-bond geometry)
-    except ModuleNotFoundError:
+    except (ModuleNotFoundError, ValueError) as exc:
         if _looks_like_file(spec):
             raise ValueError(f"structure file not found: {spec!r}") from None
-        raise _unknown(spec, " (SMILES need RDKit: pip install 'xstructure[smiles]')") from None
-    except ValueError:
-        if _looks_like_file(spec):
-            raise ValueError(f"structure file not found: {spec!r}") from None
+        if isinstance(exc, ModuleNotFoundError):
+            raise _unknown(spec, " (SMILES need RDKit: pip install 'xstructure[smiles]')") from None
         raise
 
 

@@ -45,13 +45,9 @@ def parse_q(text: str) -> np.ndarray:
             start, stop, n = float(start), float(stop), int(n)
             if n < 1:
                 raise argparse.ArgumentTypeError(f"expected N >= 1 points, got {text!r}")
-            if not (np.isfinite(start) and np.isfinite(stop)):
-                raise argparse.ArgumentTypeError(f"q must be finite, got {text!r}")
-            if n > 1 and not start < stop:
-                raise argparse.ArgumentTypeError(f"START must be below STOP (q increases), got {text!r}")
-            q = np.linspace(start, stop, n)
+            q, order = np.linspace(start, stop, n), "START must be below STOP (q increases)"
         else:
-            q = np.array([float(v) for v in text.split(",")])
+            q, order = np.array([float(v) for v in text.split(",")]), "q values must increase"
     except ValueError:
         raise argparse.ArgumentTypeError(f"{form}, got {text!r}") from None
     if not np.all(np.isfinite(q)):
@@ -59,7 +55,7 @@ def parse_q(text: str) -> np.ndarray:
     if q.min() < 0:
         raise argparse.ArgumentTypeError(f"q must be >= 0 (q = 4π sinθ/λ in Å⁻¹), got {text!r}")
     if np.any(np.diff(q) <= 0):
-        raise argparse.ArgumentTypeError(f"q values must increase, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{order}, got {text!r}")
     return q
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structures import atomic_numbers
+from ..structures import molecule as molecule_of
 from .run import check_grid
 from .signals import iam_patterns
 
@@ -161,6 +162,8 @@ def invert_difference(model, q, diff, reactant, fraction, *, molecule: str | Non
     if signal not in ("total", "molecular", "sM"):
         raise ValueError(f"the model reads {signal!r} patterns; a product pattern can be total, molecular or sM")
     m = model.molecule(molecule)
+    if isinstance(reactant, (str, os.PathLike)):   # resolved once (a SMILES is embedded once)
+        reactant = molecule_of(os.fspath(reactant))
     r_numbers = _numbers_of(reactant)
     if r_numbers is not None and sorted(r_numbers.tolist()) != sorted(m.numbers_np.tolist()):
         raise ValueError(f"the reactant's atoms {_formula(r_numbers)} are not the product's {_formula(m.numbers_np)}: "
@@ -183,11 +186,7 @@ def invert_difference(model, q, diff, reactant, fraction, *, molecule: str | Non
 
 
 def _numbers_of(structure):
-    """Atomic numbers of a reactant given as a name, file, Atoms, tuple or Pool (None when unknown)."""
-    from ..structures import molecule as _molecule_of
-
-    if isinstance(structure, (str, os.PathLike)):
-        return np.asarray(_molecule_of(os.fspath(structure)).numbers)
+    """Atomic numbers of a reactant given as Atoms, a tuple or a Pool (None when unknown)."""
     if isinstance(structure, tuple) and len(structure) == 2:
         return atomic_numbers(structure[0])
     numbers = getattr(structure, "numbers", None)

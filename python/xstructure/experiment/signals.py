@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..scattering import simulate
-from ..structures import from_smiles
 from ..structures import molecule as _molecule_from_spec
 from .run import check_grid
 
@@ -32,13 +31,7 @@ def _is_pool(x) -> bool:
 
 def _structure(spec):
     if isinstance(spec, (str, os.PathLike)):
-        spec = os.fspath(spec)
-        if ("/" in spec or "\\" in spec) and not os.path.exists(spec):
-            try:                  # a SMILES string with double-bond stereo reads like a path
-                return from_smiles(spec)
-            except (ValueError, ModuleNotFoundError):
-                pass
-        return _molecule_from_spec(spec)
+        return _molecule_from_spec(os.fspath(spec))   # names, files, SMILES (stereo '/' and '\\' included)
     return spec
 
 
