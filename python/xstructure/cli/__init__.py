@@ -26,11 +26,12 @@ __all__ = ["EXTRAS", "Parser", "build_parser", "main", "parse_q"]
 
 # The command groups, in the order of the help; each module has add_parsers(sub) and a run function per command.
 # They are imported when the parser is built, so that `import xstructure` never loads the command line.
-GROUPS = ("simulate", "integrate", "experiment", "crystal", "pool", "learn", "info")
+GROUPS = ("simulate", "integrate", "experiment", "live", "crystal", "pool", "learn", "info")
 
 #: Optional packages -> the extra of xstructure that installs them (for the one-line message of a missing one).
 EXTRAS = {"torch": "torch", "safetensors": "torch", "rdkit": "smiles", "xraylib": "compton", "dask": "scale",
-          "distributed": "scale", "pyxtal": "crystals", "skimage": "crystals"}
+          "distributed": "scale", "pyxtal": "crystals", "skimage": "crystals", "zmq": "live", "msgpack": "live",
+          "karabo_bridge": "live", "cbor2": "live", "p4p": "live", "bokeh": "live"}
 
 
 class Parser(argparse.ArgumentParser):
