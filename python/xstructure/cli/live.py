@@ -8,7 +8,16 @@ import sys
 from ..live.pipeline import POLICIES
 from ..live.simulate import PROTOCOLS
 from ..live.tasks import format_summary, run_live
+from ..live.urls import parse_source
 from .args import output_file
+
+
+def _source(text: str) -> str:
+    try:
+        parse_source(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _shape(text: str) -> tuple:
@@ -86,7 +95,7 @@ examples:
   xstructure live --source simplon://10.0.0.5:31001 --poni eiger.poni --keys delay=delay_fs,pumped=laser \\
       --model chd-model/ --out run.h5 --publish tcp://127.0.0.1:5600""")
     what = g.add_mutually_exclusive_group(required=True)
-    what.add_argument("--source", metavar="URL", help="the stream: karabo://, simplon://, pva:// or hdf5:PATH")
+    what.add_argument("--source", type=_source, metavar="URL", help="the stream: karabo://, simplon://, pva:// or hdf5:PATH")
     what.add_argument("--simulate", choices=PROTOCOLS,
                       help="stream a simulated pump-probe experiment (CHD ring opening) over this protocol on "
                            "127.0.0.1 and analyse it")

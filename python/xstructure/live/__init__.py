@@ -13,6 +13,7 @@ of the protocols; :func:`run_live` is what ``xstructure live`` runs.
 from .frames import EndOfStream, Frames, Keys, Rejected, Source, SourceError
 from .outputs import LiveFile, Publisher, read_live, subscribe
 from .pipeline import POLICIES, Pipeline, Summary
+from .replay import ArraySource
 from .simulate import PROTOCOLS, SimulatedRun, serve
 from .state import Counts, Snapshot
 from .urls import open_source, parse_source

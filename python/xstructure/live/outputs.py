@@ -6,7 +6,7 @@ single-writer / multiple-reader mode (SWMR, The HDF Group, "Single Writer Multip
 guide), so another process can read the file while it grows (``h5py.File(path, "r", libver="latest",
 swmr=True)``, or :func:`read_live`), and a file whose writer was killed keeps every row flushed before (it must then
 be opened with ``swmr=True``, or cleared with HDF5's ``h5clear -s``).  A write that fails (a full disk) is reported
-once, counted per frame (``unwritten``) and retried at the next flush; the pipeline goes on.
+and the rows wait in memory until space comes back (or are counted as ``unwritten``); the pipeline goes on.
 
 :class:`Publisher` sends, per batch, the profiles on topic ``b"profiles"`` and, about once a second, ΔI/I on topic
 ``b"reduction"``: a multipart message ``[topic, header (JSON), array bytes]``; the header holds a sequence number,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -48,9 +49,14 @@ class LiveFile:
         Stored as JSON.
     flush : float
         Seconds between flushes.
+    overwrite : bool
+        Replace an existing file.
+    max_pending : int
+        Frames kept in memory while the disk is full, before they are given up.
     """
 
-    def __init__(self, path, q, reduction_state=None, settings=None, *, flush: float = 0.5, overwrite: bool = False):
+    def __init__(self, path, q, reduction_state=None, settings=None, *, flush: float = 0.5, overwrite: bool = False,
+                 max_pending: int = 200_000):
         import h5py  # a hard dependency of the package, imported where used
 
         path = os.fspath(path)
@@ -80,9 +86,14 @@ class LiveFile:
         self.written = 0
         self.unwritten = 0
         self.error: str | None = None
+        self.broken = False
+        self.max_pending = int(max_pending)
 
     def append(self, profiles, rows: dict, reduction_state=None) -> None:
         """Queue one batch (``rows`` maps the per-frame names to (n,) arrays); flushes when it is time."""
+        if self.broken:
+            self.unwritten += len(profiles)
+            return
         self._pending.append((np.asarray(profiles, dtype=np.float32), rows))
         if reduction_state is not None:
             self._state = reduction_state
@@ -90,48 +101,51 @@ class LiveFile:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is queued and flush the file for readers; a failure is kept in ``error`` and retried."""
+        """Write what is queued and flush the file for readers.
+
+        Before writing, the free space is checked (the rows, plus 1 MiB): HDF5 cannot be trusted after a write
+        that failed, so a disk that is (nearly) full keeps the rows queued and reports it in ``error``; they are
+        written when space comes back, or given up (counted in ``unwritten``) past ``max_pending`` frames.  A
+        write that fails all the same (another error of the file system) leaves the file as it was at the last
+        flush, readable, and the writer stops writing (``broken``).
+        """
         self._last = time.monotonic()
-        if not self._pending and self._state is None:
+        if self.broken or (not self._pending and self._state is None):
+            return
+        need = sum(p.nbytes for p, _ in self._pending) + (1 << 20)
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+        if free < need:
+            self.error = (f"cannot write {self.path}: the disk is full ({free / 2**20:.1f} MiB free); "
+                          f"{self.pending} frames wait")
+            if self.pending > self.max_pending:
+                self.unwritten += self.pending
+                self._pending.clear()
             return
         P = np.concatenate([p for p, _ in self._pending]) if self._pending else None
         n0 = self._profiles.shape[0]
         try:
             if P is not None:
                 n = P.shape[0]
-                self._profiles.resize(n0 + n, axis=0)
-                self._profiles[n0:] = P
                 for name, ds in self._rows.items():
                     ds.resize(n0 + n, axis=0)
                     ds[n0:] = np.concatenate([r[name] for _, r in self._pending])
+                self._profiles.resize(n0 + n, axis=0)
+                self._profiles[n0:] = P
             if self._state is not None:
                 for k, ds in self._red.items():
                     ds[...] = self._state[k]
             self._f.flush()
-        except OSError as exc:
-            if self.error is None:
-                self.error = f"cannot write {self.path}: {exc}"
-            self._shrink(n0)
+        except (OSError, RuntimeError) as exc:
+            self.broken = True
+            self.error = f"cannot write {self.path}: {str(exc).splitlines()[0]}; writing stopped"
+            self.unwritten += self.pending
+            self._pending.clear()
             return
         if P is not None:
             self.written += P.shape[0]
         self._pending.clear()
         self._state = None
         self.error = None
-
-    def _shrink(self, n0: int) -> None:
-        """After a failed write, put the datasets back to the rows that were written, and keep the rows queued
-        unless too many wait (then they are given up and counted as unwritten)."""
-        try:
-            self._profiles.resize(n0, axis=0)
-            for ds in self._rows.values():
-                ds.resize(n0, axis=0)
-        except OSError:
-            pass
-        waiting = sum(len(p) for p, _ in self._pending)
-        if waiting > 100_000:
-            self.unwritten += waiting
-            self._pending.clear()
 
     @property
     def pending(self) -> int:
@@ -145,11 +159,12 @@ class LiveFile:
         self.flush()
         self.unwritten += self.pending
         self._pending.clear()
-        try:
-            self._f.attrs["complete"] = True
-            self._f.close()
-        except (OSError, RuntimeError):
-            pass
+        if not self.broken:
+            try:
+                self._f.attrs["complete"] = True
+                self._f.close()
+            except (OSError, RuntimeError) as exc:
+                self.error = f"cannot close {self.path}: {str(exc).splitlines()[0]}"
         self._f = None
 
 
