@@ -258,7 +258,7 @@ def take_rows(signals, idx) -> np.ndarray:
     return np.stack([np.asarray(signals[int(i)], dtype=np.float64) for i in idx])
 
 
-def _normalize_spec(normalize, q: np.ndarray, has_weights: bool):
+def normalize_spec(normalize, q: np.ndarray, has_weights: bool):
     """("window", lo, hi) slice, "weights" or None."""
     if normalize is None:
         return None
@@ -606,7 +606,7 @@ class PumpProbe:
             ``empty_bins="error"``.
         """
         S, Q = self.n_shots, self.q.size
-        norm = _normalize_spec(normalize, self.q, self.weights is not None)
+        norm = normalize_spec(normalize, self.q, self.weights is not None)
         if reject is not None:
             reject = float(reject)
             if not (math.isfinite(reject) and reject > 0):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .run import REASONS, Reduced, _normalize_spec, check_grid
+from .run import REASONS, Reduced, normalize_spec, check_grid
 
 __all__ = ["STATUS", "RunningReduction"]
 
@@ -62,7 +62,7 @@ class RunningReduction:
         if e.size < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
             raise ValueError("edges must be >= 2 finite, increasing delays")
         self.edges = e
-        spec = _normalize_spec(normalize, self.q, has_weights=False)
+        spec = normalize_spec(normalize, self.q, has_weights=False)
         if spec is None or spec == "weights":
             raise ValueError("a running reduction normalises by a q window: normalize='window' or "
                              "('window', qmin, qmax)")

@@ -171,6 +171,11 @@ class LiveFile:
 def read_live(path) -> dict:
     """Read a live output file, growing, finished, or left by a killed writer.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file :class:`LiveFile` writes.
+
     Returns
     -------
     dict
@@ -229,8 +234,22 @@ class Publisher:
 
 
 def subscribe(address: str, topics=(b"profiles", b"reduction"), timeout: float = 1.0):
-    """Iterate over a pipeline's published results: ``(topic, header, array)``; stops after ``timeout`` s of
-    silence."""
+    """Iterate over a pipeline's published results.
+
+    Parameters
+    ----------
+    address : str
+        The pipeline's PUB address, e.g. ``"tcp://127.0.0.1:5600"``.
+    topics : tuple of bytes, optional
+        Topics to receive.
+    timeout : float, optional
+        Stop after this many seconds without a message.
+
+    Yields
+    ------
+    tuple
+        ``(topic, header, array)``: the header's ``seq`` counts every message sent, so gaps are messages lost.
+    """
     import zmq  # optional dependency (live)
 
     ctx = zmq.Context.instance()

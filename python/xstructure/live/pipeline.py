@@ -39,7 +39,8 @@ class Summary:
     Attributes
     ----------
     counts : Counts
-        Frames by fate (``received`` = ``processed`` + ``rejected`` + ``dropped`` − ``lost``).
+        Frames by fate (``received`` = ``processed`` + ``rejected`` + ``dropped``; ``received`` and ``dropped``
+        include the frames the transport lost).
     seconds : float
         From the first frame received to the last processed.
     frames_per_s : float

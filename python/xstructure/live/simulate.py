@@ -154,7 +154,19 @@ class SimulatedRun:
 
 
 def server_for(protocol: str, address: str, keys: Keys | None = None, **options):
-    """The :class:`~xstructure.live.server.Server` of ``protocol`` on ``address``."""
+    """The :class:`~xstructure.live.server.Server` of ``protocol`` on ``address``.
+
+    Parameters
+    ----------
+    protocol : {'karabo', 'simplon', 'pva', 'hdf5'}
+        The protocol.
+    address : str
+        Endpoint, PV name or path.
+    keys : Keys or None, optional
+        Where the metadata go.
+    **options
+        Keyword arguments of the protocol's server.
+    """
     if protocol == "karabo":
         from .karabo import KaraboServer as cls
     elif protocol == "simplon":

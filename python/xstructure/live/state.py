@@ -19,7 +19,7 @@ __all__ = ["Counts", "Snapshot"]
 class Counts:
     """Every frame the pipeline was sent, by fate.
 
-    ``received`` = ``processed`` + ``rejected`` + ``dropped`` − ``queued`` at any moment, and ``queued`` is 0
+    ``received`` = ``processed`` + ``rejected`` + ``dropped`` + ``queued`` at any moment, and ``queued`` is 0
     once the pipeline has stopped.  ``lost`` counts frames the transport skipped before they reached the source
     (gaps in a stream's frame ids); they are part of ``dropped`` with the reason ``"transport"``.
 

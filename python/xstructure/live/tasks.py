@@ -21,7 +21,18 @@ SIM_ADDRESS = {"karabo": "karabo://127.0.0.1:4545", "simplon": "simplon://127.0.
 
 
 def edges_of(delays) -> np.ndarray:
-    """Bin edges half-way between sorted distinct nominal delays (the outer bins as wide as their neighbours)."""
+    """Bin edges half-way between sorted distinct nominal delays (the outer bins as wide as their neighbours).
+
+    Parameters
+    ----------
+    delays : array_like
+        Nominal delays.
+
+    Returns
+    -------
+    numpy.ndarray
+        (T + 1,) edges for T distinct delays.
+    """
     d = np.unique(np.asarray(delays, dtype=np.float64))
     if d.size == 1:
         return np.array([d[0] - 1.0, d[0] + 1.0])
@@ -148,7 +159,20 @@ def run_live(source: str | None = None, *, poni: str | None = None, simulate: st
 
 
 def format_summary(s: Summary, out=None) -> str:
-    """The summary a person reads at the end of a live session."""
+    """The summary a person reads at the end of a live session.
+
+    Parameters
+    ----------
+    s : Summary
+        What :meth:`Pipeline.run` returned.
+    out : str or None, optional
+        The output file, to name it.
+
+    Returns
+    -------
+    str
+        A few lines.
+    """
     c = s.counts
     lines = [f"stopped by: {s.stopped_by}",
              (f"frames: received {c.received}, processed {c.processed}, rejected {c.rejected}, "

@@ -15,6 +15,15 @@ SCHEMES = ("karabo", "simplon", "pva", "hdf5")
 def parse_source(url: str) -> tuple[str, str]:
     """``(protocol, address)`` of a source URL, address in the form the protocol's Source takes.
 
+    Parameters
+    ----------
+    url : str
+        ``karabo://HOST:PORT``, ``simplon://HOST:PORT``, ``pva://PV:NAME``, ``hdf5:PATH`` or a path.
+
+    Returns
+    -------
+    tuple of str
+
     Raises
     ------
     ValueError
@@ -47,7 +56,21 @@ def parse_source(url: str) -> tuple[str, str]:
 
 
 def open_source(url: str, keys: Keys | None = None, **options) -> Source:
-    """The :class:`Source` for ``url`` (not yet opened)."""
+    """The :class:`Source` for ``url`` (not yet opened).
+
+    Parameters
+    ----------
+    url : str
+        As for :func:`parse_source`.
+    keys : Keys or None, optional
+        Where the stream keeps the image and the metadata.
+    **options
+        Keyword arguments of the protocol's source.
+
+    Returns
+    -------
+    Source
+    """
     protocol, address = parse_source(url)
     if protocol == "karabo":
         from .karabo import KaraboSource as cls
