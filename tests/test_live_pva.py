@@ -247,3 +247,17 @@ def test_a_missing_pv_waits_within_the_timeout(server):
         assert time.monotonic() - t0 < 1.5
         assert src.stats["connected"] is False
     src.close()   # twice is fine
+
+
+def test_a_client_connects_before_the_first_frame(server):
+    """Until its first frame the PV holds an empty array (as an IOC's does): a client connects, skips it, and
+    then gets every frame from the first."""
+    with _source(server) as src:
+        deadline = time.monotonic() + 10
+        while not src.stats["connected"] and time.monotonic() < deadline:
+            assert src.receive(0.02) == []
+        assert src.stats["connected"] and src.stats["empty"] == 1
+        sent = _batch(np.arange(3))
+        server.send(sent)
+        np.testing.assert_array_equal(_check(_collect(src, 3), sent), np.arange(3))
+        assert src.stats["lost"] == 0

@@ -12,7 +12,8 @@ An update is one frame:
   pixels in C order of the numpy shape;
 * ``dimension``: areaDetector's order, ``dimension[0]`` the fastest (x), so a frame is (``dimension[1].size``,
   ``dimension[0].size``); only 2-D frames are accepted;
-* ``uniqueId``: the frame id (areaDetector's array counter); gaps count as lost frames (``stats["lost"]``);
+* ``uniqueId``: the frame id (areaDetector's array counter); gaps above the highest id so far count as lost
+  frames (``stats["lost"]``); a counter that goes back (an IOC restarted) or a negative id counts none;
 * ``timeStamp``: ``secondsPastEpoch`` + ``nanoseconds`` (POSIX epoch), the frame's time stamp;
 * ``attribute``: a list of NTAttributes (``name``, ``value``), areaDetector's NDAttributes; the delay, laser state
   and timetool are the attributes named by :class:`~xstructure.live.frames.Keys` (``Keys.image`` is not used);
@@ -20,6 +21,9 @@ An update is one frame:
   with or without the 12-byte header of the HDF5 filter) and ``blosc`` are decoded (numcodecs needed), the
   pixel type taken from ``codec.parameters`` (areaDetector's NDDataType code); any other codec (``jpeg``) is
   rejected (reason ``"codec"``).
+
+An empty array (no dimensions, no value: what an IOC serves before its first frame) is skipped
+(``stats["empty"]``).
 
 The monitor's pvRequest asks for a queue of ``queue`` updates (``record[queueSize=N]``).  When the client falls
 behind, the server squashes updates into the last queued one, so frames go missing: they show as gaps in
@@ -76,13 +80,39 @@ def _p4p():
 
 def client_conf(server_port: int = 5075, broadcast_port: int = 5076, host: str = "127.0.0.1") -> dict:
     """A PV Access client configuration that searches ``host`` only (default this machine), never the
-    environment's."""
+    environment's.
+
+    Parameters
+    ----------
+    server_port, broadcast_port : int
+        The server's TCP port and the UDP port searches go to.
+    host : str
+        Where to search.
+
+    Returns
+    -------
+    dict
+        ``conf`` for :class:`PvaSource` (EPICS_PVA_* names).
+    """
     return {"EPICS_PVA_ADDR_LIST": host, "EPICS_PVA_AUTO_ADDR_LIST": "NO",
             "EPICS_PVA_SERVER_PORT": str(int(server_port)), "EPICS_PVA_BROADCAST_PORT": str(int(broadcast_port))}
 
 
 def server_conf(server_port: int = 5075, broadcast_port: int = 5076, host: str = "127.0.0.1") -> dict:
-    """A PV Access server configuration listening on ``host`` only; port 0 lets the system choose a free one."""
+    """A PV Access server configuration listening on ``host`` only.
+
+    Parameters
+    ----------
+    server_port, broadcast_port : int
+        TCP port for clients, UDP port for searches; 0 lets the system choose a free one.
+    host : str
+        The interface to listen on.
+
+    Returns
+    -------
+    dict
+        ``conf`` for :class:`PvaServer` (EPICS_PVA_* / EPICS_PVAS_* names).
+    """
     return {"EPICS_PVAS_INTF_ADDR_LIST": host, "EPICS_PVA_ADDR_LIST": host, "EPICS_PVA_AUTO_ADDR_LIST": "NO",
             "EPICS_PVAS_SERVER_PORT": str(int(server_port)), "EPICS_PVAS_BROADCAST_PORT": str(int(broadcast_port))}
 
@@ -215,7 +245,7 @@ def _laser(x) -> int:
 
 
 def _decode(value, keys: Keys, received: float):
-    """One NTNDArray update -> (uniqueId or None, Frames or Rejected)."""
+    """One NTNDArray update -> (uniqueId or None, Frames or Rejected; None for an empty array)."""
     try:
         uid = int(value["uniqueId"])
         dims = [int(d["size"]) for d in value["dimension"]]
@@ -225,6 +255,8 @@ def _decode(value, keys: Keys, received: float):
         attrs = {str(a["name"]): a["value"] for a in value["attribute"]}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         return None, Rejected("malformed", 1, f"not an NTNDArray: {type(e).__name__}: {e}")
+    if not dims and (pixels is None or np.asarray(pixels).size == 0):
+        return uid, None   # an empty array: what an IOC serves before its first frame
     if len(dims) != 2 or min(dims) <= 0:
         return uid, Rejected("malformed", 1, f"uniqueId {uid}: dimensions {dims}, expected two positive sizes")
     w, h = dims
@@ -308,7 +340,7 @@ class PvaSource(Source):
         self._ended = False
         self._connected = self._was_connected = False
         self._last = self._max = None
-        self.stats.update({"repeated": 0, "disconnects": 0, "errors": 0, "connected": False})
+        self.stats.update({"repeated": 0, "empty": 0, "disconnects": 0, "errors": 0, "connected": False})
 
     def open(self) -> None:
         if self._ctx is not None:
@@ -342,7 +374,10 @@ class PvaSource(Source):
                     self.stats["connected"] = True
             uid, item = _decode(value, self.keys, received)
             with self._lock:
-                if uid is not None:
+                if item is None:
+                    self.stats["empty"] += 1
+                    return
+                if uid is not None and uid >= 0:   # a negative uniqueId is no frame count
                     if fresh and uid == self._last:
                         self.stats["repeated"] += 1
                         return
@@ -419,8 +454,9 @@ class PvaServer(Server):
 
     Notes
     -----
-    Each frame of :meth:`send` is one update (``uniqueId`` = the frame's id).  The PV stays closed until the
-    first frame, so that a client's first update is a frame.  Posting never blocks: a client that falls behind
+    Each frame of :meth:`send` is one update (``uniqueId`` = the frame's id).  Until the first frame the PV
+    holds an empty array (no dimensions, no value), as an IOC's does, which a source skips (``stats["empty"]``);
+    a client can connect before the first frame.  Posting never blocks: a client that falls behind
     has its updates squashed by the server.  :meth:`end` does nothing (NTNDArray has no end of stream).
     Faults (:meth:`send_malformed`) take the id after the last one sent, so that a source's gap count is
     unaffected: ``"garbage"`` posts a value whose dimensions cannot describe a frame (three sizes for 13
@@ -451,6 +487,9 @@ class PvaServer(Server):
         self._type = nt.NTNDArray.buildType()
         if self._pv is None:
             self._pv = server_thread.SharedPV()
+        if not self._opened:   # an empty array until the first frame, as an IOC serves one
+            self._pv.open(_p4p()[0].Value(self._type, {"uniqueId": 0}))
+            self._opened = True
         self._serve(self.conf, server)
         actual = self._server.conf()
         # restart on the same ports (disconnect): a client keeps searching where it found the server
@@ -468,7 +507,11 @@ class PvaServer(Server):
         """The client configuration (:class:`PvaSource`'s ``conf``) that finds this server."""
         if self._bound is None:
             raise RuntimeError("the server is not started")
-        host = self._bound.get("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1").split()[0]
+        host = (self._bound.get("EPICS_PVAS_INTF_ADDR_LIST") or "127.0.0.1").split()[0]
+        if host.count(":") == 1:   # PVXS reports the interface as host:port
+            host = host.partition(":")[0]
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
         return client_conf(int(self._bound["EPICS_PVAS_SERVER_PORT"]), int(self._bound["EPICS_PVAS_BROADCAST_PORT"]),
                            host)
 
@@ -496,11 +539,7 @@ class PvaServer(Server):
     def _post(self, value) -> None:
         if self._server is None:
             raise RuntimeError("the server is not started")
-        if self._opened:
-            self._pv.post(value)
-        else:
-            self._pv.open(value)
-            self._opened = True
+        self._pv.post(value)
 
     def send(self, frames: Frames) -> None:
         for i in range(len(frames)):
