@@ -41,8 +41,8 @@ def _collect(src, n, timeout=10.0):
     return out
 
 
-def _batch(ids, shape=(24, 40), dtype=np.uint16, seed=0):
-    rng = np.random.default_rng(seed)
+def _batch(ids, shape=(24, 40), dtype=np.uint16, draw=0):
+    rng = np.random.default_rng(draw)
     ids = np.asarray(ids)
     data = rng.integers(0, 1000, (ids.size, *shape)).astype(dtype)
     return Frames.make(ids, data, timestamp=1.7e9 + 0.25 * ids, delay=100.0 * ids - 50.0, pumped=ids % 2,
@@ -146,7 +146,7 @@ def test_malformed_updates_are_rejected_and_later_frames_arrive(server):
                                 timetool=sent.timetool[1:2], timestamp=sent.timestamp[1:2]))
         server.send_malformed("garbage")     # uniqueId 2
         server.send_malformed("truncated")   # uniqueId 3
-        later = _batch(np.arange(4, 6), seed=1)
+        later = _batch(np.arange(4, 6), draw=1)
         server.send(later)
         got += _collect(src, 5)
         rejected = [x for x in got if isinstance(x, Rejected)]
