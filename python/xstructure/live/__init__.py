@@ -18,6 +18,26 @@ from .simulate import PROTOCOLS, SimulatedRun, serve
 from .state import Counts, Snapshot
 from .urls import open_source, parse_source
 
-__all__ = ["ArraySource", "Counts", "EndOfStream", "Frames", "Keys", "LiveFile", "POLICIES", "PROTOCOLS", "Pipeline",
-           "Publisher", "Rejected", "SimulatedRun", "Snapshot", "Source", "SourceError", "Summary", "open_source",
-           "parse_source", "read_live", "serve", "subscribe"]
+__all__ = [
+           "POLICIES",
+           "PROTOCOLS",
+           "ArraySource",
+           "Counts",
+           "EndOfStream",
+           "Frames",
+           "Keys",
+           "LiveFile",
+           "Pipeline",
+           "Publisher",
+           "Rejected",
+           "SimulatedRun",
+           "Snapshot",
+           "Source",
+           "SourceError",
+           "Summary",
+           "open_source",
+           "parse_source",
+           "read_live",
+           "serve",
+           "subscribe",
+]

@@ -183,6 +183,27 @@ class Source(abc.ABC):
     def close(self) -> None:
         """Release the connection or file; safe to call twice."""
 
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Wait until the source is subscribed (``stats["connected"]``, for a protocol that only delivers what is
+        sent after it subscribed, as PV Access); True at once for the others.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait.
+
+        Returns
+        -------
+        bool
+            Whether it is ready.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.stats.get("connected", True):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def __enter__(self):
         self.open()
         return self

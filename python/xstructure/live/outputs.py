@@ -53,10 +53,14 @@ class LiveFile:
         Replace an existing file.
     max_pending : int
         Frames kept in memory while the disk is full, before they are given up.
+    atoms : int or None
+        With a model: atoms per structure, for ``/live/structures`` (n, atoms, 3) Å (NaN: no structure).
+    state : callable or None
+        Returns the running reduction's arrays (a consistent copy); written at every flush.
     """
 
     def __init__(self, path, q, reduction_state=None, settings=None, *, flush: float = 0.5, overwrite: bool = False,
-                 max_pending: int = 200_000):
+                 max_pending: int = 200_000, atoms: int | None = None, state=None):
         import h5py  # a hard dependency of the package, imported where used
 
         path = os.fspath(path)
@@ -72,6 +76,11 @@ class LiveFile:
                                           chunks=(max(1, 65536 // q.size), q.size))
         self._rows = {name: g.create_dataset(name, (0,), maxshape=(None,), dtype=dt, chunks=(4096,))
                       for name, dt in _ROWS}
+        self._structures = None
+        if atoms:
+            self._structures = g.create_dataset("structures", (0, int(atoms), 3), maxshape=(None, int(atoms), 3),
+                                                dtype=np.float32, chunks=(max(1, 16384 // int(atoms)), int(atoms), 3))
+            self._structures.attrs["units"] = "angstrom"
         self._red = {}
         if reduction_state:
             r = g.create_group("reduction")
@@ -81,7 +90,7 @@ class LiveFile:
         self._f.attrs["complete"] = False
         self._f.swmr_mode = True
         self._pending: list = []
-        self._state = None
+        self._state_fn = state
         self._last = time.monotonic()
         self.written = 0
         self.unwritten = 0
@@ -89,14 +98,16 @@ class LiveFile:
         self.broken = False
         self.max_pending = int(max_pending)
 
-    def append(self, profiles, rows: dict, reduction_state=None) -> None:
-        """Queue one batch (``rows`` maps the per-frame names to (n,) arrays); flushes when it is time."""
+    def append(self, profiles, rows: dict, structures=None) -> None:
+        """Queue one batch (``rows`` maps the per-frame names to (n,) arrays; ``structures`` (n, atoms, 3) with a
+        model); flushes when it is time."""
         if self.broken:
             self.unwritten += len(profiles)
             return
+        if self._structures is not None:
+            rows = dict(rows, structures=np.full((len(profiles), *self._structures.shape[1:]), np.nan, np.float32)
+                        if structures is None else structures)
         self._pending.append((np.asarray(profiles, dtype=np.float32), rows))
-        if reduction_state is not None:
-            self._state = reduction_state
         if time.monotonic() - self._last >= self.flush_every:
             self.flush()
 
@@ -110,7 +121,7 @@ class LiveFile:
         flush, readable, and the writer stops writing (``broken``).
         """
         self._last = time.monotonic()
-        if self.broken or (not self._pending and self._state is None):
+        if self.broken or not (self._pending or self._state_fn):
             return
         need = sum(p.nbytes for p, _ in self._pending) + (1 << 20)
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
@@ -129,11 +140,15 @@ class LiveFile:
                 for name, ds in self._rows.items():
                     ds.resize(n0 + n, axis=0)
                     ds[n0:] = np.concatenate([r[name] for _, r in self._pending])
+                if self._structures is not None:
+                    self._structures.resize(n0 + n, axis=0)
+                    self._structures[n0:] = np.concatenate([r["structures"] for _, r in self._pending])
                 self._profiles.resize(n0 + n, axis=0)
                 self._profiles[n0:] = P
-            if self._state is not None:
+            if self._state_fn is not None:
+                state = self._state_fn()
                 for k, ds in self._red.items():
-                    ds[...] = self._state[k]
+                    ds[...] = state[k]
             self._f.flush()
         except (OSError, RuntimeError) as exc:
             self.broken = True
@@ -144,7 +159,6 @@ class LiveFile:
         if P is not None:
             self.written += P.shape[0]
         self._pending.clear()
-        self._state = None
         self.error = None
 
     @property
@@ -179,7 +193,8 @@ def read_live(path) -> dict:
     Returns
     -------
     dict
-        ``q``, ``profiles``, the per-frame arrays, ``reduction`` (dict of the sums), ``settings`` and ``complete``.
+        ``q``, ``profiles``, the per-frame arrays, ``structures`` (with a model), ``reduction`` (dict of the sums),
+        ``settings`` and ``complete``.
     """
     import h5py  # a hard dependency of the package, imported where used
 
@@ -188,6 +203,8 @@ def read_live(path) -> dict:
         n = min(g["profiles"].shape[0], *(g[name].shape[0] for name, _ in _ROWS))
         out = {"q": g["q"][()], "profiles": g["profiles"][:n]}
         out.update({name: g[name][:n] for name, _ in _ROWS})
+        if "structures" in g:
+            out["structures"] = g["structures"][:n]
         out["reduction"] = {k: v[()] for k, v in g["reduction"].items()} if "reduction" in g else {}
         out["settings"] = json.loads(f.attrs.get("settings", "{}"))
         out["complete"] = bool(f.attrs.get("complete", False))

@@ -464,6 +464,7 @@ class PvaServer(Server):
     """
 
     protocol = "pva"
+    faults_take_ids = True
 
     def __init__(self, address: str = DEFAULT_PV, keys: Keys | None = None, *, conf: dict | None = None,
                  codec: str | None = None):

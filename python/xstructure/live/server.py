@@ -27,6 +27,8 @@ class Server(abc.ABC):
     """
 
     protocol: str = ""
+    #: Whether a fault message uses up a frame id (the protocol numbers every message it sends).
+    faults_take_ids: bool = False
 
     def __init__(self, address: str, keys: Keys | None = None):
         self.address = address

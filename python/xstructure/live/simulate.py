@@ -7,9 +7,9 @@ solid angle, polarisation and Poisson noise.  Rendering megapixel frames at the 
 than analysing them, so the run holds a bank of frames, ``repeats`` noise realisations per (delay, laser state),
 and frame i is a fixed bank frame:
 
-    laser on  ⇔ i even,   delay index d = (i // 2) mod D,   realisation r = (i // 2D) mod R.
+    laser on  ⇔ i even,   delay index d = (i // 2) mod D,   realisation r = (i // 2D) mod R,
 
-Anyone who knows i knows the frame (:meth:`SimulatedRun.bank_index`), which is how a benchmark compares what a
+and bank row i mod 2 D R.  Anyone who knows i knows the frame (:meth:`SimulatedRun.bank_index`), which is how a benchmark compares what a
 pipeline wrote with an offline integration of the same frames.  :func:`serve` streams the run from a child
 process through a protocol's :class:`~xstructure.live.server.Server`, injecting faults on request.
 """
@@ -122,21 +122,15 @@ class SimulatedRun:
         h = self.truth.rise(np.asarray(self.delays))
         top = np.iinfo(self.dtype).max if self.dtype != "float32" else np.inf
         bank = np.empty((2 * D * R, *self.shape), dtype=self.dtype)
-        for d in range(D):
-            for state, mean in ((0, i_r + self.fraction * h[d] * (i_p - i_r)), (1, i_r)):
-                lam = mean * scale
-                for r in range(R):
-                    bank[(2 * d + state) * R + r] = np.minimum(rng.poisson(lam), top)
+        for b in range(bank.shape[0]):       # row b is frame i for every i = b (mod 2 D R)
+            d = (b // 2) % D
+            mean = i_r + self.fraction * h[d] * (i_p - i_r) if b % 2 == 0 else i_r
+            bank[b] = np.minimum(rng.poisson(mean * scale), top)
         return bank
 
     def bank_index(self, ids) -> np.ndarray:
-        """Bank rows of frames ``ids``."""
-        i = np.asarray(ids, dtype=np.int64)
-        D, R = len(self.delays), int(self.repeats)
-        pumped = i % 2 == 0
-        d = (i // 2) % D
-        r = (i // (2 * D)) % R
-        return (2 * d + np.where(pumped, 0, 1)) * R + r
+        """Bank rows of frames ``ids``: i mod 2 D R (consecutive frames are consecutive rows)."""
+        return np.asarray(ids, dtype=np.int64) % (2 * len(self.delays) * int(self.repeats))
 
     def metadata(self, ids) -> dict:
         """``{"delay", "pumped", "timetool"}`` arrays of frames ``ids`` (timetool 0: no jitter)."""
@@ -149,8 +143,34 @@ class SimulatedRun:
         """Frames ``start`` … ``start + n − 1`` as one batch (ids = frame numbers)."""
         ids = np.arange(start, start + n, dtype=np.int64)
         m = self.metadata(ids)
-        data = self.bank[self.bank_index(ids)]
+        b = int(start) % self.bank.shape[0]
+        data = self.bank[b:b + n] if b + n <= self.bank.shape[0] else self.bank[self.bank_index(ids)]
         return Frames.make(ids, data, delay=m["delay"], pumped=m["pumped"], timetool=m["timetool"])
+
+
+def server_for_class(protocol: str):
+    """The :class:`~xstructure.live.server.Server` subclass of ``protocol``.
+
+    Parameters
+    ----------
+    protocol : {'karabo', 'simplon', 'pva', 'hdf5'}
+        The protocol.
+
+    Returns
+    -------
+    type
+    """
+    if protocol == "karabo":
+        from .karabo import KaraboServer as cls
+    elif protocol == "simplon":
+        from .simplon import SimplonServer as cls
+    elif protocol == "pva":
+        from .pva import PvaServer as cls
+    elif protocol == "hdf5":
+        from .hdf5 import Hdf5Server as cls
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    return cls
 
 
 def server_for(protocol: str, address: str, keys: Keys | None = None, **options):
@@ -166,24 +186,22 @@ def server_for(protocol: str, address: str, keys: Keys | None = None, **options)
         Where the metadata go.
     **options
         Keyword arguments of the protocol's server.
+
+    Returns
+    -------
+    Server
     """
-    if protocol == "karabo":
-        from .karabo import KaraboServer as cls
-    elif protocol == "simplon":
-        from .simplon import SimplonServer as cls
-    elif protocol == "pva":
-        from .pva import PvaServer as cls
-    elif protocol == "hdf5":
-        from .hdf5 import Hdf5Server as cls
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
-    return cls(address, keys, **options)
+    return server_for_class(protocol)(address, keys, **options)
 
 
-def _stream(run, protocol, address, keys, options, n, batch, rate, faults, sent, ready, stop):
+def _stream(run, protocol, address, keys, options, n, batch, rate, faults, sent, ready, go, stop):
     server = server_for(protocol, address, keys, **options)
     server.start()
     ready.set()
+    while not go.wait(0.1):
+        if stop.is_set():
+            server.close()
+            return
     pending = sorted((int(at), kind, arg) for kind, events in (faults or {}).items()
                      for at, arg in ([(e, None) for e in events] if kind != "disconnect" else events))
     t_start = time.perf_counter()
@@ -197,12 +215,17 @@ def _stream(run, protocol, address, keys, options, n, batch, rate, faults, sent,
                     continue
                 if kind == "wrong_shape":
                     h, w = run.shape
-                    server.send(Frames.make([-1], np.zeros((h, w + 1), dtype=run.dtype)))
+                    server.send(Frames.make([done if server.faults_take_ids else -1],
+                                            np.zeros((h, w + 1), dtype=run.dtype)))
                 else:
                     server.send_malformed(kind)
                 with sent.get_lock():
                     sent.value += 1
+                if server.faults_take_ids:   # the fault stands in for frame `done`, which is not sent
+                    done += 1
             k = min(batch, n - done)
+            if k <= 0:
+                break
             if pending:
                 k = min(k, max(1, pending[0][0] - done))
             server.send(run.frames(done, k))
@@ -228,8 +251,13 @@ class Streamer:
         Frames sent so far, fault messages included (each stands for one frame).
     """
 
-    def __init__(self, process, sent, stop):
-        self._process, self._sent, self._stop = process, sent, stop
+    def __init__(self, process, sent, go, stop):
+        self._process, self._sent, self._go, self._stop = process, sent, go, stop
+
+    def go(self) -> None:
+        """Start sending (a stream served with ``hold=True`` waits for this, so that a source that only sees
+        what is sent after it subscribed, as a PV Access monitor, misses nothing)."""
+        self._go.set()
 
     @property
     def sent(self) -> int:
@@ -260,7 +288,7 @@ class Streamer:
 
 def serve(run: SimulatedRun, protocol: str, address: str, frames: int, *, batch: int = 16, rate: float | None = None,
           keys: Keys | None = None, faults: dict | None = None, options: dict | None = None,
-          timeout: float = 60.0) -> Streamer:
+          timeout: float = 60.0, hold: bool = False) -> Streamer:
     """Stream ``frames`` frames of ``run`` over ``protocol`` from a child process.
 
     Parameters
@@ -282,11 +310,15 @@ def serve(run: SimulatedRun, protocol: str, address: str, frames: int, *, batch:
     faults : dict or None, optional
         ``{"garbage": [i, ...], "truncated": [...], "wrong_shape": [...], "disconnect": [(i, seconds), ...]}``:
         inject each before frame i is sent.  Every injected message but a disconnection counts as one frame
-        sent.
+        sent.  Where the protocol numbers every message (a server with ``faults_take_ids``, PV Access's
+        uniqueId), the fault takes frame i's place and id, so the ids stay contiguous; elsewhere it is sent in
+        addition and carries no id.
     options : dict or None, optional
         Keyword arguments of the protocol's server.
     timeout : float, optional
         Seconds to wait for the server to start.
+    hold : bool, optional
+        Start the server but send nothing until :meth:`Streamer.go`.
 
     Returns
     -------
@@ -302,11 +334,13 @@ def serve(run: SimulatedRun, protocol: str, address: str, frames: int, *, batch:
             raise ValueError(f"unknown fault {kind!r}: use {', '.join(FAULTS)}")
     _ = run.bank   # render before forking: the child shares the pages
     ctx = multiprocessing.get_context("fork")
-    sent, ready, stop = ctx.Value("q", 0), ctx.Event(), ctx.Event()
+    sent, ready, go, stop = ctx.Value("q", 0), ctx.Event(), ctx.Event(), ctx.Event()
+    if not hold:
+        go.set()
     p = ctx.Process(target=_stream, args=(run, protocol, address, keys, options or {}, int(frames), int(batch), rate,
-                                          faults, sent, ready, stop), daemon=True)
+                                          faults, sent, ready, go, stop), daemon=True)
     p.start()
     if not ready.wait(timeout):
         p.kill()
         raise RuntimeError(f"the simulated {protocol} server on {address} did not start within {timeout:g} s")
-    return Streamer(p, sent, stop)
+    return Streamer(p, sent, go, stop)

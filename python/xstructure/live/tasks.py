@@ -114,13 +114,16 @@ def run_live(source: str | None = None, *, poni: str | None = None, simulate: st
             if molecule is None and inv is None:
                 molecule = run.reactant
             streamer = serve(run, simulate, _server_address(simulate, url, tmp), sim_frames, rate=sim_rate,
-                             keys=key_set)
+                             keys=key_set, hold=True, options={"compression": None} if simulate == "hdf5" else None)
             source = url
         else:
             geometry = Geometry.from_poni(poni)
         integ = Integrator(geometry, npt=npt, polarization=0.99, error_model=None)
         src = open_source(source, key_set)
         src.open()
+        if streamer is not None:
+            src.wait_ready()
+            streamer.go()
         try:
             pipe = Pipeline(src, integ, edges=bins, model=inv, molecule=molecule if inv is not None else None,
                             out=out, overwrite=overwrite, publish=publish, queue=queue, policy=policy, batch=batch,
