@@ -343,7 +343,7 @@ class _Page:
         self._ref = None
         self._rollover = max(60, int(_HISTORY_S * 1000 / period_ms))
 
-        self.header = Div(width=3 * _W + 40, styles={"margin-bottom": "2px"})
+        self.header = Div(width=3 * _W + 40, styles={"margin-bottom": "2px"}, name="header")
         self.status = Div(width=3 * _W + 40)
 
         # the frame
@@ -386,7 +386,7 @@ class _Page:
                                          "dw": [1], "dh": [1], "filled": [0]}, name="diff_map")
         self.map_cmap = LinearColorMapper(palette=interp_palette(RdBu11, 256), low=-1e-3, high=1e-3,
                                           nan_color="#e4e4e4")
-        p = figure(width=_W, height=_H, title="ΔI/I(q, t)   (grey: no shots yet)", x_axis_label="q (Å⁻¹)",
+        p = figure(width=_W, height=_H, title="ΔI/I(q, t)   (grey: no data)", x_axis_label="q (Å⁻¹)",
                    y_axis_label="delay (fs)", tools="pan,wheel_zoom,box_zoom,reset,save",
                    x_range=DataRange1d(range_padding=0), y_range=DataRange1d(range_padding=0))
         p.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=self.map_cmap, source=self.map_src)
@@ -456,7 +456,8 @@ class _Page:
         p.add_tools(HoverTool(renderers=[atoms], tooltips=[("atom", "@element @index"), ("depth", "@depth{0.00} Å")]))
         self.no_structure = Label(x=_W // 2 - 40, y=_H // 2 - 40, x_units="screen", y_units="screen",
                                   text="no inverted structure:\nthe pipeline runs without a model",
-                                  text_align="center", text_font_size="14px", text_color="#444444")
+                                  text_align="center", text_font_size="14px", text_color="#444444",
+                                  name="no_structure")
         p.add_layout(self.no_structure)
         p.legend.location = "top_right"
         p.legend.orientation = "horizontal"
@@ -524,7 +525,8 @@ class _Page:
             bits.append(f"molecule {html.escape(self.analysis.label)} ({self.analysis.probe})")
         else:
             bits.append(f"no molecule ({self.analysis.probe})")
-        bits.append(f"model {html.escape(str(s['model']))}" if s.get("model") else "no model")
+        model = s.get("model")
+        bits.append("no model" if model is None else f"model {html.escape(str(model))}" if model else "model loaded")
         when = (f"t = {snap.time:.1f} s · frame #{_int(snap.frame_id)}" if snap.frame_id >= 0
                 else f"t = {snap.time:.1f} s · no frame yet")
         self.header.text = (f'<div style="{_FONT} font-size:15px"><span style="font-size:20px; font-weight:bold">'
@@ -551,6 +553,7 @@ class _Page:
             if y is None:
                 return np.full(q.size, np.nan)
             y = np.asarray(y, dtype=np.float64)
+            y = np.where(y > 0, y, np.nan)     # a log axis; q bins no pixel reaches hold 0: a gap
             m = np.nanmean(y) if np.any(np.isfinite(y)) else np.nan
             return y / m if m else y
 
@@ -616,7 +619,7 @@ class _Page:
         filled = int(np.count_nonzero(np.isfinite(diff).any(axis=1)))
         _data(self.map_src, image=[np.ascontiguousarray(img, dtype=np.float32)], x=[q_lo], y=[t_lo],
               dw=[q_hi - q_lo], dh=[t_hi - t_lo], filled=[filled])
-        self.p_map.title.text = f"ΔI/I(q, t)   {filled} of {delays.size} delay bins   (grey: no shots yet)"
+        self.p_map.title.text = f"ΔI/I(q, t)   {filled} of {delays.size} delay bins   (grey: no data)"
 
     # -- the analysis --
 
@@ -829,7 +832,7 @@ def serve_view(state, port: int = 5006, *, molecule=None, probe: str = "xray", e
     ----------
     state : object
         Anything with a ``snapshot()`` method returning a :class:`xstructure.live.state.Snapshot` (a
-        ``Pipeline``, or :class:`xstructure.live.demo.DemoState`).  It is called once per period from the
+        :class:`~xstructure.live.Pipeline`).  It is called once per period from the
         server's thread and must return quickly (a copy); the view never calls anything else on it.
     port : int, optional
         The port on 127.0.0.1; 0 picks a free one (see :attr:`ViewServer.port`).
