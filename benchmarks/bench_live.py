@@ -14,7 +14,7 @@ What is measured
        ``Integrator.integrate`` of the same frames in this process.  Goal: processed + dropped + rejected = sent
        and max_rel_diff ≤ 1e-6.
 
-    2. **Rates on this machine's cores**, over the Karabo bridge (trains of 4 frames of 2048², 32 of 512²: the
+    2. **Rates on this machine's cores**, over the Karabo bridge (trains of 2 frames of 2048², 32 of 512²: the
        arrays travel as raw ZeroMQ frames and are read where they land), with the drop policy so that any falling
        behind shows up as dropped frames:
        a. 2048² uint16 (XFEL-class) at 120 frames/s for 60 s (15 s with --quick): integration + reduction;
@@ -22,8 +22,9 @@ What is measured
           Transformer inverting every shot;
        each with frames dropped (goal 0) and latency p50 (goal ≤ 20 ms) and p99.
        c. The highest sustained rate of each (the sender unthrottled, policy "block", 20 s; 8 s with --quick)
-          beside the rate of the same work on frames already in memory (no stream: ``ArraySource``), the ratio
-          being the cost of the streaming.
+          beside the rate of the same work on frames already in memory (no stream: ``ArraySource``) and of
+          ``Integrator.integrate`` alone on stacks in memory; the ratios are the cost of the streaming and of
+          everything around the integration.
 
     The model of 2b is trained here (the Transformer with width 32 and 2 layers on a Wigner pool of CHD at 300 K,
     X-ray total scattering on 1-8 Å⁻¹, about a minute; at width 64 its validation RMSD was 2 % lower and its
@@ -79,12 +80,12 @@ def endpoints(protocol: str, tmp: str):
     return path, f"hdf5:{path}", {"compression": None}, {}
 
 
-def integrator(run):
-    return xstructure.Integrator(run.geometry, npt=NPT, polarization=0.99, error_model=None)
+def integrator(run, threads: int = 0):
+    return xstructure.Integrator(run.geometry, npt=NPT, polarization=0.99, error_model=None, num_threads=threads)
 
 
 def stream_once(run, protocol, n, tmp, *, rate=None, policy="block", faults=None, model=None, out=True,
-                batch=16, duration=None, compute_batch=64):
+                batch=16, duration=None, compute_batch=64, threads=0):
     """Stream n frames of run over protocol into a pipeline; the summary, what the server sent, the output."""
     address, url, sopt, copt = endpoints(protocol, tmp)
     keys = Keys()
@@ -95,7 +96,7 @@ def stream_once(run, protocol, n, tmp, *, rate=None, policy="block", faults=None
     src.wait_ready()
     streamer.go()
     path = os.path.join(tmp, f"out_{protocol}_{time.monotonic_ns()}.h5") if out else None
-    pipe = Pipeline(src, integrator(run), edges=edges_of(run.delays), model=model, out=path, policy=policy,
+    pipe = Pipeline(src, integrator(run, threads), edges=edges_of(run.delays), model=model, out=path, policy=policy,
                     batch=compute_batch, queue=2048)
     from xstructure.live.simulate import server_for_class
 
@@ -143,10 +144,25 @@ def train_model(tmp: str, quick: bool) -> str:
     return f"{tmp}/model"
 
 
-def in_memory_rate(run, seconds, model=None, batch=16) -> float:
+def integration_rate(run, seconds, batch=64) -> float:
+    """Frames/s of ``Integrator.integrate`` alone on stacks of the bank already in memory (no stream, no
+    reduction, no model, no file)."""
+    integ = integrator(run)
+    k = run.bank.shape[0]
+    stacks = [run.bank[a:a + batch] for a in range(0, k - batch + 1, batch)] or [run.bank]
+    integ.integrate(stacks[0])
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for s in stacks:
+            integ.integrate(s)
+            n += len(s)
+    return n / (time.perf_counter() - t0)
+
+
+def in_memory_rate(run, seconds, model=None, batch=16, threads=0) -> float:
     """Frames/s of the same pipeline fed from memory (no stream)."""
     n = 10 ** 7
-    pipe = Pipeline(ArraySource(run.frames, n, batch=batch), integrator(run), edges=edges_of(run.delays), model=model,
+    pipe = Pipeline(ArraySource(run.frames, n, batch=batch), integrator(run, threads), edges=edges_of(run.delays), model=model,
                     batch=64, queue=2048)
     s = pipe.run(duration=seconds)
     return s.frames_per_s
@@ -159,6 +175,7 @@ def main(argv=None) -> int:
     p.add_argument("--protocols", default="karabo,simplon,pva,hdf5")
     p.add_argument("--model", help="a trained 1-D CHD model directory (default: train one here)")
     p.add_argument("--skip-rates", action="store_true", help="only part 1")
+    p.add_argument("--skip-e2e", action="store_true", help="only part 2")
     args = p.parse_args(argv)
     n_e2e = 20_000 if args.quick else 100_000
     sustain = 15.0 if args.quick else 60.0
@@ -169,7 +186,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_live_") as tmp:
         small = SimulatedRun(shape=(512, 512), dtype="uint16")
         _ = small.bank
-        for protocol in args.protocols.split(","):
+        for protocol in ([] if args.skip_e2e else args.protocols.split(",")):
             every = 20_000
             # a single HDF5 file cannot hold a malformed message or a frame of another shape: its faults (corrupt
             # chunks, files cut short, non-HDF5 files in a folder) are in tests/test_live_hdf5.py
@@ -196,26 +213,33 @@ def main(argv=None) -> int:
             big = SimulatedRun(shape=(2048, 2048), dtype="uint16", delays=np.linspace(-400, 1000, 6), repeats=2,
                                photons=3.2e7)
             _ = big.bank
-            cases = [("xfel_2048", big, 120.0, None, 4), ("ued_512_model", small, 2000.0, model, 32)]
-            for name, run, rate, mdl, train in cases:
+            # 2048²: trains of 2 and one integration thread (the other core receives 1 GB/s); 512²: trains of 32,
+            # integration on both cores (measured best of the combinations tried, see docs/live.md)
+            cases = [("xfel_2048", big, 120.0, None, 2, 1), ("ued_512_model", small, 2000.0, model, 32, 0)]
+            for name, run, rate, mdl, train, threads in cases:
                 n = int(rate * sustain)
                 s, sent, _ = stream_once(run, RATE_PROTOCOL, n, tmp, rate=rate, policy="drop", model=mdl, out=False,
-                                         batch=train)
+                                         batch=train, threads=threads)
                 r = row(s, sent)
                 r["goal_rate"] = rate
                 r["protocol"] = RATE_PROTOCOL
                 r["frames_per_message"] = train
+                r["integration_threads"] = threads or os.cpu_count()
                 s2, _, _ = stream_once(run, RATE_PROTOCOL, 10 ** 7, tmp, model=mdl, out=False, duration=top,
-                                           batch=train)
+                                       batch=train, threads=threads)
                 r["max_sustained_frames_per_s"] = s2.frames_per_s
                 r["max_sustained_dropped"] = s2.counts.dropped
-                r["in_memory_frames_per_s"] = in_memory_rate(run, top, mdl, train)
+                r["in_memory_frames_per_s"] = in_memory_rate(run, top, mdl, train, threads)
                 r["streaming_over_in_memory"] = r["max_sustained_frames_per_s"] / r["in_memory_frames_per_s"]
+                r["integration_alone_frames_per_s"] = integration_rate(run, top, min(64, run.bank.shape[0]))
+                r["streaming_over_integration_alone"] = (r["max_sustained_frames_per_s"]
+                                                         / r["integration_alone_frames_per_s"])
                 report["rates"][name] = r
                 print(f"{name:14s} at {rate:.0f}/s for {sustain:.0f} s: processed {r['processed']} of {sent}, dropped "
                       f"{r['dropped']}, latency p50 {r['latency_ms_p50']:.1f} ms p99 {r['latency_ms_p99']:.1f} ms | "
                       f"max sustained {r['max_sustained_frames_per_s']:.0f}/s, in memory "
-                      f"{r['in_memory_frames_per_s']:.0f}/s, ratio {r['streaming_over_in_memory']:.2f}", flush=True)
+                      f"{r['in_memory_frames_per_s']:.0f}/s, integration alone {r['integration_alone_frames_per_s']:.0f}/s,"
+                      f" ratio {r['streaming_over_integration_alone']:.2f}", flush=True)
             ref = xstructure.molecule("CHD")
             off = small.frames(1, 64)
             prof = np.asarray(integrator(small).integrate(off.data[1::2]).intensity)

@@ -95,6 +95,18 @@ def test_running_reduction_rejects_bad_shots():
     assert rr.rejected["nan"] == 1 and rr.rejected["normalization"] == 1 and rr.rejected["outlier"] == 1
 
 
+def test_a_pumped_signal_far_above_the_noise_is_not_an_outlier():
+    q = np.linspace(0.5, 9.0, 100)
+    rng = np.random.default_rng(2)
+    off = rng.poisson(1e6, (300, q.size)).astype(float)
+    on = rng.poisson(1e6 * (1 + 0.05 * np.sin(q)), (300, q.size)).astype(float)   # 50 σ at the peaks
+    rr = RunningReduction(q, [-1.0, 1.0], reject=6.0, warmup=50)
+    for a in range(0, 300, 30):
+        s_off = rr.add(off[a:a + 30], np.zeros(30), np.zeros(30))
+        s_on = rr.add(on[a:a + 30], np.zeros(30), np.ones(30))
+        assert not np.any(s_off) and not np.any(s_on)
+
+
 def test_every_frame_is_accounted_for_and_matches_offline(run, tmp_path):
     total = 3000
     integ = _integrator(run)
@@ -232,7 +244,7 @@ class _Paced(ArraySource):
 def test_full_disk_is_reported_counted_and_survived(run, tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, check=False).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         with open(mnt / "filler", "wb") as f:
@@ -253,7 +265,7 @@ def test_full_disk_is_reported_counted_and_survived(run, tmp_path):
         assert s.counts.processed == 6000 and s.unwritten == 0
         assert read_live(mnt / "run.h5")["profiles"].shape[0] == 6000
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -267,7 +279,7 @@ def test_full_disk_is_reported_counted_and_survived(run, tmp_path):
 def test_cli_errors_are_one_line(argv, message, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run([sys.executable, "-m", "xstructure", *argv], capture_output=True, text=True, env=env,
-                       cwd=tmp_path, timeout=60)
+                       cwd=tmp_path, timeout=60, check=False)
     assert r.returncode == 2
     err = r.stderr.strip()
     assert len(err.splitlines()) == 1 and message in err, err

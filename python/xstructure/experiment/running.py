@@ -6,9 +6,10 @@ moment in a time that does not grow with the run, so the running reduction keeps
 
 * each shot is normalised by its sum over a q window (as ``normalize=("window", qmin, qmax)``);
 * a shot is rejected when its profile has a non-finite value (``"nan"``), its normalisation is not positive
-  (``"normalization"``), or, once ``warmup`` laser-off shots have been seen, more than ``reject_fraction`` of its q
-  points lie farther than ``reject`` standard deviations from the running mean of the laser-off shots
-  (``"outlier"``; the pumped signal is far below the shot noise, so both states are tested against it);
+  (``"normalization"``), or more than ``reject_fraction`` of its q points lie farther than ``reject`` standard
+  deviations from the running mean of its group (``"outlier"``): the laser-off shots, or the laser-on shots of its
+  delay bin, once the group holds ``warmup`` shots (the pumped signal can be many times the noise of a
+  well-averaged profile, so laser-on shots are not tested against the laser-off shots);
 * the laser-off shots are pooled into one reference (``reference="all"``); laser-on shots are summed per delay bin
   of fixed ``edges`` (corrected delay = nominal + timetool, a NaN timetool counting as 0);
 * ΔI/I_b = ⟨I_on⟩_b / ⟨I_off⟩ − 1, with the standard error from the running variances,
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .run import REASONS, Reduced, normalize_spec, check_grid
+from .run import REASONS, Reduced, check_grid, normalize_spec
 
 __all__ = ["STATUS", "RunningReduction"]
 
@@ -47,7 +48,8 @@ class RunningReduction:
     reject_fraction : float, optional
         Fraction of q points beyond the threshold that rejects a shot.
     warmup : int, optional
-        Laser-off shots to see before the outlier test starts.
+        Shots a group (the laser-off shots, or one delay bin's laser-on shots) must hold before its outlier
+        test starts.
 
     Raises
     ------
@@ -128,14 +130,26 @@ class RunningReduction:
         ok = status == 0
         X = np.zeros_like(P)
         X[ok] = P[ok] / norm[ok, None]
-        if self.reject is not None and self.n_off >= self.warmup and np.any(ok):
-            mean = self.sum_off / self.n_off
-            sd = np.sqrt(np.maximum(self.sum2_off / self.n_off - mean ** 2, 0.0))
-            sd = np.where(sd > 0, sd, np.inf)
-            far = (np.abs(X[ok] - mean) > self.reject * sd).mean(axis=1) > self.reject_fraction
-            idx = np.flatnonzero(ok)[far]
-            status[idx] = STATUS["outlier"]
-            ok[idx] = False
+        k = np.searchsorted(self.edges, t, side="right") - 1
+        k = np.where(t == self.edges[-1], self.edges.size - 2, k)
+        inside = (k >= 0) & (k < self.edges.size - 1) & np.isfinite(t)
+        if self.reject is not None and np.any(ok):
+            # each shot against the running mean and spread of its own group: the laser-off shots, or the
+            # laser-on shots of its delay bin (the pumped signal can exceed the noise of a well-averaged profile)
+            groups = [(ok & (state == 0), self.n_off, self.sum_off, self.sum2_off)]
+            for b in np.unique(k[ok & (state == 1) & inside]):
+                groups.append((ok & (state == 1) & inside & (k == b), self.n_on[b], self.sum_on[b],
+                               self.sum2_on[b]))
+            for sel, n_g, s1, s2 in groups:
+                if n_g < self.warmup or not np.any(sel):
+                    continue
+                mean = s1 / n_g
+                sd = np.sqrt(np.maximum(s2 / n_g - mean ** 2, 0.0))
+                sd = np.where(sd > 0, sd, np.inf)
+                far = (np.abs(X[sel] - mean) > self.reject * sd).mean(axis=1) > self.reject_fraction
+                idx = np.flatnonzero(sel)[far]
+                status[idx] = STATUS["outlier"]
+                ok[idx] = False
         for reason in ("nan", "normalization", "outlier"):
             self.rejected[reason] += int(np.count_nonzero(status == STATUS[reason]))
         self.n_all += int(ok.sum())
@@ -150,9 +164,7 @@ class RunningReduction:
         status[unknown] = STATUS["excluded"]
         on = ok & (state == 1)
         if np.any(on):
-            k = np.searchsorted(self.edges, t, side="right") - 1
-            k = np.where(t == self.edges[-1], self.edges.size - 2, k)
-            inside = on & (k >= 0) & (k < self.edges.size - 1) & np.isfinite(t)
+            inside = on & inside
             outside = on & ~inside
             self.excluded["outside_bins"] += int(outside.sum())
             status[outside] = STATUS["excluded"]

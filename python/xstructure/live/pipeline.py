@@ -181,7 +181,8 @@ class Pipeline:
         self.settings = dict(settings or {}, protocol=source.protocol, address=source.address, shape=self.shape,
                              npt=int(self.q.size), policy=policy, batch=self.batch, queue=int(queue),
                              edges=None if edges is None else np.asarray(edges, dtype=float).tolist(),
-                             molecule=molecule, model=None if model is None else str(model.config.get("name", "")))
+                             molecule=molecule,
+                             model=None if model is None else str(model.config.get("name") or model.config.get("model")))
         self._queue = _FrameQueue(queue)
         self._file = LiveFile(out, self.q, self.reduction.state() if self.reduction else None, self.settings,
                               flush=flush, overwrite=overwrite, atoms=None if model is None else self._numbers.size,

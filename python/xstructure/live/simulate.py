@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import signal
 import time
 
 import numpy as np
@@ -194,7 +195,18 @@ def server_for(protocol: str, address: str, keys: Keys | None = None, **options)
     return server_for_class(protocol)(address, keys, **options)
 
 
+def _die_with_parent() -> None:
+    """Linux: end this child when its parent ends, even by SIGKILL (a sender must not outlive its session)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _stream(run, protocol, address, keys, options, n, batch, rate, faults, sent, ready, go, stop):
+    _die_with_parent()
     server = server_for(protocol, address, keys, **options)
     server.start()
     ready.set()
