@@ -2,7 +2,6 @@
 client library (karabo_bridge.Client) and serializer: trains and their metadata round-trip exactly, a bad message
 is one Rejected record and the next train still arrives, the source survives the server going away."""
 
-import threading
 import time
 
 import numpy as np
@@ -12,39 +11,11 @@ pytest.importorskip("zmq")
 pytest.importorskip("msgpack")
 pytest.importorskip("karabo_bridge")
 
+from live_serving import Serving
 from xstructure.live import Frames, Keys, Rejected, SourceError
 from xstructure.live.karabo import DEFAULT_IMAGE, KaraboServer, KaraboSource
 
 ADDRESS = "tcp://127.0.0.1:0"   # any free port; the server's .address holds the one it bound
-
-
-class Serving:
-    """Run ``script(server, stop)`` in a thread on a started server; re-raise its error on exit."""
-
-    def __init__(self, server, script):
-        self.server, self.stop, self.error = server, threading.Event(), None
-        server.start()
-
-        def run():
-            try:
-                script(server, self.stop)
-            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
-                self.error = e
-            finally:
-                server.close()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "the server thread did not finish"
-        if self.error is not None and exc[0] is None:
-            raise self.error
 
 
 def collect(source, n_items, deadline=8.0):

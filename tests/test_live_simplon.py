@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("zmq")
 cbor2 = pytest.importorskip("cbor2")
 
+from live_serving import Serving
 from xstructure.live import (
     EndOfStream,
     Frames,
@@ -37,36 +38,6 @@ def _have(*modules):
 
 HAVE_CODEC = _have("dectris.compression")
 HAVE_COMPRESSOR = _have("h5py", "hdf5plugin")
-
-
-class Serving:
-    """Run ``script(server, stop)`` in a thread on a started server; re-raise its error on exit."""
-
-    def __init__(self, server, script):
-        self.server, self.stop, self.error = server, threading.Event(), None
-        server.start()
-
-        def run():
-            try:
-                script(server, self.stop)
-                self.stop.wait(10)   # keep the socket until the test has read everything
-            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
-                self.error = e
-            finally:
-                server.close()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "the server thread did not finish"
-        if self.error is not None and exc[0] is None:
-            raise self.error
 
 
 def until_end(source, deadline=8.0):
@@ -118,7 +89,7 @@ def test_frames_metadata_and_series_round_trip(dtype):
         server.send(second)
         server.end()
 
-    with Serving(SimplonServer(ADDRESS), script) as s, SimplonSource(s.server.address) as source:
+    with Serving(SimplonServer(ADDRESS), script, hold=True) as s, SimplonSource(s.server.address) as source:
         got = until_end(source)
         assert source.series["series_id"] == 1
         assert (source.series["image_size_y"], source.series["image_size_x"]) == (16, 24)
@@ -141,7 +112,7 @@ def test_garbage_and_truncated_messages_are_rejected_and_the_next_image_arrives(
         server.send(part(good, slice(2, 3)))
         server.end()
 
-    with Serving(SimplonServer(ADDRESS), script) as s, SimplonSource(s.server.address) as source:
+    with Serving(SimplonServer(ADDRESS), script, hold=True) as s, SimplonSource(s.server.address) as source:
         got = until_end(source)
     assert [type(g) for g in got] == [Frames, Rejected, Frames, Rejected, Frames]
     same([got[0], got[2], got[4]], good)
@@ -160,7 +131,7 @@ def test_compressed_images_round_trip(compression):
         server.send(sent)
         server.end()
 
-    with Serving(SimplonServer(ADDRESS, compression=compression), script) as s, \
+    with Serving(SimplonServer(ADDRESS, compression=compression), script, hold=True) as s, \
             SimplonSource(s.server.address) as source:
         got = until_end(source)
     same(got, sent)
@@ -175,7 +146,7 @@ def test_the_source_reconnects_after_the_server_went_away():
         server.send(part(sent, slice(5, 10)))
         server.end()
 
-    with Serving(SimplonServer(ADDRESS, send_timeout=8), script) as s, SimplonSource(s.server.address) as source:
+    with Serving(SimplonServer(ADDRESS, send_timeout=8), script, hold=True) as s, SimplonSource(s.server.address) as source:
         got = until_end(source, deadline=10)
     ids = np.concatenate([g.ids for g in got])
     np.testing.assert_array_equal(ids[-5:], np.arange(5, 10))   # everything sent after the server came back
@@ -197,7 +168,7 @@ def test_keys_and_channel_configured_differently():
         server.send(sent)
         server.end()
 
-    with Serving(SimplonServer(ADDRESS, keys), script) as s:
+    with Serving(SimplonServer(ADDRESS, keys), script, hold=True) as s:
         with SimplonSource(s.server.address, keys) as source:
             got = until_end(source)
         with SimplonSource(s.server.address) as plain:

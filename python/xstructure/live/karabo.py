@@ -29,6 +29,7 @@ import numpy as np
 
 from .frames import Frames, Keys, Rejected, Source, SourceError
 from .server import Server
+from .sockets import bind
 
 __all__ = ["DEFAULT_IMAGE", "DEFAULT_KEYS", "KaraboServer", "KaraboSource"]
 
@@ -331,21 +332,8 @@ class KaraboServer(Server):
     def _bind(self, address: str, wait: float = 0.0) -> None:
         import zmq
 
-        sock = self._ctx.socket(zmq.REP)
-        sock.setsockopt(zmq.LINGER, 0)
-        give_up = time.monotonic() + wait
-        while True:
-            try:
-                sock.bind(address)
-                break
-            except zmq.ZMQError as e:
-                if e.errno == zmq.EADDRINUSE and time.monotonic() < give_up:
-                    time.sleep(0.05)   # the old socket's port is released asynchronously
-                    continue
-                sock.close()
-                raise SourceError(f"cannot bind {address}: {e}") from None
-        self._sock = sock
-        self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sock = bind(self._ctx, zmq.REP, address, wait=wait)
+        self.address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     # -- sending ------------------------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from .frames import EndOfStream, Frames, Keys, Rejected, Source, SourceError
 from .server import Server
+from .sockets import bind
 
 __all__ = ["COMPRESSIONS", "DEFAULT_CHANNEL", "SimplonServer", "SimplonSource", "encode", "image_array"]
 
@@ -496,23 +497,9 @@ class SimplonServer(Server):
     def _bind(self, address: str, wait: float = 0.0) -> None:
         import zmq
 
-        sock = self._ctx.socket(zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 0)
-        if self.send_timeout is not None:
-            sock.setsockopt(zmq.SNDTIMEO, int(self.send_timeout * 1000))
-        give_up = time.monotonic() + wait
-        while True:
-            try:
-                sock.bind(address)
-                break
-            except zmq.ZMQError as e:
-                if e.errno == zmq.EADDRINUSE and time.monotonic() < give_up:
-                    time.sleep(0.05)   # the old socket's port is released asynchronously
-                    continue
-                sock.close()
-                raise SourceError(f"cannot bind {address}: {e}") from None
-        self._sock = sock
-        self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        options = {} if self.send_timeout is None else {zmq.SNDTIMEO: int(self.send_timeout * 1000)}
+        self._sock = bind(self._ctx, zmq.PUSH, address, wait=wait, options=options)
+        self.address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def send_message(self, message) -> None:
         """Send one message: a dict (encoded with :func:`encode`) or bytes as they are."""
