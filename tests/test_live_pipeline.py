@@ -20,8 +20,6 @@ from xstructure.live.tasks import edges_of
 
 pytest.importorskip("rdkit")   # the simulated product is a SMILES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope="module")
 def run():
@@ -147,6 +145,27 @@ def test_drop_policy_counts_what_it_drops(run):
     assert c.processed + c.rejected + c.dropped == total
 
 
+def test_frames_stops_a_stream_faster_than_the_analysis(run):
+    pipe = Pipeline(ArraySource(run.frames, 10 ** 7, batch=16), _SlowIntegrator(run.geometry, npt=120), queue=64,
+                    batch=16)
+    s = pipe.run(frames=1000)
+    c = s.counts
+    assert s.stopped_by == "frames" and 1000 <= c.received < 1016
+    assert c.processed + c.rejected + c.dropped == c.received and c.queued == 0
+
+
+def test_a_failing_second_stage_stops_the_pipeline_with_the_file_complete(run, tmp_path):
+    pipe = Pipeline(ArraySource(run.frames, 10 ** 7, batch=16), _integrator(run), out=str(tmp_path / "f.h5"))
+
+    def broken(*args):
+        raise RuntimeError("the results stream broke")
+
+    pipe._emit = broken
+    s = pipe.run(duration=60)
+    assert s.stopped_by == "error: writing the results: RuntimeError: the results stream broke"
+    assert read_live(tmp_path / "f.h5")["complete"]
+
+
 def test_block_policy_drops_nothing_from_a_slow_consumer(run):
     total = 600
     pipe = Pipeline(ArraySource(run.frames, total, batch=8), _SlowIntegrator(run.geometry, npt=120), queue=16,
@@ -192,8 +211,7 @@ _CHILD = textwrap.dedent("""
 
 
 def _start_child(path):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "started"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -277,8 +295,7 @@ def test_full_disk_is_reported_counted_and_survived(run, tmp_path):
     (["live", "--simulate", "karabo", "--sim-shape", "4x4"], "expected HxW"),
 ])
 def test_cli_errors_are_one_line(argv, message, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-m", "xstructure", *argv], capture_output=True, text=True, env=env,
+    r = subprocess.run([sys.executable, "-m", "xstructure", *argv], capture_output=True, text=True,
                        cwd=tmp_path, timeout=60, check=False)
     assert r.returncode == 2
     err = r.stderr.strip()

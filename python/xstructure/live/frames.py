@@ -23,8 +23,9 @@ class EndOfStream(Exception):
     """The stream said it has ended (e.g. SIMPLON's ``end`` message, the writer closing a growing file)."""
 
 
-class SourceError(RuntimeError):
-    """The source cannot go on (an address that cannot be reached, a file that vanished); one-line message."""
+class SourceError(OSError):
+    """The source cannot go on (an address that cannot be reached, a file that vanished, a protocol library that
+    is not installed); one-line message."""
 
 
 @dataclasses.dataclass
@@ -44,7 +45,8 @@ class Frames:
     delay : numpy.ndarray
         (n,) float64 nominal pump-probe delay (the stream's unit, fs by convention); NaN where not given.
     pumped : numpy.ndarray
-        (n,) int8: 1 laser on, 0 laser off, -1 not given.
+        (n,) int8: 1 laser on, 0 laser off, -1 not given (:meth:`make` maps any positive value to on, 0 to off,
+        anything else to unknown).
     timetool : numpy.ndarray
         (n,) float64 timetool correction (same unit as ``delay``); NaN where not given.
     """
@@ -81,12 +83,12 @@ class Frames:
                 raise ValueError(f"{a.size} metadata values for {n} frames")
             return a
 
-        return cls(ids=vec(ids, -1, np.int64), data=data,
-                   timestamp=vec(timestamp, time.time(), np.float64) if timestamp is not None
-                   else np.full(n, time.time()),
+        # the laser state, however the stream spells it: > 0 on, 0 off, anything else (NaN, negative) unknown
+        p = vec(pumped, np.nan, np.float64)
+        state = np.where(p > 0, 1, np.where(p == 0, 0, -1)).astype(np.int8)
+        return cls(ids=vec(ids, -1, np.int64), data=data, timestamp=vec(timestamp, time.time(), np.float64),
                    received=time.perf_counter() if received is None else float(received),
-                   delay=vec(delay, np.nan, np.float64), pumped=vec(pumped, -1, np.int8),
-                   timetool=vec(timetool, np.nan, np.float64))
+                   delay=vec(delay, np.nan, np.float64), pumped=state, timetool=vec(timetool, np.nan, np.float64))
 
     def __len__(self) -> int:
         return int(self.data.shape[0])

@@ -257,17 +257,20 @@ class KaraboSource(Source):
                 continue
             try:
                 values[name] = _metadata_value(_lookup(data.get(where[0]), where[1]))
-            except TypeError as e:
+            except (TypeError, OverflowError) as e:
+                self._count_lost(tid * n + np.arange(n, dtype=np.int64))
                 return [Rejected("metadata", n, f"{where[0]}:{where[1]} is {e}, not a number or numeric array")]
         ids = tid * n + np.arange(n, dtype=np.int64)
+        self._count_lost(ids)      # before the last check: a train rejected below is not also lost
         try:
             frames = Frames.make(ids, image, timestamp=stamp, received=received, **values)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OverflowError) as e:
             return [Rejected("metadata", n, f"train {tid}: {e}")]
-        self._count_lost(ids)
         return [frames]
 
     def _count_lost(self, ids: np.ndarray) -> None:
+        """Frames skipped before ``ids`` (gaps in tid × pulses + pulse; with a pulse count that changes from train
+        to train these ids are not contiguous, and a source for such a stream should not count gaps)."""
         first, last = int(ids[0]), int(ids[-1])
         if first < 0:
             return

@@ -124,7 +124,10 @@ class LiveFile:
         if self.broken or not (self._pending or self._state_fn):
             return
         need = sum(p.nbytes for p, _ in self._pending) + (1 << 20)
-        free = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+        try:
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+        except OSError:
+            free = need      # cannot tell: try the write
         if free < need:
             self.error = (f"cannot write {self.path}: the disk is full ({free / 2**20:.1f} MiB free); "
                           f"{self.pending} frames wait")
@@ -173,12 +176,12 @@ class LiveFile:
         self.flush()
         self.unwritten += self.pending
         self._pending.clear()
-        if not self.broken:
-            try:
+        try:
+            if not self.broken:
                 self._f.attrs["complete"] = True
-                self._f.close()
-            except (OSError, RuntimeError) as exc:
-                self.error = f"cannot close {self.path}: {str(exc).splitlines()[0]}"
+            self._f.close()
+        except (OSError, RuntimeError) as exc:
+            self.error = f"cannot close {self.path}: {str(exc).splitlines()[0]}"
         self._f = None
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import signal
 import threading
 import time
-from queue import Queue
+from queue import Full, Queue
 
 import numpy as np
 
@@ -98,6 +99,35 @@ class _FrameQueue:
             self.frames -= n
             self._cv.notify_all()
             return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+class _Latencies:
+    """Percentiles of latencies from a log-spaced histogram (0.01 ms to 1000 s, 1 % wide bins): constant memory
+    however long the pipeline runs."""
+
+    EDGES = np.geomspace(1e-2, 1e6, 1852)
+
+    def __init__(self):
+        self.counts = np.zeros(self.EDGES.size + 1, dtype=np.int64)
+        self.max = math.nan
+
+    def add(self, ms: np.ndarray) -> None:
+        if ms.size:
+            self.counts += np.bincount(np.searchsorted(self.EDGES, ms), minlength=self.counts.size)
+            self.max = float(np.nanmax([self.max, ms.max()]))
+
+    def percentile(self, p: float) -> float:
+        n = self.counts.sum()
+        if n == 0:
+            return math.nan
+        k = int(np.searchsorted(np.cumsum(self.counts), p / 100.0 * n))
+        lo = self.EDGES[max(k - 1, 0)]
+        hi = self.EDGES[min(k, self.EDGES.size - 1)]
+        return float(np.sqrt(lo * hi))
 
 
 def _bin_image(a: np.ndarray, side: int = 256) -> np.ndarray:
@@ -194,7 +224,7 @@ class Pipeline:
         self._processed = 0
         self._rejected_by: collections.Counter = collections.Counter()
         self._dropped_by: collections.Counter = collections.Counter()
-        self._lat: list = []
+        self._lat = _Latencies()
         self._lat_recent = collections.deque(maxlen=4096)
         self._rates = collections.deque(maxlen=64)
         self._messages: list = []
@@ -212,6 +242,9 @@ class Pipeline:
         self._last_message = time.monotonic()
         self._receiver: threading.Thread | None = None
         self._stack = None
+        self._in_flight = 0
+        self._limit = None
+        self._limit_reached = False
         self._outq: Queue = Queue(maxsize=8)
         self._emitter = None
 
@@ -220,6 +253,9 @@ class Pipeline:
         src = self.source
         try:
             while not self._stop.is_set():
+                if self._limit is not None and self._received + src.stats.get("lost", 0) >= self._limit:
+                    self._ended = self._limit_reached = True      # as many frames as asked for: take no more
+                    return
                 try:
                     items = src.receive(0.1)
                 except EndOfStream:
@@ -247,7 +283,7 @@ class Pipeline:
                                     self._dropped_by["stopped"] += len(it)
                                 break
         except Exception as exc:  # noqa: BLE001 - the source cannot go on: stop with its one-line reason
-            self._error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self._error = _one_line(exc)
 
     # ---- compute -----------------------------------------------------------------------------------------------
     def _integrate(self, good: list) -> np.ndarray:
@@ -280,6 +316,15 @@ class Pipeline:
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _process(self, items: list) -> None:
+        with self._lock:
+            self._in_flight = sum(len(it) for it in items)
+        try:
+            self._process_batch(items)
+        finally:
+            with self._lock:
+                self._in_flight = 0
+
+    def _process_batch(self, items: list) -> None:
         good = []
         for it in items:
             if it.data.shape[1:] != self.shape:
@@ -323,12 +368,22 @@ class Pipeline:
             self._last_frame = data[-1]
             self._last_id = int(ids[-1])
             self._last_profile = I[-1].copy()
-            self._lat.append(lat)
+            self._lat.add(lat)
             self._lat_recent.extend(lat[-256:])
             self._t_last = t_out
         if self._emitter is not None:
-            self._outq.put((I, {"frame_id": ids, "timestamp": stamp, "delay": delay, "pumped": pumped,
+            self._to_emitter((I, {"frame_id": ids, "timestamp": stamp, "delay": delay, "pumped": pumped,
                                 "timetool": timetool, "status": status, "latency_ms": lat.astype(np.float32)}))
+
+    def _to_emitter(self, item) -> None:
+        """Hand ``item`` to the second stage; never blocks for ever (a stage that died stops the pipeline)."""
+        while True:
+            try:
+                self._outq.put(item, timeout=0.1)
+                return
+            except Full:
+                if not self._emitter.is_alive():
+                    return
 
     def _emit_loop(self) -> None:
         """The second stage, in its own thread: invert, write, publish (while the first integrates the next
@@ -337,26 +392,37 @@ class Pipeline:
             item = self._outq.get()
             if item is None:
                 return
-            I, rows = item
-            structures = None
-            if self.model is not None:
-                X = I[:, self._i0] * self._w0 + I[:, self._i0 + 1] * self._w1
-                s = X.sum(axis=1, keepdims=True)
-                X = X * np.divide(self._model_sum, s, out=np.zeros_like(s), where=s > 0)
-                ok = np.isfinite(X).all(axis=1) & (s[:, 0] > 0)
-                structures = np.full((len(I), self._numbers.size, 3), np.nan, np.float32)
-                if np.any(ok):
-                    structures[ok] = self.model.predict(X[ok], self.molecule)
-                    with self._lock:
-                        self._structure = (self._numbers, structures[np.flatnonzero(ok)[-1]].astype(np.float64))
-            if self._file is not None:
-                was = self._file.error
-                self._file.append(I, rows, structures)
-                if self._file.error and not was:
-                    self._messages.append(self._file.error)
-            if self._pub is not None:
-                self._pub.send(b"profiles", {"frame_id": rows["frame_id"].tolist(), "status": rows["status"].tolist()},
-                               I.astype(np.float32))
+            try:
+                self._emit(*item)
+            except Exception as exc:  # noqa: BLE001 - stops the pipeline with its one-line reason
+                self._error = f"writing the results: {_one_line(exc)}"
+                return
+
+    def _emit(self, kind, *payload) -> None:
+        if isinstance(kind, bytes):          # the ΔI/I map for the results stream
+            header, diff = payload
+            self._pub.send(kind, header, diff)
+            return
+        I, (rows,) = kind, payload
+        structures = None
+        if self.model is not None:
+            X = I[:, self._i0] * self._w0 + I[:, self._i0 + 1] * self._w1
+            s = X.sum(axis=1, keepdims=True)
+            X = X * np.divide(self._model_sum, s, out=np.zeros_like(s), where=s > 0)
+            ok = np.isfinite(X).all(axis=1) & (s[:, 0] > 0)
+            structures = np.full((len(I), self._numbers.size, 3), np.nan, np.float32)
+            if np.any(ok):
+                structures[ok] = self.model.predict(X[ok], self.molecule)
+                with self._lock:
+                    self._structure = (self._numbers, structures[np.flatnonzero(ok)[-1]].astype(np.float64))
+        if self._file is not None:
+            was = self._file.error
+            self._file.append(I, rows, structures)
+            if self._file.error and not was:
+                self._messages.append(self._file.error)
+        if self._pub is not None:
+            self._pub.send(b"profiles", {"frame_id": rows["frame_id"].tolist(), "status": rows["status"].tolist()},
+                           I.astype(np.float32))
 
     def _reduction_state(self) -> dict:
         with self._lock:
@@ -371,8 +437,9 @@ class Pipeline:
         if self._pub is not None and self.reduction is not None and (len(self._rates) % 4 == 0):
             with self._lock:
                 diff, _ = self.reduction.diff_map()
-            self._pub.send(b"reduction", {"delays": self.reduction.centres.tolist(),
-                                          "q": [float(self.q[0]), float(self.q[-1]), int(self.q.size)]}, diff)
+            # through the second stage: a ZeroMQ socket is used by one thread only
+            self._to_emitter((b"reduction", {"delays": self.reduction.centres.tolist(),
+                                             "q": [float(self.q[0]), float(self.q[-1]), int(self.q.size)]}, diff))
 
     def run(self, *, frames: int | None = None, duration: float | None = None, idle: float | None = None,
             progress=None) -> Summary:
@@ -401,6 +468,15 @@ class Pipeline:
 
             threads = torch.get_num_threads()
             torch.set_num_threads(int(self.model_threads))
+        self._limit = frames
+        # Ctrl-C sets a flag that the loop reads between batches: a batch is never left half counted
+        interrupted = threading.Event()
+        old_handler = None
+        if threading.current_thread() is threading.main_thread():
+            def on_sigint(signum, frame):
+                interrupted.set()
+                self._stop.set()
+            old_handler = signal.signal(signal.SIGINT, on_sigint)
         self._receiver = threading.Thread(target=self._receive_loop, name="xstructure-live-receive", daemon=True)
         self._receiver.start()
         if self.model is not None or self._file is not None or self._pub is not None:
@@ -418,17 +494,18 @@ class Pipeline:
                     t_report = time.monotonic()
                     progress(self.snapshot())
                 if self._stop.is_set():
+                    stopped_by = "interrupt" if interrupted.is_set() else stopped_by
+                    break
+                if self._error:
+                    stopped_by = f"error: {self._error}"
                     break
                 if duration is not None and time.perf_counter() - self._t0 >= duration:
                     stopped_by = "duration"
                     break
                 if items:
                     continue
-                if self._error:
-                    stopped_by = f"error: {self._error}"
-                    break
                 if self._ended and not self._queue.frames:
-                    stopped_by = "end of stream"
+                    stopped_by = "frames" if self._limit_reached else "end of stream"
                     break
                 if frames is not None and self._received + self.source.stats.get("lost", 0) >= frames \
                         and not self._queue.frames:
@@ -439,17 +516,30 @@ class Pipeline:
                     break
         except KeyboardInterrupt:
             stopped_by = "interrupt"
+        except Exception as exc:  # noqa: BLE001 - reported as the reason the run stopped; the file is closed
+            stopped_by = f"error: {_one_line(exc)}"
         finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
             self._stop.set()
             self._receiver.join(5.0)
+            if self._receiver.is_alive():
+                self._messages.append("the receiver did not stop within 5 s")
             left = self._queue.get(1 << 62, 0.0)
+            # what was received is analysed (the queue is bounded), unless the analysis is what failed
+            while left and not stopped_by.startswith("error"):
+                try:
+                    self._process(left[:1])
+                except Exception:  # noqa: BLE001 - this and the rest are counted as dropped below
+                    break
+                left = left[1:]
             if left:
                 with self._lock:
                     self._dropped_by["stopped"] += sum(len(x) for x in left)
             if self._emitter is not None:
-                self._outq.put(None)
-                self._emitter.join()
-            self._close_outputs()
+                self._to_emitter(None)
+                self._emitter.join(30.0)
+            self._close_outputs(close_source=not self._receiver.is_alive())
             if threads is not None:
                 torch.set_num_threads(threads)
         return self.summary(stopped_by)
@@ -458,14 +548,21 @@ class Pipeline:
         """Ask a running :meth:`run` to finish (from another thread)."""
         self._stop.set()
 
-    def _close_outputs(self) -> None:
+    def _close_outputs(self, close_source: bool = True) -> None:
         if self._file is not None:
             self._file.close()
             if self._file.error:
                 self._messages.append(self._file.error)
         if self._pub is not None:
             self._pub.close()
-        self.source.close()
+            self._pub = None
+        if close_source:
+            self.source.close()
+
+    def close(self) -> None:
+        """Close the output file (complete), the results stream and the source without running (a pipeline that
+        was built but will not run); safe to call twice, and after :meth:`run`."""
+        self._close_outputs()
 
     # ---- state -------------------------------------------------------------------------------------------------
     def counts(self) -> Counts:
@@ -477,16 +574,13 @@ class Pipeline:
                 dropped["transport"] += lost
             return Counts(received=self._received + lost, processed=self._processed,
                           rejected=sum(self._rejected_by.values()), dropped=sum(dropped.values()),
-                          queued=self._queue.frames, lost=lost, rejected_by=dict(self._rejected_by),
+                          queued=self._queue.frames + self._in_flight, lost=lost, rejected_by=dict(self._rejected_by),
                           dropped_by=dict(dropped))
 
     def summary(self, stopped_by: str = "running") -> Summary:
         c = self.counts()
-        lat = np.concatenate(self._lat) if self._lat else np.empty(0)
         secs = (self._t_last - self._t_first) if (self._t_first and self._t_last) else 0.0
-        pct = {"p50": float(np.percentile(lat, 50)) if lat.size else math.nan,
-               "p99": float(np.percentile(lat, 99)) if lat.size else math.nan,
-               "max": float(lat.max()) if lat.size else math.nan}
+        pct = {"p50": self._lat.percentile(50), "p99": self._lat.percentile(99), "max": self._lat.max}
         return Summary(counts=c, seconds=secs, frames_per_s=c.processed / secs if secs > 0 else math.nan,
                        latency_ms=pct, stopped_by=stopped_by,
                        unwritten=self._file.unwritten if self._file is not None else 0,

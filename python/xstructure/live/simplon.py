@@ -333,6 +333,17 @@ class SimplonSource(Source):
         return [Rejected("malformed", 1, f"not a stream v2 message (a {type(msg).__name__} without a type)")]
 
     def _image(self, msg: Mapping, received: float) -> Frames:
+        image_id = msg.get("image_id")
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            raise _Bad("malformed", f"image_id is {image_id!r}, not an integer")
+        series = msg.get("series_id")
+        if series != self._series_id:
+            self._series_id, self._next_id = series, None
+        if image_id >= 0:   # counted before the checks below: an image rejected there is not also lost
+            if self._next_id is not None and image_id > self._next_id:
+                self.stats["lost"] += image_id - self._next_id
+            if self._next_id is None or image_id >= self._next_id:
+                self._next_id = image_id + 1
         data = msg.get("data")
         if not isinstance(data, Mapping):
             raise _Bad("malformed", "an image message without a data map")
@@ -341,9 +352,6 @@ class SimplonSource(Source):
         image = _materialise(data[self.channel])
         if image.ndim != 2:
             raise _Bad("shape", f"an image of dimensions {list(image.shape)}; expected [H, W]")
-        image_id = msg.get("image_id")
-        if not isinstance(image_id, int) or isinstance(image_id, bool):
-            raise _Bad("malformed", f"image_id is {image_id!r}, not an integer")
         stamp = None
         date = msg.get("series_date")
         start = _seconds(msg.get("start_time"))
@@ -359,16 +367,7 @@ class SimplonSource(Source):
             if v is not None and not isinstance(v, (bool, int, float)):
                 raise _Bad("metadata", f"user_data[{key!r}] is a {type(v).__name__}, not a number")
             values[name] = v
-        frames = Frames.make([image_id], image, timestamp=stamp, received=received, **values)
-        series = msg.get("series_id")
-        if series != self._series_id:
-            self._series_id, self._next_id = series, None
-        if image_id >= 0:
-            if self._next_id is not None and image_id > self._next_id:
-                self.stats["lost"] += image_id - self._next_id
-            if self._next_id is None or image_id >= self._next_id:
-                self._next_id = image_id + 1
-        return frames
+        return Frames.make([image_id], image, timestamp=stamp, received=received, **values)
 
 
 # -- encoding (the simulated detector) ----------------------------------------------------------------------------

@@ -205,10 +205,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def _stream(run, protocol, address, keys, options, n, batch, rate, faults, sent, ready, go, stop):
+def _stream(run, protocol, address, keys, options, n, batch, rate, faults, sent, ready, go, stop, failed):
     _die_with_parent()
-    server = server_for(protocol, address, keys, **options)
-    server.start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the session's to handle; it stops this child
+    try:
+        server = server_for(protocol, address, keys, **options)
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - handed to the parent as one line
+        failed.put(f"the simulated {protocol} server on {address} did not start: {exc}".splitlines()[0])
+        ready.set()
+        return
     ready.set()
     while not go.wait(0.1):
         if stop.is_set():
@@ -279,7 +285,7 @@ class Streamer:
     def alive(self) -> bool:
         return self._process.is_alive()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
         """Stop sending and wait for the child (killed after ``timeout`` s)."""
         self._stop.set()
         self._process.join(timeout)
@@ -346,13 +352,18 @@ def serve(run: SimulatedRun, protocol: str, address: str, frames: int, *, batch:
             raise ValueError(f"unknown fault {kind!r}: use {', '.join(FAULTS)}")
     _ = run.bank   # render before forking: the child shares the pages
     ctx = multiprocessing.get_context("fork")
-    sent, ready, go, stop = ctx.Value("q", 0), ctx.Event(), ctx.Event(), ctx.Event()
+    sent, ready, go, stop, failed = ctx.Value("q", 0), ctx.Event(), ctx.Event(), ctx.Event(), ctx.SimpleQueue()
     if not hold:
         go.set()
     p = ctx.Process(target=_stream, args=(run, protocol, address, keys, options or {}, int(frames), int(batch), rate,
-                                          faults, sent, ready, go, stop), daemon=True)
+                                          faults, sent, ready, go, stop, failed), daemon=True)
     p.start()
-    if not ready.wait(timeout):
-        p.kill()
-        raise RuntimeError(f"the simulated {protocol} server on {address} did not start within {timeout:g} s")
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.1):
+        if not p.is_alive() or time.monotonic() > deadline:
+            p.kill()
+            raise OSError(f"the simulated {protocol} server on {address} did not start within {timeout:g} s")
+    if not failed.empty():
+        p.join(5)
+        raise OSError(failed.get())
     return Streamer(p, sent, go, stop)

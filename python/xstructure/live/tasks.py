@@ -106,39 +106,33 @@ def run_live(source: str | None = None, *, poni: str | None = None, simulate: st
         from ..learn import InversionModel
 
         inv = InversionModel.load(model)
-    streamer = None
-    viewer = None
+    streamer = viewer = src = pipe = None
     with tempfile.TemporaryDirectory(prefix="xstructure-live-") as tmp:
-        if simulate is not None:
-            run = SimulatedRun(shape=tuple(sim_shape))
-            url = SIM_ADDRESS.get(simulate, f"hdf5:{os.path.join(tmp, 'simulated_run.h5')}")
-            geometry = Geometry.from_poni(poni, shape=run.shape) if poni else run.geometry
-            if bins is None:
-                bins = edges_of(run.delays)
-            if molecule is None:
-                molecule = run.reactant
-            streamer = serve(run, simulate, _server_address(simulate, url, tmp), sim_frames, rate=sim_rate,
-                             keys=key_set, hold=True, options={"compression": None} if simulate == "hdf5" else None)
-            source = url
-        else:
-            geometry = Geometry.from_poni(poni)
-        integ = Integrator(geometry, npt=npt, polarization=0.99, error_model=None, num_threads=threads or 0)
-        src = open_source(source, key_set)
-        src.open()
-        if streamer is not None:
-            src.wait_ready()
         try:
+            if simulate is not None:
+                run = SimulatedRun(shape=tuple(sim_shape))
+                url = SIM_ADDRESS.get(simulate, f"hdf5:{os.path.join(tmp, 'simulated_run.h5')}")
+                geometry = Geometry.from_poni(poni, shape=run.shape) if poni else run.geometry
+                if bins is None:
+                    bins = edges_of(run.delays)
+                if molecule is None:
+                    molecule = run.reactant
+                streamer = serve(run, simulate, _server_address(simulate, url, tmp), sim_frames, rate=sim_rate,
+                                 keys=key_set, hold=True,
+                                 options={"compression": None} if simulate == "hdf5" else None)
+                source = url
+            else:
+                geometry = Geometry.from_poni(poni)
+            integ = Integrator(geometry, npt=npt, polarization=0.99, error_model=None, num_threads=threads or 0)
+            src = open_source(source, key_set)
+            src.open()
+            if streamer is not None:
+                src.wait_ready()
             # the model's molecule by name only when it knows several; ``molecule`` is the reactant of the view
             which = molecule if inv is not None and len(inv.molecules) > 1 else None
             pipe = Pipeline(src, integ, edges=bins, model=inv, molecule=which,
                             out=out, overwrite=overwrite, publish=publish, queue=queue, policy=policy, batch=batch,
                             settings={"source": source, "simulated": simulate, "poni": poni, "model_path": model})
-        except BaseException:
-            src.close()
-            if streamer is not None:
-                streamer.stop()
-            raise
-        try:
             if view is not None:
                 from .view import serve_view
 
@@ -163,6 +157,10 @@ def run_live(source: str | None = None, *, poni: str | None = None, simulate: st
         finally:
             if viewer is not None:
                 viewer.stop()
+            if pipe is not None:
+                pipe.close()         # after run() it has nothing left to close
+            elif src is not None:
+                src.close()
             if streamer is not None:
                 streamer.stop()
     return summary
