@@ -53,8 +53,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info
 
 import xstructure
+from xstructure.experiment.running import edges_of
 from xstructure.live import ArraySource, Keys, Pipeline, SimulatedRun, open_source, read_live, serve
-from xstructure.live.tasks import edges_of
 
 NPT = 500
 RATE_PROTOCOL = "karabo"   # trains of frames, arrays as raw ZeroMQ frames: no copy on either side

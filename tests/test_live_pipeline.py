@@ -15,8 +15,8 @@ import pytest
 
 import xstructure
 from xstructure.experiment import PumpProbe, RunningReduction, simulate_pumpprobe
+from xstructure.experiment.running import edges_of
 from xstructure.live import ArraySource, Frames, Pipeline, SimulatedRun, Source, read_live
-from xstructure.live.tasks import edges_of
 
 pytest.importorskip("rdkit")   # the simulated product is a SMILES
 
@@ -196,7 +196,7 @@ def test_snapshot_while_running(run):
 _CHILD = textwrap.dedent("""
     import sys, time, numpy as np, xstructure
     from xstructure.live import ArraySource, Pipeline, SimulatedRun
-    from xstructure.live.tasks import edges_of
+    from xstructure.experiment.running import edges_of
     run = SimulatedRun(shape=(48, 64), delays=np.linspace(-300, 900, 6), repeats=2, photons=2e5)
     class Slow(ArraySource):
         def receive(self, timeout):

@@ -21,8 +21,8 @@ pytest.importorskip("bokeh", reason="the live view needs Bokeh (pip install boke
 pytest.importorskip("rdkit", reason="the simulated run's product is a SMILES (pip install rdkit)")
 
 from xstructure.detector import Integrator
+from xstructure.experiment.running import edges_of
 from xstructure.live import ArraySource, Frames, Pipeline, SimulatedRun
-from xstructure.live.tasks import edges_of
 from xstructure.live.view import serve_view
 
 LOCAL = {"127.0.0.1", "localhost"}

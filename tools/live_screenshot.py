@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     from selenium.webdriver.chrome.service import Service
 
     from xstructure.detector import Integrator
+    from xstructure.experiment.running import edges_of
     from xstructure.live import Pipeline, SimulatedRun, open_source, parse_source, serve
-    from xstructure.live.tasks import edges_of
     from xstructure.live.view import serve_view
 
     if not pathlib.Path(CHROMEDRIVER).exists():

@@ -231,3 +231,23 @@ class RunningReduction:
                 "sum_t": self.sum_t, "n_off": np.int64(self.n_off), "sum_off": self.sum_off,
                 "sum2_off": self.sum2_off, "n_all": np.int64(self.n_all), "sum_all": self.sum_all,
                 "rejected": np.array([self.rejected.get(r, 0) for r in REASONS], dtype=np.int64)}
+
+
+def edges_of(delays) -> np.ndarray:
+    """Bin edges half-way between sorted distinct nominal delays (the outer bins as wide as their neighbours).
+
+    Parameters
+    ----------
+    delays : array_like
+        Nominal delays.
+
+    Returns
+    -------
+    numpy.ndarray
+        (T + 1,) edges for T distinct delays.
+    """
+    d = np.unique(np.asarray(delays, dtype=np.float64))
+    if d.size == 1:
+        return np.array([d[0] - 1.0, d[0] + 1.0])
+    mid = 0.5 * (d[1:] + d[:-1])
+    return np.concatenate([[d[0] - (mid[0] - d[0])], mid, [d[-1] + (d[-1] - mid[-1])]])

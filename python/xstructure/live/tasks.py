@@ -5,39 +5,18 @@ from __future__ import annotations
 import os
 import tempfile
 
-import numpy as np
-
 from ..detector import Geometry, Integrator
+from ..experiment.running import edges_of
 from .frames import Keys
 from .pipeline import Pipeline, Summary
 from .simulate import PROTOCOLS, SimulatedRun, serve
 from .urls import open_source
 
-__all__ = ["SIM_ADDRESS", "edges_of", "format_summary", "run_live"]
+__all__ = ["SIM_ADDRESS", "format_summary", "run_live"]
 
 #: Where ``--simulate`` serves each protocol (127.0.0.1 only).
 SIM_ADDRESS = {"karabo": "karabo://127.0.0.1:4545", "simplon": "simplon://127.0.0.1:31001",
                "pva": "pva://XSTRUCTURE:SIM:Image"}
-
-
-def edges_of(delays) -> np.ndarray:
-    """Bin edges half-way between sorted distinct nominal delays (the outer bins as wide as their neighbours).
-
-    Parameters
-    ----------
-    delays : array_like
-        Nominal delays.
-
-    Returns
-    -------
-    numpy.ndarray
-        (T + 1,) edges for T distinct delays.
-    """
-    d = np.unique(np.asarray(delays, dtype=np.float64))
-    if d.size == 1:
-        return np.array([d[0] - 1.0, d[0] + 1.0])
-    mid = 0.5 * (d[1:] + d[:-1])
-    return np.concatenate([[d[0] - (mid[0] - d[0])], mid, [d[-1] + (d[-1] - mid[-1])]])
 
 
 def _server_address(protocol: str, url: str, tmp: str) -> str:

@@ -28,6 +28,8 @@ import types
 
 import numpy as np
 
+from ..experiment.running import edges_of
+
 __all__ = ["ViewServer", "serve_view"]
 
 _W, _H = 520, 318                        # every plot, px
@@ -64,22 +66,12 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _edges(centres: np.ndarray) -> np.ndarray:
-    """(T + 1,) bin edges halfway between increasing centres, the outer ones half a step out."""
-    c = np.asarray(centres, dtype=np.float64)
-    if c.size == 1:
-        half = 0.5 * max(abs(c[0]) * 1e-3, 1.0)
-        return np.array([c[0] - half, c[0] + half])
-    mid = 0.5 * (c[1:] + c[:-1])
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
-
-
 def _on_uniform_grid(centres: np.ndarray, values: np.ndarray, axis: int, n: int = 256):
     """Rows (axis 0) or columns (axis 1) of ``values`` on a uniform grid for an image: as they are when the
     centres are evenly spaced, else each of ``n`` uniform cells takes the value of the bin it lies in.
 
     Returns the values and the outer edges (lo, hi)."""
-    e = _edges(centres)
+    e = edges_of(centres)
     step = np.diff(centres)
     if centres.size < 3 or np.allclose(step, step[0], rtol=1e-3, atol=0):
         return values, e[0], e[-1]
