@@ -201,7 +201,7 @@ class Pipeline:
             if lo < self.q[0] - 1e-9 or hi > self.q[-1] + 1e-9:
                 raise ValueError(f"the model reads q {lo:g}..{hi:g} Å⁻¹, beyond the integrator's "
                                  f"{self.q[0]:g}..{self.q[-1]:g} Å⁻¹")
-            self._model_sum = float(np.sum(m.st.mean)) if m.st.mean.ndim == 1 else float(np.sum(m.st.mean[0]))
+            self._model_sum = float(np.sum(m.st.mean))
             self._numbers = np.asarray(m.numbers_np)
             # linear interpolation onto the model's grid, as index pairs and weights (np.interp row by row costs more)
             self._i0 = np.clip(np.searchsorted(self.q, model.q, side="right") - 1, 0, self.q.size - 2)
@@ -329,8 +329,9 @@ class Pipeline:
         for it in items:
             if it.data.shape[1:] != self.shape:
                 with self._lock:
+                    first = "shape" not in self._rejected_by
                     self._rejected_by["shape"] += len(it)
-                if "shape" not in self._rejected_by or self._rejected_by["shape"] == len(it):
+                if first:
                     self._messages.append(f"frames of shape {it.data.shape[1:]} rejected: the detector is "
                                           f"{self.shape}")
             else:
@@ -372,8 +373,9 @@ class Pipeline:
             self._lat_recent.extend(lat[-256:])
             self._t_last = t_out
         if self._emitter is not None:
-            self._to_emitter((I, {"frame_id": ids, "timestamp": stamp, "delay": delay, "pumped": pumped,
-                                "timetool": timetool, "status": status, "latency_ms": lat.astype(np.float32)}))
+            rows = {"frame_id": ids, "timestamp": stamp, "delay": delay, "pumped": pumped, "timetool": timetool,
+                    "status": status, "latency_ms": lat.astype(np.float32)}
+            self._to_emitter(("batch", I, rows))
 
     def _to_emitter(self, item) -> None:
         """Hand ``item`` to the second stage; never blocks for ever (a stage that died stops the pipeline)."""
@@ -398,12 +400,13 @@ class Pipeline:
                 self._error = f"writing the results: {_one_line(exc)}"
                 return
 
-    def _emit(self, kind, *payload) -> None:
-        if isinstance(kind, bytes):          # the ΔI/I map for the results stream
+    def _emit(self, kind: str, *payload) -> None:
+        """``("batch", profiles, rows)``: invert, write, publish; ``("reduction", header, diff)``: publish ΔI/I."""
+        if kind == "reduction":
             header, diff = payload
-            self._pub.send(kind, header, diff)
+            self._pub.send(b"reduction", header, diff)
             return
-        I, (rows,) = kind, payload
+        I, rows = payload
         structures = None
         if self.model is not None:
             X = I[:, self._i0] * self._w0 + I[:, self._i0 + 1] * self._w1
@@ -438,7 +441,7 @@ class Pipeline:
             with self._lock:
                 diff, _ = self.reduction.diff_map()
             # through the second stage: a ZeroMQ socket is used by one thread only
-            self._to_emitter((b"reduction", {"delays": self.reduction.centres.tolist(),
+            self._to_emitter(("reduction", {"delays": self.reduction.centres.tolist(),
                                              "q": [float(self.q[0]), float(self.q[-1]), int(self.q.size)]}, diff))
 
     def run(self, *, frames: int | None = None, duration: float | None = None, idle: float | None = None,
