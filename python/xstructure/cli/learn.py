@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..learn.tasks import CRYSTAL_MODELS, MOLECULE_MODELS, evaluate_model, predict_file, train_store
-from .args import add_progress, interrupted, output_file, output_path, parse_noise, progress
+from .args import add_progress, interrupted, output_file, output_path, parse_noise, parse_q, progress
 
 
 def run_train(args) -> int:
@@ -37,7 +37,8 @@ def run_evaluate(args) -> int:
 def run_predict(args) -> int:
     """``xstructure predict`` with the parsed ``args``; returns the exit status."""
     print(predict_file(args.model, args.pattern, args.out, molecule=args.molecule, formula=args.formula,
-                       cell=args.cell, cif=args.cif))
+                       cell=args.cell, cif=args.cif, q=args.q, signal=args.signal, noise=args.noise_level,
+                       temperature=args.temperature, refine_steps=args.refine_steps))
     return 0
 
 
@@ -101,13 +102,29 @@ def add_parsers(sub) -> None:
                    help="crystals: also score charge flipping and atom models refined from it (default on)")
     add_progress(e)
     e.set_defaults(func=run_evaluate)
-    r = sub.add_parser("predict", help="structures from patterns with a trained model")
-    r.add_argument("model", help="model directory (xstructure train --out)")
+    r = sub.add_parser("predict", help="structures from patterns with a trained or shipped model",
+                       description="Structures from patterns. MODEL is a directory of xstructure train, or a model "
+                                   "shipped with the package: general-xray reads any molecule of H, C, N, O, F, S, "
+                                   "Cl with up to 30 atoms (give it with --molecule), on any q grid inside "
+                                   "0.5-10 1/A.",
+                       epilog="example: xstructure simulate CN1CCOCC1 --q 0.5:10:500 --signal molecular > p.csv && "
+                              "xstructure predict general-xray p.csv --molecule CN1CCOCC1 --out s.xyz")
+    r.add_argument("model", help="model directory (xstructure train --out), or general-xray")
     r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column, as xstructure simulate "
                                    "--out writes); .h5 (I and q); for a "
                                    "detector_cnn model .npy or .h5 images (n_chi, Q) or (B, n_chi, Q) "
                                    "(xstructure.learn.detector.cake bins a detector frame)")
-    r.add_argument("--molecule", help="which of the model's molecules (default: its only one)")
+    r.add_argument("--molecule", help="which of the model's molecules (default: its only one); for general-xray "
+                                      "the molecule itself: SMILES, a name or a structure file")
+    r.add_argument("--q", type=parse_q, help="general models: the q grid START:STOP:POINTS in 1/A, when the file "
+                                             "has no q column")
+    r.add_argument("--signal", choices=["molecular", "total"],
+                   help="general models: what the patterns are, when the file does not say (default molecular)")
+    r.add_argument("--noise", dest="noise_level", type=float,
+                   help="general models: relative noise per q point of the patterns (default 0.005)")
+    r.add_argument("--temperature", type=float, help="general models: the sample's temperature in K (default 300)")
+    r.add_argument("--refine-steps", type=int, default=0,
+                   help="general models: refine through the Debye op with bond restraints (default 0)")
     r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
     r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees); default: the "
                                   "cell in the .npz of xstructure crystal --hkl-grid")

@@ -18,6 +18,7 @@ from .crystals import CrystalSet
 from .data import Noise, load_pool
 from .detector import detector_data, with_images
 from .evaluate import evaluate, format_table, report_plot, strip_private
+from .general import PRETRAINED, GeneralInterpreter, pretrained
 from .phase import MODELS as CRYSTAL_MODELS
 from .phase_train import FORMAT as PHASE_FORMAT
 from .phase_train import PhaseConfig, PhaseModel, evaluate_phase, format_phase_table, phase_plot, train_phase
@@ -235,7 +236,8 @@ def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n
 
 
 def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | None = None, formula=None,
-                 cell=None, cif=None) -> str:
+                 cell=None, cif=None, q=None, signal: str | None = None, noise: float | None = None,
+                 temperature: float | None = None, refine_steps: int = 0) -> str:
     """Structures from a file of patterns (or ``|F|²`` boxes / powder patterns for a crystal model), written to a file.
 
     Molecules: ``pattern`` is read by :func:`xstructure.profiles.read_patterns`; its q grid, when the file has
@@ -262,6 +264,10 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
         Crystals: ``"a,b,c,alpha,beta,gamma"`` (Å, degrees).
     cif : str or None, optional
         Crystals: output CIF of the solved atoms.
+    q, signal, noise, temperature, refine_steps : optional
+        General models (``"general-xray"`` or a directory of :class:`~xstructure.learn.general.GeneralInterpreter`):
+        the q grid (Å⁻¹) when the file has none, what the patterns are, their relative noise, the sample's
+        temperature (K) and refinement steps (see :meth:`~xstructure.learn.general.GeneralInterpreter.predict`).
 
     Returns
     -------
@@ -276,6 +282,9 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
     import ase  # loaded on use: keeps `import xstructure` fast
     import ase.io  # loaded on use: keeps `import xstructure` fast
 
+    if is_general_model(model_path):
+        return _predict_general(model_path, pattern, out, molecule=molecule, q=q, signal=signal, noise=noise,
+                                temperature=temperature, refine_steps=refine_steps)
     if is_phase_model(model_path):
         return _predict_crystal(model_path, pattern, out, formula=formula, cell=cell, cif=cif)
     model = InversionModel.load(model_path)
@@ -301,6 +310,57 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
     frames = [ase.Atoms(numbers=mol.numbers_np, positions=p) for p in pos]
     ase.io.write(out, frames if len(frames) > 1 else frames[0])
     return f"wrote {len(frames)} structure(s) of {mol.name} to {out}{note}"
+
+
+def is_general_model(model_path: str) -> bool:
+    """Whether ``model_path`` names a shipped general model or a directory holding one."""
+    if model_path in PRETRAINED:
+        return True
+    cfg = os.path.join(model_path, "config.json")
+    if not os.path.isfile(cfg):
+        return False
+    try:
+        with open(cfg) as fh:
+            return "n_reference" in json.load(fh)
+    except (ValueError, OSError):
+        return False
+
+
+def _predict_general(model_path, pattern, out, *, molecule, q, signal, noise, temperature, refine_steps) -> str:
+    import ase  # loaded on use: keeps `import xstructure` fast
+    import ase.io  # loaded on use: keeps `import xstructure` fast
+
+    model = pretrained(model_path) if model_path in PRETRAINED else GeneralInterpreter.load(model_path)
+    if not molecule:
+        raise ValueError("a general model needs the molecule: --molecule SMILES (or a name or structure file)")
+    pats = read_patterns(pattern)
+    grid = pats.q if pats.q is not None else q
+    if grid is None:
+        raise ValueError(f"{pattern} holds no q column: give the grid with --q START:STOP:POINTS (Å⁻¹)")
+    if pats.q is not None and q is not None and (len(q) != len(pats.q) or not np.allclose(q, pats.q, atol=1e-6)):
+        raise ValueError(f"--q ({len(q)} points, {q[0]:g}..{q[-1]:g} Å⁻¹) disagrees with the q column of {pattern} "
+                         f"({len(pats.q)} points, {pats.q[0]:g}..{pats.q[-1]:g} Å⁻¹)")
+    got = {s for s in (pats.signals or []) if s is not None}
+    if len(got) > 1:
+        raise ValueError(f"{pattern} mixes {'/'.join(sorted(got))} patterns; give one signal")
+    if got and signal and got != {signal}:
+        raise ValueError(f"{pattern} holds {got.pop()} patterns, not --signal {signal}")
+    sig = got.pop() if got else (signal or model.config["signal"])
+    pos = np.asarray(model.predict(pats.intensity, molecule, grid, signal=sig, noise=noise, temperature=temperature,
+                                   refine_steps=refine_steps))
+    atoms = model.atoms_of(molecule)
+    frames = [ase.Atoms(numbers=atoms.numbers, positions=p) for p in pos.reshape(-1, len(atoms), 3)]
+    ase.io.write(out, frames if len(frames) > 1 else frames[0])
+    seen = "" if not isinstance(molecule, str) else (
+        " (a training molecule)" if _seen(model, molecule) else " (not among its training molecules)")
+    return f"wrote {len(frames)} structure(s) of {atoms.get_chemical_formula()}{seen} to {out}"
+
+
+def _seen(model, molecule) -> bool:
+    try:
+        return model.seen(molecule)
+    except ValueError:
+        return False
 
 
 def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:

@@ -1,0 +1,448 @@
+"""The general interpreter on molecules it has never seen (held-out scaffolds), against honest baselines.
+
+On each held-out molecule (test part of the model's scaffold split): 300 K Wigner samples from an
+:class:`xstructure.Pool`, X-ray I_mol on the model's grid (0.5–10 Å⁻¹, 200 points), 0.5 % relative Gaussian noise
+per q point; heavy-atom RMSD after superposition of
+
+* ``equilibrium``: the MMFF94 minimum the model is given (the baseline);
+* ``linear``: the model's per-molecule linear reader alone (ridge on the molecule's thermal ensemble);
+* ``general``: the shipped model (reader + the network trained on other molecules);
+* ``general+refine``: then refined through :func:`xstructure.ops.debye` with bond restraints.
+
+Also: per-molecule Transformers trained on 3 held-out molecules (the ceiling); a hot (Langevin MD, 1500 K) pool
+per molecule for a few held-out molecules, against pool fitting (χ² nearest member of that pool); identification
+among the library's isomers of a formula against noise, beside a χ² match to each candidate's equilibrium
+pattern; inference speed.
+
+    python benchmarks/bench_general.py --json docs/figures/bench_general.json --plot docs/figures/bench_general.png
+    python benchmarks/bench_general.py --quick --json /tmp/general_quick.json      # ≤ 10 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+ELEMENT_GROUPS = (("hydrocarbon", set()), ("N", {7}), ("O", {8}), ("F", {9}), ("S", {16}), ("Cl", {17}))
+SIZE_BINS = ((5, 10), (11, 15), (16, 20), (21, 25), (26, 30))
+
+
+def scores(rmsd: np.ndarray) -> dict:
+    return dict(median_rmsd=float(np.median(rmsd)), mean_rmsd=float(np.mean(rmsd)),
+                accuracy_0_05=float(np.mean(rmsd < 0.05)), n=int(len(rmsd)))
+
+
+def heavy_rmsd(P, X, numbers):
+    import xstructure as xs
+
+    h = np.asarray(numbers) > 1
+    return xs.rmsd(np.ascontiguousarray(P[:, h]), np.ascontiguousarray(X[:, h]))
+
+
+def noisy(I, level, rng):
+    return I + level * np.abs(I) * rng.standard_normal(I.shape)
+
+
+def wigner_set(work, smiles, key, n, q, seed):
+    """n Wigner 300 K samples and their X-ray patterns through a Pool (made once, reused)."""
+    from xstructure import Pool
+
+    path = os.path.join(work, "test", key)
+    pool = Pool.create(path, smiles, "wigner", n=n, temperature=300.0, seed=10_000 + seed, chunk=n, progress=False)
+    sets = pool.pattern_sets()
+    if "xray" not in sets or not sets["xray"]["complete"]:
+        pool.simulate(q, probe="xray", signal="molecular", name="xray", progress=False)
+    return np.asarray(pool.positions[:]), np.asarray(pool.patterns("xray")[1][:]), pool.numbers
+
+
+def held_out(model, args, rng):
+    """Per-molecule scores on the held-out molecules."""
+    test = [m for m in model.config["split"] if m["split"] == "test"]
+    test = test[:args.molecules]
+    q = model.grid
+    rows, pooled = [], {}
+    t0 = time.perf_counter()
+    for k, m in enumerate(test):
+        try:
+            X, I, Z = wigner_set(args.work, m["smiles"], m["inchikey"], args.samples, q, k)
+            Io = noisy(I, 0.005, rng)
+            P, reader = model.predict(Io, m["smiles"], q, return_reader=True)
+        except ValueError as exc:  # MMFF94 cannot minimise it (a saddle) or cannot embed it
+            print(f"  skip {m['smiles']}: {exc}", flush=True)
+            continue
+        from xstructure.learn.data import aligned_to
+
+        x0 = reader.atoms.positions
+        X = aligned_to(x0, X) + x0.mean(0)
+        res = {"equilibrium": heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z),
+               "linear": heavy_rmsd(reader.linear(Io), X, Z),
+               "general": heavy_rmsd(P, X, Z)}
+        if args.refine_steps:
+            Pr = model.predict(Io[:args.refine_n], m["smiles"], q, refine_steps=args.refine_steps)
+            res["general+refine"] = heavy_rmsd(Pr, X[:args.refine_n], Z)
+            res["general (same samples)"] = res["general"][:args.refine_n]
+        for name, v in res.items():
+            pooled.setdefault(name, []).append(v)
+        els = sorted({int(z) for z in Z})
+        rows.append(dict(smiles=m["smiles"], inchikey=m["inchikey"], scaffold=m["scaffold"], n_atoms=int(len(Z)),
+                         n_heavy=int((Z > 1).sum()), elements=els,
+                         median_rmsd={n: float(np.median(v)) for n, v in res.items()}))
+        if (k + 1) % 10 == 0:
+            print(f"  held-out {k + 1}/{len(test)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    methods = {n: scores(np.concatenate(v)) for n, v in pooled.items()}
+    base = methods["equilibrium"]["median_rmsd"]
+    for n, s in methods.items():
+        s["ratio_to_equilibrium"] = s["median_rmsd"] / base
+    below = float(np.mean([r["median_rmsd"]["general"] < r["median_rmsd"]["equilibrium"] for r in rows]))
+    below_lin = float(np.mean([r["median_rmsd"]["linear"] < r["median_rmsd"]["equilibrium"] for r in rows]))
+    groups = {}
+    for lo, hi in SIZE_BINS:
+        sel = [i for i, r in enumerate(rows) if lo <= r["n_atoms"] <= hi]
+        groups[f"{lo}-{hi} atoms"] = _group(sel, rows, pooled)
+    for name, els in ELEMENT_GROUPS:
+        if els:
+            sel = [i for i, r in enumerate(rows) if els <= set(r["elements"])]
+        else:
+            sel = [i for i, r in enumerate(rows) if set(r["elements"]) <= {1, 6}]
+        groups[f"contains {name}" if els else name] = _group(sel, rows, pooled)
+    return dict(methods=methods, baseline="equilibrium", molecules=rows,
+                fraction_of_molecules_below_baseline=dict(general=below, linear=below_lin),
+                groups=groups, seconds=time.perf_counter() - t0)
+
+
+def _group(sel, rows, pooled):
+    if not sel:
+        return dict(molecules=0)
+    out = dict(molecules=len(sel))
+    for n in ("equilibrium", "linear", "general"):
+        out[n] = float(np.median(np.concatenate([pooled[n][i] for i in sel])))
+    out["ratio"] = out["general"] / out["equilibrium"]
+    out["below_baseline"] = float(np.mean([rows[i]["median_rmsd"]["general"] < rows[i]["median_rmsd"]["equilibrium"]
+                                           for i in sel]))
+    return out
+
+
+def ceiling(model, held, args, rng):
+    """Per-molecule Transformers on 3 held-out molecules (pools of their own), scored on the same test samples."""
+    from xstructure import Pool
+    from xstructure.learn import InversionModel
+    from xstructure.learn.data import Noise, aligned_to
+    from xstructure.learn.tasks import train_store
+
+    rows = sorted(held["molecules"], key=lambda r: r["n_atoms"])
+    picks = [rows[len(rows) // 4], rows[len(rows) // 2], rows[(3 * len(rows)) // 4]]
+    out = []
+    q = model.grid
+    for k, r in enumerate(picks):
+        t0 = time.perf_counter()
+        path = os.path.join(args.work, "ceiling", r["inchikey"])
+        pool = Pool.create(path, r["smiles"], "wigner", n=args.ceiling_pool, temperature=300.0, seed=20_000 + k,
+                           chunk=2048, progress=False)
+        if "xray" not in pool.pattern_sets():
+            pool.simulate(q, probe="xray", signal="molecular", name="xray", progress=False)
+        mdir = os.path.join(args.work, "ceiling", r["inchikey"] + "-model")
+        train_store([path], mdir, epochs=args.ceiling_epochs, noise=Noise("gaussian", 0.005), seed=k,
+                    max_minutes=args.ceiling_minutes)
+        per = InversionModel.load(mdir)
+        idx = [i for i, m in enumerate(held["molecules"]) if m["inchikey"] == r["inchikey"]][0]
+        X, I, Z = wigner_set(args.work, r["smiles"], r["inchikey"], args.samples, q, idx)
+        Io = noisy(I, 0.005, np.random.default_rng(99 + k))
+        P_gen, reader = model.predict(Io, r["smiles"], q, return_reader=True)
+        x0 = reader.atoms.positions
+        X = aligned_to(x0, X) + x0.mean(0)
+        res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], pool=args.ceiling_pool,
+                   equilibrium=float(np.median(heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z))),
+                   general=float(np.median(heavy_rmsd(P_gen, X, Z))),
+                   per_molecule=float(np.median(heavy_rmsd(per.predict(Io), X, Z))),
+                   seconds=time.perf_counter() - t0)
+        res["general_over_per_molecule"] = res["general"] / res["per_molecule"]
+        print(f"  ceiling {r['smiles']}: general {res['general']:.4f}, per-molecule {res['per_molecule']:.4f}, "
+              f"equilibrium {res['equilibrium']:.4f} Å", flush=True)
+        out.append(res)
+    return out
+
+
+def hot(model, held, args, rng):
+    """Hot (1500 K Langevin MD) samples: the model at 1500 K against pool fitting on the molecule's own hot pool."""
+    import torch
+
+    from xstructure import Pool
+    from xstructure.learn.data import aligned_to
+    from xstructure.learn.general import _robust_sigma
+
+    rows = sorted(held["molecules"], key=lambda r: r["n_atoms"])
+    picks = [rows[int(i)] for i in np.linspace(len(rows) // 5, len(rows) - 1 - len(rows) // 5, args.hot_molecules)]
+    out = []
+    q = model.grid
+    for k, r in enumerate(picks):
+        t0 = time.perf_counter()
+        base = os.path.join(args.work, "hot", r["inchikey"])
+        pool = Pool.create(base + "-pool", r["smiles"], "md", n=args.hot_pool, temperature=1500.0, seed=30_000 + k,
+                           chunk=1000, progress=False)
+        test = Pool.create(base + "-test", r["smiles"], "md", n=args.samples, temperature=1500.0, seed=40_000 + k,
+                           chunk=args.samples, progress=False)
+        for p in (pool, test):
+            if "xray" not in p.pattern_sets():
+                p.simulate(q, probe="xray", signal="molecular", name="xray", progress=False)
+        t_pool = time.perf_counter() - t0
+        X, Z = np.asarray(test.positions[:]), test.numbers
+        Io = noisy(np.asarray(test.patterns("xray")[1][:]), 0.005, rng)
+        P_gen, reader = model.predict(Io, r["smiles"], q, temperature=1500.0, return_reader=True)
+        P_md, reader_md = model.predict(Io, r["smiles"], q, temperature=1500.0, ensemble="md", return_reader=True)
+        x0 = reader.atoms.positions
+        X = aligned_to(x0, X) + x0.mean(0)
+        Ipool = np.asarray(pool.patterns("xray")[1][:])
+        Xpool = np.asarray(pool.positions[:])
+        sig = _robust_sigma(torch.as_tensor(Io), 0.005).numpy()
+        chi = np.stack([(((Ipool - Io[i]) / sig[i]) ** 2).sum(1) for i in range(len(Io))])   # (tests, pool)
+        by_size = {}
+        for n_sub in sorted({min(len(Ipool), s) for s in (250, 500, 1000, 2000, 4000, 10_000, len(Ipool))}):
+            best = np.argmin(chi[:, :n_sub], axis=1)
+            by_size[n_sub] = float(np.median(heavy_rmsd(aligned_to(x0, Xpool[best]) + x0.mean(0), X, Z)))
+        Pfit = aligned_to(x0, Xpool[np.argmin(chi, axis=1)]) + x0.mean(0)
+        res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], pool=args.hot_pool, pool_seconds=t_pool,
+                   equilibrium=float(np.median(heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z))),
+                   linear=float(np.median(heavy_rmsd(reader.linear(Io), X, Z))),
+                   general_wigner=float(np.median(heavy_rmsd(P_gen, X, Z))),
+                   linear_md=float(np.median(heavy_rmsd(reader_md.linear(Io), X, Z))),
+                   general=float(np.median(heavy_rmsd(P_md, X, Z))),
+                   pool_fitting=float(np.median(heavy_rmsd(Pfit, X, Z))),
+                   pool_fitting_by_pool_size={str(k): v for k, v in by_size.items()})
+        res["general_ratio"] = res["general"] / res["equilibrium"]
+        print(f"  hot {r['smiles']}: general (MD reader) {res['general']:.4f}, (Wigner reader) "
+              f"{res['general_wigner']:.4f}, pool fitting {res['pool_fitting']:.4f}, "
+              f"equilibrium {res['equilibrium']:.4f} Å ({t_pool:.0f} s for the pools)", flush=True)
+        out.append(res)
+    return out
+
+
+def identification(model, args, rng):
+    """Top-1 accuracy among a formula's isomers in the library, against noise."""
+    import torch
+
+    from xstructure.learn.general import _robust_sigma, debye_and_jacobian, identify
+    from xstructure.learn.library import Library
+    from xstructure.pools import sampling
+
+    recs = model.config["molecules"] + model.config["split"]
+    lib = Library.from_records([dict(smiles=r["smiles"], inchikey=r["inchikey"], formula=_formula(r["smiles"]),
+                                     scaffold="", source="", split=r.get("split", "train")) for r in recs])
+    sets = lib.isomer_sets(3)
+    order = np.random.default_rng(5).permutation(sorted(sets))
+    q = model.grid
+    formulas, usable = [], {}
+    for f in order:
+        members = [lib.smiles[i] for i in sets[f][:args.max_isomers]]
+        ok = []
+        for s in members:
+            try:
+                model.atoms_of(s)
+                sampling.minimum_modes(model.atoms_of(s))
+                ok.append(s)
+            except ValueError:
+                continue
+        if len(ok) >= 3:
+            usable[f] = ok
+            formulas.append(f)
+        if len(formulas) >= args.formulas:
+            break
+    levels = args.id_noise
+    acc = {"general": {lv: [] for lv in levels}, "equilibrium_chi2": {lv: [] for lv in levels}}
+    for f in formulas:
+        cands = usable[f]
+        eq = {}
+        for s in cands:
+            r = model.reader(s)
+            eq[s] = debye_and_jacobian(r.x0[None], r.tables, jacobian=False)[0][0]
+        for t, truth in enumerate(cands):
+            atoms = model.atoms_of(truth)
+            X = sampling.wigner(atoms, args.id_samples, 300.0, rng=rng)
+            r = model.reader(truth)
+            I = debye_and_jacobian(torch.as_tensor(X), r.tables, jacobian=False)[0].numpy()
+            for lv in levels:
+                for i in range(len(I)):
+                    Io = noisy(I[i], lv, rng)
+                    ranked = identify(Io, cands, q, model=model, noise=lv)
+                    acc["general"][lv].append(ranked[0][0] == truth)
+                    It = torch.as_tensor(Io[None])
+                    sig = _robust_sigma(It, lv)
+                    chi = {s: float((((It - eq[s]) / sig) ** 2).mean()) for s in cands}
+                    acc["equilibrium_chi2"][lv].append(min(chi, key=chi.get) == truth)
+        print(f"  identification {f}: {len(cands)} isomers", flush=True)
+    return dict(formulas={f: usable[f] for f in formulas}, n_formulas=len(formulas),
+                patterns_per_level=len(acc["general"][levels[0]]),
+                top1={m: {str(lv): float(np.mean(v)) for lv, v in d.items()} for m, d in acc.items()})
+
+
+def _formula(smiles):
+    from rdkit import Chem
+    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+    return CalcMolFormula(Chem.MolFromSmiles(smiles))
+
+
+def speed(model, held, args):
+    """Patterns per second (batched, the molecule's reader cached) and one pattern's latency."""
+    import torch
+
+    rows = sorted(held["molecules"], key=lambda r: r["n_atoms"])
+    out = []
+    for r in (rows[len(rows) // 2], rows[-1]):
+        q = model.grid
+        reader = model.reader(r["smiles"])
+        X = np.broadcast_to(reader.atoms.positions, (args.speed_batch, len(reader.atoms), 3)).copy()
+        X += 0.05 * np.random.default_rng(0).standard_normal(X.shape)
+        I = debye_and_jacobian_np(X, reader)
+        model.predict(I[:64], r["smiles"], q)
+        t0 = time.perf_counter()
+        model.predict(I, r["smiles"], q, chunk=args.speed_batch)
+        batched = len(I) / (time.perf_counter() - t0)
+        lat = []
+        for i in range(args.speed_single):
+            t0 = time.perf_counter()
+            model.predict(I[i], r["smiles"], q)
+            lat.append(time.perf_counter() - t0)
+        out.append(dict(smiles=r["smiles"], n_atoms=r["n_atoms"], batch=args.speed_batch,
+                        patterns_per_s=float(batched), single_ms_median=1e3 * float(np.median(lat)),
+                        first_call_s=None, threads=torch.get_num_threads()))
+        print(f"  speed {r['smiles']} ({r['n_atoms']} atoms): {batched:.0f} patterns/s batched, "
+              f"{1e3 * np.median(lat):.1f} ms single", flush=True)
+    return out
+
+
+def debye_and_jacobian_np(X, reader):
+    import torch
+
+    from xstructure.learn.general import debye_and_jacobian
+
+    return debye_and_jacobian(torch.as_tensor(X), reader.tables, jacobian=False)[0].numpy()
+
+
+def plot(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["held_out"]["molecules"]
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.4))
+    n = np.array([r["n_atoms"] for r in rows])
+    for name, c in (("linear", "tab:orange"), ("general", "tab:blue")):
+        ratio = np.array([r["median_rmsd"][name] / r["median_rmsd"]["equilibrium"] for r in rows])
+        ax[0].scatter(n + (0.15 if name == "general" else -0.15), ratio, s=14, alpha=0.7, c=c, label=name)
+    ax[0].axhline(1.0, color="k", lw=0.8, label="equilibrium (baseline)")
+    ax[0].axhline(0.85, color="k", ls="--", lw=0.8, label="goal 0.85")
+    ax[0].set_xlabel("atoms in the molecule (with H)")
+    ax[0].set_ylabel("median heavy-atom RMSD / equilibrium's")
+    ax[0].set_title(f"{len(rows)} held-out molecules, 300 K, 0.5 % noise")
+    ax[0].legend(fontsize=8)
+    groups = report["held_out"]["groups"]
+    names = [g for g in groups if groups[g].get("molecules")]
+    x = np.arange(len(names))
+    for j, (m, c) in enumerate((("equilibrium", "0.6"), ("linear", "tab:orange"), ("general", "tab:blue"))):
+        ax[1].bar(x + (j - 1) * 0.27, [groups[g][m] for g in names], 0.27, color=c, label=m)
+    ax[1].set_xticks(x, [f"{g}\n({groups[g]['molecules']})" for g in names], fontsize=7, rotation=30)
+    ax[1].set_ylabel("median heavy-atom RMSD (Å)")
+    ax[1].set_title("by size and element (molecules)")
+    ax[1].legend(fontsize=8)
+    ident = report.get("identification")
+    if ident:
+        for m, c in (("general", "tab:blue"), ("equilibrium_chi2", "0.4")):
+            lv = sorted(ident["top1"][m], key=float)
+            ax[2].plot([100 * float(v) for v in lv], [100 * ident["top1"][m][v] for v in lv], "o-", c=c,
+                       label={"general": "general model + χ²", "equilibrium_chi2": "χ² to equilibrium pattern"}[m])
+        ax[2].axhline(95, color="k", ls="--", lw=0.8, label="goal 95 %")
+        ax[2].set_xscale("log")
+        ax[2].set_xlabel("relative noise per q point (%)")
+        ax[2].set_ylabel("top-1 accuracy (%)")
+        ax[2].set_title(f"identification among isomers ({ident['n_formulas']} formulas)")
+        ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="general-xray", help="a pretrained name or a model directory")
+    ap.add_argument("--json", help="write the report here")
+    ap.add_argument("--plot", help="write the figure here (PNG)")
+    ap.add_argument("--work", default="general-bench", help="pools (kept; reruns reuse them)")
+    ap.add_argument("--quick", action="store_true", help="20 molecules, fewer samples, no ceiling models (≤ 10 min)")
+    ap.add_argument("--molecules", type=int, default=150)
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--refine-steps", type=int, default=40)
+    ap.add_argument("--refine-n", type=int, default=20)
+    ap.add_argument("--ceiling-pool", type=int, default=20000)
+    ap.add_argument("--ceiling-epochs", type=int, default=30)
+    ap.add_argument("--ceiling-minutes", type=float, default=4.0)
+    ap.add_argument("--hot-molecules", type=int, default=4)
+    ap.add_argument("--hot-pool", type=int, default=4000)
+    ap.add_argument("--formulas", type=int, default=24)
+    ap.add_argument("--max-isomers", type=int, default=6)
+    ap.add_argument("--id-samples", type=int, default=2)
+    ap.add_argument("--id-noise", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
+    ap.add_argument("--speed-batch", type=int, default=4096)
+    ap.add_argument("--speed-single", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.molecules, args.samples, args.refine_n = 20, 40, 10
+        args.hot_molecules, args.hot_pool, args.formulas, args.id_samples = 1, 500, 6, 1
+        args.speed_batch, args.speed_single = 1024, 20
+    import torch
+
+    from xstructure.learn.general import PRETRAINED, GeneralInterpreter, pretrained
+
+    torch.set_num_threads(2)
+    model = pretrained(args.model) if args.model in PRETRAINED else GeneralInterpreter.load(args.model)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    report = dict(machine=f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+                  date=time.strftime("%Y-%m-%d"), model=repr(model), quick=bool(args.quick),
+                  settings=dict(q="0.5-10 1/A, 200 points", probe="xray", signal="molecular", noise="0.5 % relative",
+                                temperature_K=300, samples_per_molecule=args.samples))
+    print("held-out molecules:", flush=True)
+    report["held_out"] = held_out(model, args, rng)
+    report["held_out_smiles"] = [r["smiles"] for r in report["held_out"]["molecules"]]
+    m = report["held_out"]["methods"]
+    print(json.dumps({k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in m.items()}, indent=1), flush=True)
+    if not args.quick:
+        print("ceiling (per-molecule Transformers):", flush=True)
+        report["ceiling"] = ceiling(model, report["held_out"], args, rng)
+    print("hot pools:", flush=True)
+    report["hot"] = hot(model, report["held_out"], args, rng)
+    print("identification:", flush=True)
+    report["identification"] = identification(model, args, rng)
+    print(json.dumps(report["identification"]["top1"], indent=1), flush=True)
+    print("speed:", flush=True)
+    report["speed"] = speed(model, report["held_out"], args)
+    g = m["general"]
+    report["goals"] = dict(
+        median_ratio=g["ratio_to_equilibrium"], median_ratio_goal=0.85,
+        below_baseline=report["held_out"]["fraction_of_molecules_below_baseline"]["general"], below_goal=0.8,
+        held_out_molecules=len(report["held_out"]["molecules"]),
+        identification_top1_at_1pc=report["identification"]["top1"]["general"].get("0.01"),
+        ceiling_within_15pc=(all(c["general_over_per_molecule"] <= 1.15 for c in report["ceiling"])
+                             if "ceiling" in report else None),
+        hot_below_pool_fitting=all(h["general"] < h["pool_fitting"] for h in report["hot"]),
+        hot_ratio_max=max(h["general_ratio"] for h in report["hot"]),
+        patterns_per_s=report["speed"][0]["patterns_per_s"], single_ms=report["speed"][0]["single_ms_median"])
+    report["seconds"] = time.perf_counter() - t0
+    print(json.dumps(report["goals"], indent=1), flush=True)
+    print(f"total {report['seconds'] / 60:.1f} min", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,618 @@
+"""The general interpreter: one model for molecules it has never seen.
+
+Input: a scattering pattern and the molecule (SMILES, a name, a file or an ase.Atoms); output: its 3D structure.
+Nothing is trained per molecule by the user. The model has two parts:
+
+1. **A linear reader, derived per molecule from physics** (no training data needed, about a second per new
+   molecule, then cached). The molecule is minimised with MMFF94 (the equilibrium structure x₀), its harmonic
+   normal modes give the thermal (Wigner, temperature T) distribution of displacements x = x₀ + L z with
+   z ~ N(0, I), and ``n_reference`` draws of it are scattered through the Debye equation with the measurement's
+   noise.  A ridge regression from those patterns to z is the statistically linearised posterior mean
+   (it includes the Debye–Waller damping of the thermal average, which a Taylor expansion about x₀ misses).
+   One Gauss–Newton step of the posterior (pattern likelihood + the Gaussian prior on z) from the ridge estimate
+   then brings in the pattern's non-linear information.
+
+2. **A learned network shared by all molecules**, trained on a library of some two thousand molecules
+   (:mod:`.library`) whose scaffolds exclude the test molecules: a Transformer over the atoms, fed only
+   rotation-invariant features (element, the prior's and the reader's spread at that atom, the lengths of the two
+   displacement vectors and their angle, the χ² before and after the Gauss–Newton step), outputs two weights per
+   atom that mix the reader's displacement and the Gauss–Newton step:
+   x_i = x₀,i + c₁,i · δ_ridge,i + c₂,i · δ_GN,i.  The output rotates with the molecule (the weights are
+   invariant, the vectors are equivariant), so the network never has to learn rotations, and it works for any
+   molecule within its elements and size.
+
+The design follows learned iterative reconstruction (Adler & Öktem 2017, doi:10.1088/1361-6420/aa9581) with
+the physics of the Independent Atom Model; the inversion problem is that of the original design (Si & Ma).
+
+Patterns are I_mol(q) (``signal="molecular"``) or the total I(q) (``signal="total"``, converted by subtracting
+Σ f_i²), on the absolute scale of :func:`xstructure.simulate` (electron units for X-rays), on any q grid inside the
+model's range (resampled linearly onto the model's grid points in that range).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import structures
+from ..factors import form_factor_table
+from ..pools import sampling
+
+__all__ = ["GeneralInterpreter", "GeneralNet", "Reader", "pretrained", "PRETRAINED", "identify", "FEATURES"]
+
+PRETRAINED = ("general-xray",)
+"""Names of the models shipped with the package (:func:`pretrained`)."""
+
+DEFAULTS = dict(q_min=0.5, q_max=10.0, n_q=200, probe="xray", signal="molecular", noise=0.005, temperature=300.0,
+                n_reference=2000, ridge=0.1, elements=[1, 6, 7, 8, 9, 16, 17], max_atoms=30, width=64, layers=2,
+                heads=4, seed=0)
+FEATURES = 16
+_SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F", 16: "S", 17: "Cl"}
+
+
+def _torch():
+    try:
+        import torch  # optional dependency (torch)
+    except ImportError:
+        raise ModuleNotFoundError("the general interpreter needs torch: pip install torch", name="torch") from None
+    return torch
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Physics: Debye intensities and their Jacobian in torch (float64)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _pair_tables(numbers, q, probe):
+    torch = _torch()
+    _, species, f = form_factor_table(numbers, q, probe)
+    fa = torch.as_tensor(f[species], dtype=torch.float64)
+    i, j = np.triu_indices(len(numbers), 1)
+    return torch.as_tensor(i), torch.as_tensor(j), 2 * fa[i] * fa[j], torch.as_tensor(np.asarray(q, np.float64))
+
+
+def debye_and_jacobian(x, tables, jacobian: bool = True):
+    """I_mol (B, Q) of positions x (B, N, 3) and, if asked, dI/dx (B, Q, 3N)."""
+    torch = _torch()
+    i, j, F, q = tables
+    d = x[:, i] - x[:, j]
+    r = d.norm(dim=-1).clamp_min(1e-6)
+    qr = r[:, :, None] * q
+    s = torch.sin(qr)
+    I = (F * s / qr).sum(1)
+    if not jacobian:
+        return I, None
+    g = F * (torch.cos(qr) - s / qr) / r[:, :, None]          # dI/dr, (B, P, Q)
+    gp = g[..., None] * (d / r[..., None])[:, :, None, :]     # (B, P, Q, 3)
+    N = x.shape[1]
+    J = torch.zeros(x.shape[0], N, q.shape[0], 3, dtype=x.dtype)
+    J.index_add_(1, i, gp)
+    J.index_add_(1, j, -gp)
+    return I, J.permute(0, 2, 1, 3).reshape(x.shape[0], q.shape[0], 3 * N)
+
+
+def _robust_sigma(I_obs, level):
+    """Per-q σ of a relative-noise pattern, floored at 0.3 × the local RMS (I_mol crosses zero)."""
+    torch = _torch()
+    rms = torch.nn.functional.avg_pool1d((I_obs ** 2)[:, None], 15, 1, 7, count_include_pad=False)[:, 0].sqrt()
+    floor = torch.maximum(0.3 * rms, 1e-6 * I_obs.abs().amax(1, keepdim=True) + 1e-12)
+    return level * torch.maximum(I_obs.abs(), floor)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The per-molecule linear reader
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reader:
+    """A molecule's linear reader on one q grid (see the module notes); made by :meth:`GeneralInterpreter.reader`.
+
+    Attributes
+    ----------
+    atoms : ase.Atoms
+        The molecule at its MMFF94 minimum x₀.
+    q : numpy.ndarray
+        (Q,) the grid it reads, Å⁻¹.
+    L : torch.Tensor
+        (3N, M) displacement per unit mode coordinate, Å (thermal amplitudes at the model's temperature).
+    """
+
+    atoms: object
+    q: np.ndarray
+    L: object
+    tables: tuple
+    mu: object
+    sd: object
+    W: object
+    zm: object
+    prior_sd: object
+    resid: object
+    noise: float
+    bonds: np.ndarray
+    bond_mean: np.ndarray
+    bond_std: np.ndarray
+    chol: object = None
+    _probe: str = "xray"
+    _pair_modes: object = None
+    _F32: object = None
+    _q32: object = None
+
+    @property
+    def numbers(self) -> np.ndarray:
+        return np.asarray(self.atoms.numbers)
+
+    @property
+    def x0(self):
+        torch = _torch()
+        return torch.as_tensor(np.asarray(self.atoms.positions), dtype=torch.float64)
+
+    def features(self, I_obs):
+        """Per-atom features (B, N, FEATURES) and the two displacement fields (B, N, 3) for patterns (B, Q)."""
+        torch = _torch()
+        I_obs = torch.as_tensor(I_obs, dtype=torch.float64)
+        B, N = I_obs.shape[0], len(self.atoms)
+        x0 = self.x0
+        z = ((I_obs - self.mu) / self.sd) @ self.W + self.zm
+        v1 = (z @ self.L.T).reshape(B, N, 3)
+        xr = x0[None] + v1
+        Ir, A = self._mode_jacobian(xr)
+        sigma = _robust_sigma(I_obs, self.noise)
+        w = 1.0 / sigma ** 2
+        ws = w.float()
+        H = torch.bmm(A.transpose(1, 2), A * ws[..., None]).double() + torch.eye(A.shape[-1], dtype=torch.float64)
+        rhs = torch.bmm(A.transpose(1, 2), (ws * (I_obs - Ir).float())[..., None])[..., 0].double() - z
+        dz = torch.linalg.solve(H, rhs)
+        v2 = (dz @ self.L.T).reshape(B, N, 3)
+        from .. import ops  # the C++ Debye kernel: the pattern after the step
+
+        Is = ops.debye(self.numbers, xr + v2, self.q, probe=self._probe, signal="molecular").to(torch.float64)
+        Q = I_obs.shape[1]
+        chi_r = (w * (I_obs - Ir) ** 2).sum(1) / Q
+        chi_s = (w * (I_obs - Is) ** 2).sum(1) / Q
+        ps = self.prior_sd[None, :]
+        n1, n2 = v1.norm(dim=-1), v2.norm(dim=-1)
+        cos = (v1 * v2).sum(-1) / (n1 * n2).clamp_min(1e-12)
+        onehot = torch.zeros(N, 7, dtype=torch.float64)
+        for k, zz in enumerate(DEFAULTS["elements"]):
+            onehot[:, k] = torch.as_tensor(self.numbers == zz, dtype=torch.float64)
+        glob = torch.stack([torch.log(chi_r + 1e-3), torch.log((chi_s + 1e-3) / (chi_r + 1e-3)),
+                            torch.full_like(chi_r, N / 30.0)], -1)
+        f = torch.cat([onehot[None].expand(B, N, 7), (ps / 0.1)[..., None].expand(B, N, 1),
+                       (self.resid[None] / ps)[..., None].expand(B, N, 1), (n1 / ps)[..., None], (n2 / ps)[..., None],
+                       cos[..., None], ((v1 + v2).norm(dim=-1) / ps)[..., None], glob[:, None, :].expand(B, N, 3)],
+                      -1)
+        return f, v1, v2
+
+    def _mode_jacobian(self, x):
+        """I_mol (B, Q) at positions x (B, N, 3) and its derivative along the modes, dI/dz (B, Q, M).
+
+        dI/dz_m = Σ_pairs dI/dr_p · û_p · (L_i,m − L_j,m): one batched product over the pairs, never the
+        (B, Q, 3N) Cartesian Jacobian."""
+        torch = _torch()
+        i, j, F, q = self.tables
+        if self._pair_modes is None:
+            L3 = self.L.reshape(len(self.atoms), 3, -1)
+            self._pair_modes = (L3[i] - L3[j]).float()                # (P, 3, M)
+            self._F32, self._q32 = F.float(), q.float()
+        F, q = self._F32, self._q32
+        d = (x[:, i] - x[:, j]).float()
+        r = d.norm(dim=-1).clamp_min(1e-6)
+        qr = r[:, :, None] * q
+        sinc = torch.sin(qr).div_(qr)
+        I = (F * sinc).sum(1)
+        g = torch.cos(qr).sub_(sinc).mul_(F).div_(r[:, :, None])   # dI/dr, (B, P, Q)
+        D = torch.einsum("bpc,pcm->bpm", d / r[..., None], self._pair_modes)
+        return I.double(), torch.bmm(g.transpose(1, 2), D)
+
+    def log_likelihood(self, I_obs):
+        """Gaussian log-likelihood per q point of patterns (B, Q) under the molecule's thermal ensemble (its
+        mean pattern and covariance, noise included)."""
+        torch = _torch()
+        I_obs = torch.as_tensor(np.atleast_2d(I_obs), dtype=torch.float64)
+        y = torch.linalg.solve_triangular(self.chol, (I_obs - self.mu).T, upper=False)
+        logdet = 2 * torch.log(torch.diagonal(self.chol)).sum()
+        Q = I_obs.shape[1]
+        return (-0.5 * ((y ** 2).sum(0) + logdet + Q * np.log(2 * np.pi)) / Q).numpy()
+
+    def linear(self, I_obs) -> np.ndarray:
+        """The ridge (statistically linearised) estimate alone, (B, N, 3) Å."""
+        torch = _torch()
+        I_obs = torch.as_tensor(I_obs, dtype=torch.float64)
+        z = ((I_obs - self.mu) / self.sd) @ self.W + self.zm
+        return (self.x0[None] + (z @ self.L.T).reshape(len(I_obs), -1, 3)).numpy()
+
+
+def _bond_stats(numbers, x0, samples):
+    adj = structures.bond_graph(numbers, x0)
+    bi = np.argwhere(np.triu(adj))
+    d = np.linalg.norm(samples[:, bi[:, 0]] - samples[:, bi[:, 1]], axis=-1)
+    return bi, d.mean(0), np.maximum(d.std(0), 1e-3)
+
+
+def _make_reader(atoms, q, cfg, noise):
+    """Build a :class:`Reader` (MMFF94 minimum and modes, reference ensemble, ridge)."""
+    torch = _torch()
+    from .. import ops  # torch-backed Debye kernel (C++), for the reference patterns
+
+    nm = sampling.minimum_modes(atoms)
+    var = sampling.wigner_mode_variances(nm, cfg["temperature"])
+    L = torch.as_tensor((nm.modes.T / np.sqrt(np.repeat(nm.masses, 3))[:, None]) * np.sqrt(var)[None],
+                        dtype=torch.float64)
+    a = atoms.copy()
+    a.positions = nm.positions
+    x0 = torch.as_tensor(nm.positions, dtype=torch.float64)
+    N, M, K = len(a), L.shape[1], int(cfg["n_reference"])
+    gen = torch.Generator().manual_seed(int(cfg["seed"]) + 7919 * N)
+    if cfg.get("ensemble", "wigner") == "md":   # Langevin MD at T: anharmonic, for hot samples
+        from .data import aligned_to
+
+        md = sampling.sample(a, "md", K, float(cfg["temperature"]), seed=int(cfg["seed"]))["positions"]
+        x = torch.as_tensor(aligned_to(nm.positions, md) + nm.positions.mean(0), dtype=torch.float64)
+        z = torch.linalg.lstsq(L, (x - x0[None]).reshape(K, -1).T).solution.T.contiguous()
+    else:
+        z = torch.randn(K, M, generator=gen, dtype=torch.float64)
+        x = x0[None] + (z @ L.T).reshape(K, N, 3)
+    I = ops.debye(a.numbers, x, q, probe=cfg["probe"], signal="molecular").to(torch.float64)
+    I = I + noise * I.abs() * torch.randn(I.shape, generator=gen, dtype=torch.float64)
+    mu, sd = I.mean(0), I.std(0).clamp_min(1e-12)
+    F = (I - mu) / sd
+    zm = z.mean(0)
+    W = torch.linalg.solve(F.T @ F + float(cfg["ridge"]) * K * torch.eye(len(q), dtype=torch.float64),
+                           F.T @ (z - zm))
+    err = ((z - zm - F @ W) @ L.T).reshape(K, N, 3)
+    resid = err.pow(2).sum(-1).mean(0).sqrt()
+    prior_sd = L.reshape(N, 3, M).pow(2).sum((1, 2)).sqrt().clamp_min(1e-4)
+    bonds, bmean, bstd = _bond_stats(a.numbers, nm.positions, x.numpy())
+    C = torch.cov(I.T) + 1e-3 * torch.diag(sd ** 2)        # the ensemble's pattern covariance, noise included
+    chol = torch.linalg.cholesky(C)
+    return Reader(a, np.asarray(q, np.float64), L, _pair_tables(a.numbers, q, cfg["probe"]), mu, sd, W, zm,
+                  prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The learned network
+# ------------------------------------------------------------------------------------------------------------
+
+
+def GeneralNet(width: int = 64, layers: int = 2, heads: int = 4):
+    """The shared network: per-atom invariant features (B, N, FEATURES) + padding mask -> weights (B, N, 2)."""
+    torch = _torch()
+    nn = torch.nn
+
+    class _Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Sequential(nn.Linear(FEATURES, width), nn.GELU(), nn.Linear(width, width))
+            layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True,
+                                               norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.head = nn.Linear(width, 2)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+        def forward(self, f, pad=None):
+            h = self.encoder(self.embed(f), src_key_padding_mask=pad)
+            out = self.head(h)
+            return torch.stack([1.0 + out[..., 0], out[..., 1]], -1)
+
+    return _Net()
+
+
+def combine(weights, v1, v2, x0):
+    """x = x₀ + c₁ v₁ + c₂ v₂ per atom."""
+    return x0 + weights[..., :1] * v1 + weights[..., 1:2] * v2
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The model
+# ------------------------------------------------------------------------------------------------------------
+
+
+class GeneralInterpreter:
+    """Pattern + molecule -> structure, for any molecule within the model's elements and size.
+
+    Load the shipped model with :func:`pretrained`, or a trained one with :meth:`load`.
+
+    Parameters
+    ----------
+    config : dict
+        The model's settings (:data:`DEFAULTS` and the training molecules).
+    net : torch.nn.Module or None, optional
+        The trained network (None: the weights c₁ = 1, c₂ = 0, i.e. the linear reader alone).
+    """
+
+    def __init__(self, config: dict, net=None):
+        self.config = {**DEFAULTS, **config}
+        self.net = net if net is not None else GeneralNet(self.config["width"], self.config["layers"],
+                                                          self.config["heads"])
+        self.net.eval()
+        self._readers: dict = {}
+        self._atoms: dict = {}
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"GeneralInterpreter({c['probe']}, {c['signal']}, q {c['q_min']}–{c['q_max']} Å⁻¹, "
+                f"T {c['temperature']} K, ≤ {c['max_atoms']} atoms of "
+                f"{','.join(_SYMBOLS[z] for z in c['elements'])}, {len(c.get('molecules', []))} training molecules)")
+
+    @property
+    def grid(self) -> np.ndarray:
+        """The model's q grid, Å⁻¹."""
+        c = self.config
+        return np.linspace(c["q_min"], c["q_max"], int(c["n_q"]))
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+
+    def atoms_of(self, molecule):
+        """The molecule as ase.Atoms, checked against the model's elements and size."""
+        import ase
+
+        if isinstance(molecule, ase.Atoms):
+            atoms = molecule.copy()
+        elif isinstance(molecule, str):
+            if molecule not in self._atoms:
+                if len(self._atoms) >= 256:
+                    self._atoms.pop(next(iter(self._atoms)))
+                self._atoms[molecule] = structures.molecule(molecule)
+            atoms = self._atoms[molecule].copy()
+        else:
+            raise TypeError(f"molecule must be a SMILES string, a name, a file or an ase.Atoms, got "
+                            f"{type(molecule).__name__}")
+        bad = sorted(set(int(z) for z in atoms.numbers) - set(self.config["elements"]))
+        if bad:
+            from ase.data import chemical_symbols
+
+            raise ValueError(f"the model has never seen element(s) {', '.join(chemical_symbols[z] for z in bad)}: "
+                             f"it reads molecules of {', '.join(_SYMBOLS[z] for z in self.config['elements'])}")
+        if len(atoms) > self.config["max_atoms"]:
+            raise ValueError(f"the molecule has {len(atoms)} atoms (with hydrogens); the model supports at most "
+                             f"{self.config['max_atoms']}")
+        if len(atoms) < 3:
+            raise ValueError(f"the molecule has {len(atoms)} atoms; the model needs at least 3")
+        return atoms
+
+    def resample(self, I, q, signal: str | None = None):
+        """Patterns (B, Q_user) on ``q`` -> (B, Q) I_mol on the model's grid points inside ``q``'s range, and
+        those points."""
+        c = self.config
+        q = np.asarray(q, dtype=np.float64).ravel()
+        I = np.atleast_2d(np.asarray(I, dtype=np.float64))
+        if I.shape[-1] != len(q):
+            raise ValueError(f"the pattern has {I.shape[-1]} points but q has {len(q)}")
+        if len(q) < 2 or np.any(np.diff(q) <= 0) or not np.all(np.isfinite(q)):
+            raise ValueError("q must be at least 2 increasing, finite values (Å⁻¹)")
+        if not np.all(np.isfinite(I)):
+            raise ValueError("the pattern holds NaN or inf")
+        tol = 1e-6
+        if q[0] < c["q_min"] - tol or q[-1] > c["q_max"] + tol:
+            raise ValueError(f"the pattern's q range {q[0]:.3g}–{q[-1]:.3g} Å⁻¹ is outside the model's range "
+                             f"{c['q_min']:g}–{c['q_max']:g} Å⁻¹: crop it to that range")
+        g = self.grid
+        inside = (g >= q[0] - tol) & (g <= q[-1] + tol)
+        if inside.sum() < 20:
+            raise ValueError(f"the pattern covers only {int(inside.sum())} of the model's {len(g)} q points "
+                             f"({c['q_min']:g}–{c['q_max']:g} Å⁻¹); it needs at least 20")
+        gq = g[inside]
+        out = np.stack([np.interp(gq, q, row) for row in I])
+        return out, gq
+
+    def reader(self, molecule, q=None, noise: float | None = None, temperature: float | None = None,
+               ensemble: str = "wigner") -> Reader:
+        """The molecule's linear reader on the model's grid points ``q`` (cached per molecule, grid, noise,
+        temperature and ensemble: ``"wigner"``, harmonic, or ``"md"``, Langevin MD at the temperature)."""
+        if ensemble not in ("wigner", "md"):
+            raise ValueError(f"ensemble must be 'wigner' or 'md', got {ensemble!r}")
+        atoms = self.atoms_of(molecule)
+        temperature = float(self.config["temperature"] if temperature is None else temperature)
+        if not (np.isfinite(temperature) and 0 <= temperature <= 5000):
+            raise ValueError(f"temperature must be 0–5000 K, got {temperature!r}")
+        q = self.grid if q is None else np.asarray(q, np.float64)
+        noise = float(self.config["noise"] if noise is None else noise)
+        if not (np.isfinite(noise) and noise > 0):
+            raise ValueError(f"noise must be a relative level > 0 (0.005 = 0.5 %), got {noise!r}")
+        if ensemble == "md" and temperature <= 0:
+            raise ValueError("the md ensemble needs a temperature > 0 K")
+        key = (atoms.numbers.tobytes(), np.round(atoms.positions, 6).tobytes(), q[0], q[-1], len(q), noise,
+               temperature, ensemble)
+        hit = self._readers.get(key)
+        if hit is None:
+            if len(self._readers) >= 32:
+                self._readers.pop(next(iter(self._readers)))
+            hit = self._readers[key] = _make_reader(atoms, q, {**self.config, "temperature": temperature,
+                                                                       "ensemble": ensemble}, noise)
+        return hit
+
+    def _to_molecular(self, I, reader, signal):
+        if signal == "molecular":
+            return I
+        if signal == "total":
+            _, species, f = form_factor_table(reader.numbers, reader.q, self.config["probe"])
+            return I - (f[species] ** 2).sum(0)
+        raise ValueError(f"signal must be 'molecular' or 'total', got {signal!r}")
+
+    # -- prediction ----------------------------------------------------------------------------------------------
+
+    def predict(self, patterns, molecule, q, *, signal: str | None = None, noise: float | None = None,
+                temperature: float | None = None, ensemble: str = "wigner", refine_steps: int = 0, chunk: int = 256,
+                return_reader: bool = False):
+        """Structures from patterns of one molecule.
+
+        Parameters
+        ----------
+        patterns : array_like
+            (Q,) or (B, Q) patterns on ``q``, absolute scale (as :func:`xstructure.simulate` gives).
+        molecule : str or ase.Atoms
+            SMILES, a name, a structure file or an ase.Atoms (its connectivity defines the molecule; its
+            geometry is minimised with MMFF94).
+        q : array_like
+            (Q,) Å⁻¹, increasing, inside the model's range (:attr:`grid`).
+        signal : {'molecular', 'total'} or None, optional
+            What the patterns are (default: the model's, ``"molecular"``).
+        noise : float or None, optional
+            Relative noise per q point of the patterns (default: the model's, 0.005).
+        temperature : float or None, optional
+            K, of the thermal distribution the reader assumes (default: the model's, 300 K); for a hot sample,
+            its temperature.
+        ensemble : {'wigner', 'md'}, optional
+            The reader's thermal ensemble: harmonic Wigner (default; seconds per new molecule), or Langevin MD at
+            ``temperature`` (anharmonic, for hot samples; about a minute per new molecule).
+        refine_steps : int, optional
+            Then refine through :func:`xstructure.ops.debye` with bond restraints (:func:`.refine.refine`).
+        chunk : int, optional
+            Patterns per batch.
+        return_reader : bool, optional
+            Also return the molecule's :class:`Reader`.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, 3) or (B, N, 3) positions, Å, in the frame of the molecule's MMFF94 minimum (atoms in the order of
+            :meth:`atoms_of`).
+        """
+        torch = _torch()
+        single = np.ndim(patterns) == 1
+        I, gq = self.resample(patterns, q)
+        reader = self.reader(molecule, gq, noise, temperature, ensemble)
+        I = self._to_molecular(I, reader, signal or self.config["signal"])
+        out = np.empty((len(I), len(reader.atoms), 3))
+        x0 = reader.x0
+        with torch.no_grad():
+            for s in range(0, len(I), chunk):
+                f, v1, v2 = reader.features(I[s:s + chunk])
+                w = self.net(f.float()).double()
+                out[s:s + chunk] = combine(w, v1, v2, x0[None]).numpy()
+        if refine_steps:
+            from .refine import refine
+
+            sigma = _robust_sigma(torch.as_tensor(I), reader.noise).numpy()
+            out = refine(out, I, sigma, reader.numbers, reader.q, probe=self.config["probe"], signal="molecular",
+                         bonds=reader.bonds, bond_mean=reader.bond_mean, bond_std=reader.bond_std,
+                         steps=int(refine_steps))
+        res = out[0] if single else out
+        return (res, reader) if return_reader else res
+
+    def seen(self, molecule) -> bool:
+        """Whether the molecule (by InChIKey) was among the training molecules."""
+        key = _inchikey(molecule)
+        return any(m["inchikey"] == key for m in self.config.get("molecules", []))
+
+    # -- files -----------------------------------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (float16 weights) to the directory ``path``."""
+        from safetensors.torch import save_file
+
+        os.makedirs(path, exist_ok=True)
+        state = {k: v.detach().to("cpu").half().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "xstructure-general"})
+        with open(os.path.join(path, "config.json"), "w") as fh:
+            json.dump(self.config, fh, indent=1)
+
+    @classmethod
+    def load(cls, path) -> "GeneralInterpreter":
+        """Read a model written by :meth:`save` (safetensors + JSON; nothing is unpickled)."""
+        torch = _torch()
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        cfg_path, w_path = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
+        for p in (cfg_path, w_path):
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"not a general model directory: {p} is missing")
+        try:
+            with open(cfg_path) as fh:
+                config = json.load(fh)
+            state = load_file(w_path)
+        except (ValueError, SafetensorError) as exc:
+            raise ValueError(f"{path}: unreadable model files ({exc})") from None
+        model = cls(config)
+        try:
+            model.net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: the weights do not fit the config ({str(exc).splitlines()[0]})") from None
+        model.net.eval()
+        return model
+
+
+def _inchikey(molecule) -> str:
+    from rdkit import Chem
+
+    if isinstance(molecule, str):
+        mol = Chem.MolFromSmiles(molecule)
+        if mol is not None:
+            return Chem.MolToInchiKey(mol)
+    raise ValueError(f"give the molecule as SMILES to look it up, got {molecule!r}")
+
+
+def pretrained(name: str = "general-xray") -> GeneralInterpreter:
+    """A model shipped with the package.
+
+    Parameters
+    ----------
+    name : str, optional
+        One of :data:`PRETRAINED`.
+
+    Returns
+    -------
+    GeneralInterpreter
+        The model; ``model.config["molecules"]`` lists its training molecules (InChIKey + SMILES) and
+        ``model.config["split"]`` its validation and test molecules.
+    """
+    from importlib import resources
+
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained model {name!r}: use one of {PRETRAINED}")
+    root = resources.files("xstructure") / "data" / "models" / name
+    with resources.as_file(root) as path:
+        return GeneralInterpreter.load(path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Identification
+# ------------------------------------------------------------------------------------------------------------
+
+
+def identify(pattern, candidates, q, *, model: GeneralInterpreter | None = None, signal: str | None = None,
+             noise: float | None = None, temperature: float | None = None) -> list[tuple[str, float]]:
+    """Rank candidate molecules for one measured pattern, allowing for thermal motion.
+
+    Each candidate's reader holds the mean pattern and the pattern covariance of its thermal (Wigner) ensemble at
+    the given noise level; a candidate is scored by the Gaussian log-likelihood per q point of the measurement
+    under that distribution (higher is better).  A χ² to the equilibrium structure's pattern alone ignores the
+    Debye–Waller damping and the thermal spread, and mistakes isomers more often (see the benchmarks).
+
+    Parameters
+    ----------
+    pattern : array_like
+        (Q,) pattern on ``q``, absolute scale.
+    candidates : sequence of str or ase.Atoms
+        SMILES, names or Atoms (e.g. every isomer of a formula).
+    q : array_like
+        (Q,) Å⁻¹.
+    model : GeneralInterpreter or None, optional
+        Default: ``pretrained("general-xray")``.
+    signal, noise, temperature : optional
+        As for :meth:`GeneralInterpreter.predict`.
+
+    Returns
+    -------
+    list of (str, float)
+        (candidate label, log-likelihood per q point), best first.
+    """
+    model = pretrained() if model is None else model
+    if isinstance(candidates, (str, bytes)) or len(candidates) == 0:
+        raise ValueError("candidates must be a non-empty sequence of SMILES, names or ase.Atoms")
+    if np.ndim(pattern) != 1:
+        raise ValueError(f"identify takes one pattern (Q,), got shape {np.shape(pattern)}")
+    I, gq = model.resample(pattern, q)
+    scores = []
+    for cand in candidates:
+        reader = model.reader(cand, gq, noise, temperature)
+        Im = model._to_molecular(I, reader, signal or model.config["signal"])
+        label = cand if isinstance(cand, str) else cand.get_chemical_formula()
+        scores.append((label, float(reader.log_likelihood(Im)[0])))
+    return sorted(scores, key=lambda s: -s[1])

@@ -1,0 +1,190 @@
+"""The general interpreter shipped with the package, its library split and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("rdkit")
+pytest.importorskip("safetensors")
+
+import xstructure as xs  # noqa: E402
+from xstructure.learn import general as G  # noqa: E402
+from xstructure.learn.library import Library, check_split, scaffold_of, scaffold_split  # noqa: E402
+from xstructure.pools import sampling  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return G.pretrained("general-xray")
+
+
+def _test_molecule(model, min_atoms=10):
+    for m in model.config["split"]:
+        if m["split"] == "test" and len(model.atoms_of(m["smiles"])) >= min_atoms:
+            try:
+                sampling.minimum_modes(model.atoms_of(m["smiles"]))
+            except ValueError:
+                continue
+            return m["smiles"]
+    raise AssertionError("no usable test molecule")
+
+
+def _patterns(model, smiles, n, seed, noise=0.005, temperature=300.0):
+    atoms = model.atoms_of(smiles)
+    nm = sampling.minimum_modes(atoms)
+    X = sampling.wigner(atoms, n, temperature, modes=nm, rng=seed)
+    I = xs.ops.debye(atoms.numbers, torch.as_tensor(X), model.grid, signal="molecular").double().numpy()
+    rng = np.random.default_rng(seed + 1)
+    return X, I + noise * np.abs(I) * rng.standard_normal(I.shape), nm.positions
+
+
+# --------------------------------------------------------------------------------------------------------
+# The library and its split
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_shipped_split_leaks_no_scaffold(model):
+    train = [m["smiles"] for m in model.config["molecules"]]
+    held = model.config["split"]
+    assert len(train) >= 1500 and sum(m["split"] == "test" for m in held) >= 100
+    smiles = train + [m["smiles"] for m in held]
+    split = ["train"] * len(train) + [m["split"] for m in held]
+    check_split(smiles, split)             # raises on a shared molecule or non-empty scaffold
+    train_scaffolds = {scaffold_of(s) for s in train} - {""}
+    for m in held:
+        assert m["scaffold"] == scaffold_of(m["smiles"])
+        assert not m["scaffold"] or m["scaffold"] not in train_scaffolds
+    keys = [m["inchikey"] for m in model.config["molecules"]]
+    assert len(set(keys)) == len(keys) and not set(keys) & {m["inchikey"] for m in held}
+
+
+def test_scaffold_split_keeps_groups_together():
+    scaffolds = ["c1ccccc1"] * 50 + ["C1CCNC1"] * 5 + ["C1CCOC1"] * 4 + [""] * 41
+    split = scaffold_split(scaffolds, test=0.1, val=0.05, seed=3, max_group=40)
+    for sc in set(scaffolds) - {""}:
+        assert len({p for s, p in zip(scaffolds, split) if s == sc}) == 1
+    assert {p for s, p in zip(scaffolds, split) if s == "c1ccccc1"} == {"train"}   # larger than max_group
+    assert 0 < split.count("test") <= 10 and split.count("val") <= 5
+
+
+def test_check_split_catches_a_leak():
+    with pytest.raises(ValueError, match="training scaffold"):
+        check_split(["Cc1ccccc1", "Oc1ccccc1"], ["train", "test"])
+    with pytest.raises(ValueError, match="also in training"):
+        check_split(["CCO", "CCO"], ["train", "val"])
+    check_split(["CCO", "CCCO", "c1ccccc1", "C1CCCCC1"], ["train", "test", "train", "test"])
+
+
+def test_library_records_round_trip(tmp_path):
+    lib = Library(["CCO", "c1ccccc1O"], ["k1", "k2"], ["C2H6O", "C6H6O"], ["", "c1ccccc1"], ["a", "b"],
+                  ["train", "test"])
+    lib.to_json(tmp_path / "lib.json")
+    back = Library.from_json(tmp_path / "lib.json")
+    assert back == lib and back.where("test") == [1]
+    with pytest.raises(ValueError, match="keys"):
+        Library.from_records([{"smiles": "C"}])
+
+
+# --------------------------------------------------------------------------------------------------------
+# The shipped weights
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_shipped_weights_load_and_beat_the_equilibrium_structure(model):
+    smiles = _test_molecule(model)
+    assert not model.seen(smiles)
+    X, I, x0 = _patterns(model, smiles, 24, seed=11)
+    P = model.predict(I, smiles, model.grid)
+    assert P.shape == X.shape and np.isfinite(P).all()
+    h = model.atoms_of(smiles).numbers > 1
+    r_model = xs.rmsd(P[:, h], X[:, h])
+    r_eq = xs.rmsd(np.broadcast_to(x0, X.shape)[:, h], X[:, h])
+    assert np.median(r_model) < np.median(r_eq)
+    one = model.predict(I[0], smiles, model.grid)
+    np.testing.assert_allclose(one, P[0], atol=1e-4)
+
+
+def test_any_grid_inside_the_range_is_resampled(model):
+    smiles = "CN1CCOCC1"
+    atoms = model.atoms_of(smiles)
+    q = np.linspace(0.5, 10, 500)
+    I = xs.simulate(atoms, q, probe="xray", signal="total")
+    P = model.predict(I, smiles, q, signal="total")
+    Pm = model.predict(xs.simulate(atoms, q, probe="xray", signal="molecular"), smiles, q)
+    np.testing.assert_allclose(P, Pm, atol=2e-3)
+    part = (q >= 1.0) & (q <= 8.0)
+    assert model.predict(I[part], smiles, q[part], signal="total").shape == (len(atoms), 3)
+
+
+def test_save_load_round_trip(model, tmp_path):
+    model.save(tmp_path / "m")
+    back = G.GeneralInterpreter.load(tmp_path / "m")
+    smiles = "CCOC(C)=O"
+    I = xs.simulate(model.atoms_of(smiles), model.grid, probe="xray", signal="molecular")
+    np.testing.assert_allclose(back.predict(I, smiles, model.grid), model.predict(I, smiles, model.grid), atol=1e-6)
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        G.GeneralInterpreter.load(tmp_path / "bad")
+
+
+def test_identify_ranks_the_right_isomer_first(model):
+    cands = ["CCCCO", "CCOCC", "CC(C)(C)O", "COCCC"]
+    for k, truth in enumerate(cands):
+        _, I, _ = _patterns(model, truth, 1, seed=100 + k, noise=0.01)
+        ranked = G.identify(I[0], cands, model.grid, model=model, noise=0.01)
+        assert ranked[0][0] == truth, ranked
+        assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Clear errors
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("molecule", "q", "match"), [
+    ("CCBr", np.linspace(0.5, 10, 200), "never seen element.*Br"),
+    ("CCCCCCCCCCCC", np.linspace(0.5, 10, 200), "38 atoms.*at most 30"),
+    ("CCO", np.linspace(0.2, 12, 200), "outside the model's range 0.5–10"),
+    ("CCO", np.linspace(5.0, 5.5, 30), "covers only"),
+])
+def test_clear_errors(model, molecule, q, match):
+    with pytest.raises(ValueError, match=match):
+        model.predict(np.ones(len(q)), molecule, q)
+
+
+def test_other_bad_inputs(model):
+    q = model.grid
+    with pytest.raises(ValueError, match="points but q has"):
+        model.predict(np.ones(10), "CCO", q)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.predict(np.full(len(q), np.nan), "CCO", q)
+    with pytest.raises(ValueError, match="noise"):
+        model.predict(np.ones(len(q)), "CCO", q, noise=-1)
+    with pytest.raises(ValueError, match="unknown pretrained"):
+        G.pretrained("general-neutron")
+    with pytest.raises(ValueError, match="non-empty"):
+        G.identify(np.ones(len(q)), [], q, model=model)
+
+
+def test_cli_predict_general(tmp_path):
+    exe = [sys.executable, "-m", "xstructure"]
+    csv = tmp_path / "p.csv"
+    with open(csv, "w") as fh:
+        subprocess.run(exe + ["simulate", "CN1CCOCC1", "--q", "0.5:10:500"], stdout=fh, check=True)
+    out = tmp_path / "s.xyz"
+    r = subprocess.run(exe + ["predict", "general-xray", str(csv), "--molecule", "CN1CCOCC1", "--q", "0.5:10:500",
+                              "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 1 structure(s) of C5H11NO" in r.stdout
+    import ase.io
+
+    assert len(ase.io.read(out)) == 18
+    bad = subprocess.run(exe + ["predict", "general-xray", str(csv), "--molecule", "CCBr", "--out",
+                                str(tmp_path / "t.xyz")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Br" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.xyz").exists()
