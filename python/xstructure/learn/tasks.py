@@ -285,6 +285,10 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
     if is_general_model(model_path):
         return _predict_general(model_path, pattern, out, molecule=molecule, q=q, signal=signal, noise=noise,
                                 temperature=temperature, refine_steps=refine_steps)
+    given = [k for k, v in (("--q", q), ("--signal", signal), ("--noise", noise), ("--temperature", temperature),
+                            ("--refine-steps", refine_steps)) if v]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to general models (general-xray) only, not to {model_path}")
     if is_phase_model(model_path):
         return _predict_crystal(model_path, pattern, out, formula=formula, cell=cell, cif=cif)
     model = InversionModel.load(model_path)
@@ -351,16 +355,16 @@ def _predict_general(model_path, pattern, out, *, molecule, q, signal, noise, te
     atoms = model.atoms_of(molecule)
     frames = [ase.Atoms(numbers=atoms.numbers, positions=p) for p in pos.reshape(-1, len(atoms), 3)]
     ase.io.write(out, frames if len(frames) > 1 else frames[0])
-    seen = "" if not isinstance(molecule, str) else (
-        " (a training molecule)" if _seen(model, molecule) else " (not among its training molecules)")
-    return f"wrote {len(frames)} structure(s) of {atoms.get_chemical_formula()}{seen} to {out}"
+    seen = {True: " (a training molecule)", False: " (not among its training molecules)", None: ""}
+    return f"wrote {len(frames)} structure(s) of {atoms.get_chemical_formula()}{seen[_seen(model, molecule)]} to {out}"
 
 
-def _seen(model, molecule) -> bool:
+def _seen(model, molecule) -> bool | None:
+    """Whether a molecule given as SMILES was a training molecule; None when it cannot be looked up."""
     try:
         return model.seen(molecule)
     except ValueError:
-        return False
+        return None
 
 
 def _predict_crystal(model_path, pattern, out, *, formula, cell, cif) -> str:
