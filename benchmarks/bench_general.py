@@ -34,8 +34,8 @@ SIZE_BINS = ((5, 10), (11, 15), (16, 20), (21, 25), (26, 30))
 
 
 def scores(rmsd: np.ndarray) -> dict:
-    return dict(median_rmsd=float(np.median(rmsd)), mean_rmsd=float(np.mean(rmsd)),
-                accuracy_0_05=float(np.mean(rmsd < 0.05)), n=int(len(rmsd)))
+    return {"median_rmsd": float(np.median(rmsd)), "mean_rmsd": float(np.mean(rmsd)),
+            "accuracy_0.05": float(np.mean(rmsd < 0.05)), "n": int(len(rmsd))}
 
 
 def heavy_rmsd(P, X, numbers):
@@ -228,7 +228,8 @@ def identification(model, args, rng):
     300 K Langevin MD geometries, the candidates' ensembles from the harmonic Wigner model."""
     import torch
 
-    from xstructure.learn.general import robust_sigma, debye_and_jacobian, identify
+    import xstructure as xs
+    from xstructure.learn.general import identify, robust_sigma
     from xstructure.learn.library import Library
     from xstructure.pools import sampling
 
@@ -261,13 +262,12 @@ def identification(model, args, rng):
         eq = {}
         for s in cands:
             r = model.reader(s)
-            eq[s] = debye_and_jacobian(r.x0[None], r.tables, jacobian=False)[0][0]
-        for t, truth in enumerate(cands):
+            eq[s] = torch.as_tensor(xs.simulate(r.atoms, q, probe="xray", signal="molecular"))
+        for truth in cands:
             atoms = model.atoms_of(truth)
             # the truth from Langevin MD at 300 K (classical, anharmonic), not from the scorer's own harmonic model
             X = sampling.sample(atoms, "md", args.id_samples, 300.0, seed=int(rng.integers(1 << 30)))["positions"]
-            r = model.reader(truth)
-            I = debye_and_jacobian(torch.as_tensor(X), r.tables, jacobian=False)[0].numpy()
+            I = xs.simulate((atoms.numbers, X), q, probe="xray", signal="molecular")
             for lv in levels:
                 for i in range(len(I)):
                     Io = noisy(I[i], lv, rng)
@@ -294,6 +294,8 @@ def speed(model, held, args):
     """Patterns per second (batched, the molecule's reader cached) and one pattern's latency."""
     import torch
 
+    import xstructure as xs
+
     rows = sorted(held["molecules"], key=lambda r: r["n_atoms"])
     out = []
     for r in (rows[len(rows) // 2], rows[-1]):
@@ -301,7 +303,7 @@ def speed(model, held, args):
         reader = model.reader(r["smiles"])
         X = np.broadcast_to(reader.atoms.positions, (args.speed_batch, len(reader.atoms), 3)).copy()
         X += 0.05 * np.random.default_rng(0).standard_normal(X.shape)
-        I = debye_and_jacobian_np(X, reader)
+        I = xs.simulate((reader.numbers, X), q, probe="xray", signal="molecular")
         model.predict(I[:64], r["smiles"], q)
         t0 = time.perf_counter()
         model.predict(I, r["smiles"], q)
@@ -321,14 +323,6 @@ def speed(model, held, args):
         print(f"  speed {r['smiles']} ({r['n_atoms']} atoms): {batched:.0f} patterns/s batched, "
               f"{1e3 * np.median(lat):.1f} ms single", flush=True)
     return out
-
-
-def debye_and_jacobian_np(X, reader):
-    import torch
-
-    from xstructure.learn.general import debye_and_jacobian
-
-    return debye_and_jacobian(torch.as_tensor(X), reader.tables, jacobian=False)[0].numpy()
 
 
 def plot(report, path):
@@ -364,7 +358,8 @@ def plot(report, path):
     hot = report.get("hot") or []
     if hot:
         x = np.arange(len(hot))
-        series = (("equilibrium", "equilibrium structure", "0.6"), ("general_wigner", "general, Wigner reader", "tab:blue"),
+        series = (("equilibrium", "equilibrium structure", "0.6"),
+                  ("general_wigner", "general, Wigner reader", "tab:blue"),
                   ("general", "general, MD reader", "tab:cyan"),
                   ("pool_fitting", f"pool fitting ({hot[0]['pool']} members)", "tab:red"))
         for j, (key, lab, c) in enumerate(series):

@@ -65,7 +65,7 @@ def _torch():
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Physics: Debye intensities and their Jacobian in torch (float64)
+# Physics: pair tables for the mode Jacobian, and the noise model
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -75,26 +75,6 @@ def _pair_tables(numbers, q, probe):
     fa = torch.as_tensor(f[species], dtype=torch.float64)
     i, j = np.triu_indices(len(numbers), 1)
     return torch.as_tensor(i), torch.as_tensor(j), 2 * fa[i] * fa[j], torch.as_tensor(np.asarray(q, np.float64))
-
-
-def debye_and_jacobian(x, tables, jacobian: bool = True):
-    """I_mol (B, Q) of positions x (B, N, 3) and, if asked, dI/dx (B, Q, 3N)."""
-    torch = _torch()
-    i, j, F, q = tables
-    d = x[:, i] - x[:, j]
-    r = d.norm(dim=-1).clamp_min(1e-6)
-    qr = r[:, :, None] * q
-    s = torch.sin(qr)
-    I = (F * s / qr).sum(1)
-    if not jacobian:
-        return I, None
-    g = F * (torch.cos(qr) - s / qr) / r[:, :, None]          # dI/dr, (B, P, Q)
-    gp = g[..., None] * (d / r[..., None])[:, :, None, :]     # (B, P, Q, 3)
-    N = x.shape[1]
-    J = torch.zeros(x.shape[0], N, q.shape[0], 3, dtype=x.dtype)
-    J.index_add_(1, i, gp)
-    J.index_add_(1, j, -gp)
-    return I, J.permute(0, 2, 1, 3).reshape(x.shape[0], q.shape[0], 3 * N)
 
 
 def robust_sigma(I_obs, level):
