@@ -78,8 +78,21 @@ def _pair_tables(numbers, q, probe):
 
 
 def robust_sigma(I_obs, level):
-    """Per-q σ = level · |I| of relative-noise patterns (B, Q) (torch), floored at 0.3 × the local RMS over 15
-    points (I_mol crosses zero, where level · |I| would claim an exact value)."""
+    """Per-q σ = level · |I| of relative-noise patterns, floored at 0.3 × the local RMS over 15 points (I_mol
+    crosses zero, where level · |I| would claim an exact value).
+
+    Parameters
+    ----------
+    I_obs : torch.Tensor
+        (B, Q) patterns.
+    level : float
+        Relative noise per q point (0.005 = 0.5 %).
+
+    Returns
+    -------
+    torch.Tensor
+        (B, Q) standard deviations, the patterns' unit.
+    """
     torch = _torch()
     rms = torch.nn.functional.avg_pool1d((I_obs ** 2)[:, None], 15, 1, 7, count_include_pad=False)[:, 0].sqrt()
     floor = torch.maximum(0.3 * rms, 1e-6 * I_obs.abs().amax(1, keepdim=True) + 1e-12)
@@ -269,7 +282,23 @@ def _make_reader(atoms, q, cfg, noise):
 
 
 def GeneralNet(width: int = 64, layers: int = 2, heads: int = 4):
-    """The shared network: per-atom invariant features (B, N, FEATURES) + padding mask -> weights (B, N, 2)."""
+    """The shared network: per-atom invariant features (B, N, FEATURES) + padding mask -> weights (B, N, 2).
+
+    Parameters
+    ----------
+    width : int, optional
+        Token width.
+    layers : int, optional
+        Transformer encoder layers.
+    heads : int, optional
+        Attention heads.
+
+    Returns
+    -------
+    torch.nn.Module
+        Called as ``net(features, pad)`` (``pad``: (B, N) bool, True for padding atoms, or None); returns the
+        weights (c₁, c₂) per atom, (1, 0) before training.
+    """
     torch = _torch()
     nn = torch.nn
 

@@ -61,7 +61,18 @@ def _keep(mol) -> str | None:
 
 
 def scaffold_of(smiles: str) -> str:
-    """Bemis–Murcko scaffold (canonical SMILES; ``""`` for an acyclic molecule)."""
+    """Bemis–Murcko scaffold of a molecule.
+
+    Parameters
+    ----------
+    smiles : str
+        The molecule.
+
+    Returns
+    -------
+    str
+        The scaffold as canonical SMILES; ``""`` for an acyclic molecule.
+    """
     Chem = _chem()
     from rdkit.Chem.Scaffolds import MurckoScaffold  # optional dependency (RDKit)
 
@@ -271,6 +282,17 @@ def scaffold_split(scaffolds, *, test: float = 0.08, val: float = 0.04, seed: in
     ``seed``; groups larger than ``max_group`` go to training; the others fill the test part, then the
     validation part, up to their fractions, and the rest train.
 
+    Parameters
+    ----------
+    scaffolds : sequence of str
+        Per molecule, its scaffold (:func:`scaffold_of`).
+    test, val : float, optional
+        Fractions of molecules in the test and validation parts.
+    seed : int, optional
+        Seed of the shuffle.
+    max_group : int, optional
+        Larger groups always train.
+
     Returns
     -------
     list of str
@@ -300,7 +322,18 @@ def scaffold_split(scaffolds, *, test: float = 0.08, val: float = 0.04, seed: in
 
 def connectivity_key(smiles: str) -> str:
     """The InChIKey's first block (the connectivity), equal for all stereoisomers of a molecule: enantiomers have the
-    same isotropic pattern, and cis/trans isomers are counted with them to be safe."""
+    same isotropic pattern, and cis/trans isomers are counted with them to be safe.
+
+    Parameters
+    ----------
+    smiles : str
+        The molecule.
+
+    Returns
+    -------
+    str
+        14 characters.
+    """
     Chem = _chem()
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
@@ -310,7 +343,15 @@ def connectivity_key(smiles: str) -> str:
 
 def check_split(smiles, split) -> None:
     """Raise ValueError if a test or validation molecule (or a stereoisomer of it), or its non-empty scaffold, is
-    also in training."""
+    also in training.
+
+    Parameters
+    ----------
+    smiles : sequence of str
+        The molecules.
+    split : sequence of str
+        Per molecule ``"train"``, ``"val"`` or ``"test"``.
+    """
     train = [s for s, p in zip(smiles, split) if p == "train"]
     train_scaffolds = {scaffold_of(s) for s in train} - {""}
     train_keys = {connectivity_key(s) for s in train}
