@@ -397,28 +397,26 @@ def main(argv=None):
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--plot", help="write the figure here (PNG)")
     ap.add_argument("--work", default="general-bench", help="pools (kept; reruns reuse them)")
-    ap.add_argument("--quick", action="store_true", help="20 molecules, fewer samples, no ceiling models (≤ 10 min)")
-    ap.add_argument("--molecules", type=int, default=150)
-    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--quick", action="store_true",
+                    help="20 molecules, fewer samples, no ceiling models (≤ 10 min); explicit options still apply")
+    sizes = {  # option: (full, quick)
+        "molecules": (150, 20), "samples": (100, 40), "refine_n": (20, 10), "hot_molecules": (4, 1),
+        "hot_pool": (4000, 500), "formulas": (24, 6), "id_samples": (2, 1), "speed_batch": (4096, 1024),
+        "speed_single": (50, 20)}
+    for name in sizes:
+        ap.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {sizes[name][0]} ({sizes[name][1]} "
+                                                                      "with --quick)")
     ap.add_argument("--refine-steps", type=int, default=40)
-    ap.add_argument("--refine-n", type=int, default=20)
     ap.add_argument("--ceiling-pool", type=int, default=20000)
     ap.add_argument("--ceiling-epochs", type=int, default=30)
     ap.add_argument("--ceiling-minutes", type=float, default=4.0)
-    ap.add_argument("--hot-molecules", type=int, default=4)
-    ap.add_argument("--hot-pool", type=int, default=4000)
-    ap.add_argument("--formulas", type=int, default=24)
     ap.add_argument("--max-isomers", type=int, default=6)
-    ap.add_argument("--id-samples", type=int, default=2)
     ap.add_argument("--id-noise", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
-    ap.add_argument("--speed-batch", type=int, default=4096)
-    ap.add_argument("--speed-single", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.quick:
-        args.molecules, args.samples, args.refine_n = 20, 40, 10
-        args.hot_molecules, args.hot_pool, args.formulas, args.id_samples = 1, 500, 6, 1
-        args.speed_batch, args.speed_single = 1024, 20
+    for name, (full, quick) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     import torch
 
     from xstructure.learn.general import PRETRAINED, GeneralInterpreter, pretrained

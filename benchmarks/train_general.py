@@ -191,18 +191,20 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="model directory (config.json + model.safetensors)")
     ap.add_argument("--work", default="general-work", help="pools and library (kept; reruns resume)")
-    ap.add_argument("--quick", action="store_true", help="300 molecules, 32 samples each, 3 epochs")
-    ap.add_argument("--molecules", type=int, default=2400)
-    ap.add_argument("--samples", type=int, default=64, help="pool members per molecule (default 64)")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--quick", action="store_true",
+                    help="300 molecules, 32 samples each, 3 epochs (unless given explicitly)")
+    ap.add_argument("--molecules", type=int, help="library size (default 2400)")
+    ap.add_argument("--samples", type=int, help="pool members per molecule (default 64)")
+    ap.add_argument("--epochs", type=int, help="most epochs (default 12)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--max-minutes", type=float, default=40.0, help="training time budget (default 40)")
     ap.add_argument("--workers", type=int, default=2, help="dask worker processes for the pools (default 2)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.quick:
-        args.molecules, args.samples, args.epochs = 300, 32, 3
+    for name, full, quick in (("molecules", 2400, 300), ("samples", 64, 32), ("epochs", 12, 3)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     import torch
 
     from xstructure.learn.general import DEFAULTS, GeneralInterpreter
@@ -228,8 +230,12 @@ def main(argv=None):
         lib = Library.from_json(lib_path)
     else:
         lib = build_library(args.molecules, seed=args.seed)
-        if args.quick:  # a random subset of the library, its split kept
-            keep = set(np.random.default_rng(args.seed).permutation(len(lib))[:args.molecules].tolist())
+        if args.quick:  # a random subset of each part of the split (at least 2 validation and test molecules)
+            rng = np.random.default_rng(args.seed)
+            keep = set()
+            for part, frac in (("train", 0.88), ("val", 0.04), ("test", 0.08)):
+                idx = lib.where(part)
+                keep |= {idx[i] for i in rng.permutation(len(idx))[:max(2, round(frac * args.molecules))]}
             lib = lib.drop([i for i in range(len(lib)) if i not in keep])
         lib.to_json(lib_path)
     check_split(lib.smiles, lib.split)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,53 @@ def test_cli_predict_general(tmp_path):
                                 str(tmp_path / "t.xyz")], capture_output=True, text=True)
     assert bad.returncode != 0 and "Br" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.xyz").exists()
+
+
+# --------------------------------------------------------------------------------------------------------
+# The scripts that made and measured the shipped model, at a tiny size
+# --------------------------------------------------------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.mark.slow
+def test_train_general_script_makes_a_loadable_model(tmp_path):
+    pytest.importorskip("datamol")
+    pytest.importorskip("dask.distributed")
+    out = tmp_path / "model"
+    r = subprocess.run([sys.executable, str(BENCH / "train_general.py"), "--quick", "--molecules", "40", "--samples",
+                        "8", "--epochs", "1", "--work", str(tmp_path / "work"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = G.GeneralInterpreter.load(out)
+    train = [m["smiles"] for m in model.config["molecules"]]
+    held = model.config["split"]
+    assert len(train) >= 25 and {m["split"] for m in held} == {"val", "test"}
+    check_split(train + [m["smiles"] for m in held], ["train"] * len(train) + [m["split"] for m in held])
+    smiles = held[0]["smiles"]
+    atoms = model.atoms_of(smiles)
+    P = model.predict(xs.simulate(atoms, model.grid, probe="xray", signal="molecular"), smiles, model.grid)
+    assert P.shape == (len(atoms), 3) and np.isfinite(P).all()
+    # the same command again refuses a work directory made with other arguments
+    again = subprocess.run([sys.executable, str(BENCH / "train_general.py"), "--quick", "--molecules", "50", "--work",
+                            str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "another --work" in again.stderr
+
+
+@pytest.mark.slow
+def test_bench_general_quick_reports_every_method(tmp_path):
+    report = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, str(BENCH / "bench_general.py"), "--quick", "--molecules", "3", "--samples",
+                        "8", "--formulas", "2", "--hot-pool", "60", "--speed-batch", "64", "--speed-single", "2",
+                        "--work", str(tmp_path / "work"), "--json", str(report), "--plot", str(tmp_path / "r.png")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    rep = json.loads(report.read_text())
+    assert rep["held_out"]["baseline"] == "equilibrium"
+    for name in ("equilibrium", "linear", "general"):
+        assert {"median_rmsd", "mean_rmsd", "accuracy_0.05"} <= set(rep["held_out"]["methods"][name])
+    assert len(rep["held_out_smiles"]) == len(rep["held_out"]["molecules"]) >= 2
+    assert rep["identification"]["n_formulas"] == 2 and rep["speed"][0]["patterns_per_s"] > 0
+    assert (tmp_path / "r.png").stat().st_size > 10_000
