@@ -76,10 +76,7 @@ def held_out(model, args, rng):
         except ValueError as exc:  # MMFF94 cannot minimise it (a saddle) or cannot embed it
             print(f"  skip {m['smiles']}: {exc}", flush=True)
             continue
-        from xstructure.learn.data import aligned_to
-
-        x0 = reader.atoms.positions
-        X = aligned_to(x0, X) + x0.mean(0)
+        x0 = reader.atoms.positions        # heavy_rmsd superposes: no frame to share
         res = {"equilibrium": heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z),
                "linear": heavy_rmsd(reader.linear(Io), X, Z),
                "general": heavy_rmsd(P, X, Z)}
@@ -132,7 +129,7 @@ def ceiling(model, held, args, rng):
     """Per-molecule Transformers on 3 held-out molecules (pools of their own), scored on the same test samples."""
     from xstructure import Pool
     from xstructure.learn import InversionModel
-    from xstructure.learn.data import Noise, aligned_to
+    from xstructure.learn.data import Noise
     from xstructure.learn.tasks import train_store
 
     rows = sorted(held["molecules"], key=lambda r: r["n_atoms"])
@@ -156,7 +153,6 @@ def ceiling(model, held, args, rng):
         Io = noisy(I, 0.005, np.random.default_rng(99 + k))
         P_gen, reader = model.predict(Io, r["smiles"], q, return_reader=True)
         x0 = reader.atoms.positions
-        X = aligned_to(x0, X) + x0.mean(0)
         res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], pool=args.ceiling_pool,
                    equilibrium=float(np.median(heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z))),
                    general=float(np.median(heavy_rmsd(P_gen, X, Z))),
@@ -174,7 +170,6 @@ def hot(model, held, args, rng):
     import torch
 
     from xstructure import Pool
-    from xstructure.learn.data import aligned_to
     from xstructure.learn.general import robust_sigma
 
     rows = sorted(held["molecules"], key=lambda r: r["n_atoms"])
@@ -197,7 +192,6 @@ def hot(model, held, args, rng):
         P_gen, reader = model.predict(Io, r["smiles"], q, temperature=1500.0, return_reader=True)
         P_md, reader_md = model.predict(Io, r["smiles"], q, temperature=1500.0, ensemble="md", return_reader=True)
         x0 = reader.atoms.positions
-        X = aligned_to(x0, X) + x0.mean(0)
         Ipool = np.asarray(pool.patterns("xray")[1][:])
         Xpool = np.asarray(pool.positions[:])
         sig = robust_sigma(torch.as_tensor(Io), 0.005).numpy()
@@ -205,8 +199,8 @@ def hot(model, held, args, rng):
         by_size = {}
         for n_sub in sorted({min(len(Ipool), s) for s in (250, 500, 1000, 2000, 4000, 10_000, len(Ipool))}):
             best = np.argmin(chi[:, :n_sub], axis=1)
-            by_size[n_sub] = float(np.median(heavy_rmsd(aligned_to(x0, Xpool[best]) + x0.mean(0), X, Z)))
-        Pfit = aligned_to(x0, Xpool[np.argmin(chi, axis=1)]) + x0.mean(0)
+            by_size[n_sub] = float(np.median(heavy_rmsd(Xpool[best], X, Z)))
+        Pfit = Xpool[np.argmin(chi, axis=1)]
         res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], pool=args.hot_pool, pool_seconds=t_pool,
                    equilibrium=float(np.median(heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z))),
                    linear=float(np.median(heavy_rmsd(reader.linear(Io), X, Z))),

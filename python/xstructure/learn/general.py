@@ -40,6 +40,7 @@ import numpy as np
 from .. import structures
 from ..factors import form_factor_table
 from ..pools import sampling
+from .library import connectivity_key
 
 __all__ = ["FEATURES", "PRETRAINED", "SIGNALS", "GeneralInterpreter", "GeneralNet", "Reader", "identify", "pretrained",
            "robust_sigma"]
@@ -53,7 +54,12 @@ DEFAULTS = dict(q_min=0.5, q_max=10.0, n_q=200, probe="xray", signal="molecular"
                 n_reference=2000, ridge=0.1, elements=[1, 6, 7, 8, 9, 16, 17], max_atoms=30, width=64, layers=2,
                 heads=4, seed=0)
 FEATURES = 16
-_SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F", 16: "S", 17: "Cl"}
+
+
+def _symbols(numbers) -> str:
+    from ase.data import chemical_symbols  # loaded on use: keeps `import xstructure` fast
+
+    return ", ".join(chemical_symbols[int(z)] for z in numbers)
 
 
 def _torch():
@@ -69,12 +75,15 @@ def _torch():
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _pair_tables(numbers, q, probe):
+def _pair_tables(f_atoms, q, L):
+    """What the mode Jacobian needs, in float32: pair indices i < j, 2 f_i f_j (P, Q), q (Q,) and the pairs'
+    differences of the mode displacements L_i − L_j (P, 3, M)."""
     torch = _torch()
-    _, species, f = form_factor_table(numbers, q, probe)
-    fa = torch.as_tensor(f[species], dtype=torch.float64)
-    i, j = np.triu_indices(len(numbers), 1)
-    return torch.as_tensor(i), torch.as_tensor(j), 2 * fa[i] * fa[j], torch.as_tensor(np.asarray(q, np.float64))
+    fa = torch.as_tensor(f_atoms, dtype=torch.float64)
+    i, j = (torch.as_tensor(k) for k in np.triu_indices(len(fa), 1))
+    L3 = L.reshape(len(fa), 3, -1)
+    return (i, j, (2 * fa[i] * fa[j]).float(), torch.as_tensor(np.asarray(q, np.float64)).float(),
+            (L3[i] - L3[j]).float())
 
 
 def robust_sigma(I_obs, level):
@@ -135,9 +144,6 @@ class Reader:
     chol: object = None
     _probe: str = "xray"
     beta: object = None         # (Q,) Σ f_i² when the noise is relative to the total I(q), else zeros
-    _pair_modes: object = None
-    _F32: object = None
-    _q32: object = None
 
     @property
     def numbers(self) -> np.ndarray:
@@ -191,19 +197,14 @@ class Reader:
         dI/dz_m = Σ_pairs dI/dr_p · û_p · (L_i,m − L_j,m): one batched product over the pairs, never the
         (B, Q, 3N) Cartesian Jacobian."""
         torch = _torch()
-        i, j, F, q = self.tables
-        if self._pair_modes is None:
-            L3 = self.L.reshape(len(self.atoms), 3, -1)
-            self._pair_modes = (L3[i] - L3[j]).float()                # (P, 3, M)
-            self._F32, self._q32 = F.float(), q.float()
-        F, q = self._F32, self._q32
+        i, j, F, q, pair_modes = self.tables
         d = (x[:, i] - x[:, j]).float()
         r = d.norm(dim=-1).clamp_min(1e-6)
         qr = r[:, :, None] * q
         sinc = torch.sin(qr).div_(qr)
         I = (F * sinc).sum(1)
         g = torch.cos(qr).sub_(sinc).mul_(F).div_(r[:, :, None])   # dI/dr, (B, P, Q)
-        D = torch.einsum("bpc,pcm->bpm", d / r[..., None], self._pair_modes)
+        D = torch.einsum("bpc,pcm->bpm", d / r[..., None], pair_modes)
         return I.double(), torch.bmm(g.transpose(1, 2), D)
 
     def log_likelihood(self, I_obs):
@@ -256,10 +257,11 @@ def _make_reader(atoms, q, cfg, noise):
         z = torch.randn(K, M, generator=gen, dtype=torch.float64)
         x = x0[None] + (z @ L.T).reshape(K, N, 3)
     I = ops.debye(a.numbers, x, q, probe=cfg["probe"], signal="molecular").to(torch.float64)
+    _, species, f = form_factor_table(a.numbers, q, cfg["probe"])
+    f_atoms = f[species]                                   # (N, Q)
     beta = torch.zeros(len(q), dtype=torch.float64)
     if cfg.get("noise_of", "molecular") == "total":   # the noise is relative to I_mol + Σ f_i²
-        _, species, f = form_factor_table(a.numbers, q, cfg["probe"])
-        beta = torch.as_tensor((f[species] ** 2).sum(0), dtype=torch.float64)
+        beta = torch.as_tensor((f_atoms ** 2).sum(0), dtype=torch.float64)
     I = I + noise * (I + beta).abs() * torch.randn(I.shape, generator=gen, dtype=torch.float64)
     mu, sd = I.mean(0), I.std(0).clamp_min(1e-12)
     F = (I - mu) / sd
@@ -272,7 +274,7 @@ def _make_reader(atoms, q, cfg, noise):
     bonds, bmean, bstd = _bond_stats(a.numbers, nm.positions, x.numpy())
     C = torch.cov(I.T) + 1e-3 * torch.diag(sd ** 2)        # the ensemble's pattern covariance, noise included
     chol = torch.linalg.cholesky(C)
-    return Reader(a, np.asarray(q, np.float64), L, _pair_tables(a.numbers, q, cfg["probe"]), mu, sd, W, zm,
+    return Reader(a, np.asarray(q, np.float64), L, _pair_tables(f_atoms, q, L), mu, sd, W, zm,
                   prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"], beta)
 
 
@@ -356,6 +358,7 @@ class GeneralInterpreter:
         self.net.eval()
         self._readers: dict = {}
         self._atoms: dict = {}
+        self._seen_keys: set | None = None
 
     def clear_cache(self) -> None:
         """Forget the molecules and readers built so far (each holds its reference ensemble's statistics)."""
@@ -366,7 +369,7 @@ class GeneralInterpreter:
         c = self.config
         return (f"GeneralInterpreter({c['probe']}, {c['signal']}, q {c['q_min']}–{c['q_max']} Å⁻¹, "
                 f"T {c['temperature']} K, ≤ {c['max_atoms']} atoms of "
-                f"{','.join(_SYMBOLS[z] for z in c['elements'])}, {len(c.get('molecules', []))} training molecules)")
+                f"{_symbols(c['elements'])}, {len(c.get('molecules', []))} training molecules)")
 
     @property
     def grid(self) -> np.ndarray:
@@ -393,10 +396,8 @@ class GeneralInterpreter:
                             f"{type(molecule).__name__}")
         bad = sorted(set(int(z) for z in atoms.numbers) - set(self.config["elements"]))
         if bad:
-            from ase.data import chemical_symbols
-
-            raise ValueError(f"the model has never seen element(s) {', '.join(chemical_symbols[z] for z in bad)}: "
-                             f"it reads molecules of {', '.join(_SYMBOLS[z] for z in self.config['elements'])}")
+            raise ValueError(f"the model has never seen element(s) {_symbols(bad)}: "
+                             f"it reads molecules of {_symbols(self.config['elements'])}")
         if len(atoms) > self.config["max_atoms"]:
             raise ValueError(f"the molecule has {len(atoms)} atoms (with hydrogens); the model supports at most "
                              f"{self.config['max_atoms']}")
@@ -543,8 +544,11 @@ class GeneralInterpreter:
         """Whether the molecule, given as SMILES, was among the training molecules (by the InChIKey's connectivity
         block: a stereoisomer of a training molecule counts as seen; an enantiomer has the same isotropic
         pattern)."""
-        key = _inchikey(molecule)[:14]
-        return any(m["inchikey"][:14] == key for m in self.config.get("molecules", []))
+        if not isinstance(molecule, str):
+            raise ValueError(f"give the molecule as SMILES to look it up, got {type(molecule).__name__}")
+        if self._seen_keys is None:
+            self._seen_keys = {m["inchikey"][:14] for m in self.config.get("molecules", [])}
+        return connectivity_key(molecule) in self._seen_keys
 
     # -- files -----------------------------------------------------------------------------------------------------
 
@@ -582,16 +586,6 @@ class GeneralInterpreter:
             raise ValueError(f"{path}: the weights do not fit the config ({str(exc).splitlines()[0]})") from None
         model.net.eval()
         return model
-
-
-def _inchikey(molecule) -> str:
-    from rdkit import Chem
-
-    if isinstance(molecule, str):
-        mol = Chem.MolFromSmiles(molecule)
-        if mol is not None:
-            return Chem.MolToInchiKey(mol)
-    raise ValueError(f"give the molecule as SMILES to look it up, got {molecule!r}")
 
 
 def pretrained(name: str = "general-xray") -> GeneralInterpreter:
