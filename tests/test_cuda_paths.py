@@ -108,6 +108,43 @@ def test_debye_op_cuda_large_molecule():
 
 
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 2e-5)])
+@pytest.mark.parametrize("q", [Q, Q_IRREGULAR], ids=["uniform", "irregular"])
+@pytest.mark.gpu
+@requires_gpu
+def test_debye_jacobian_cuda_matches_cpu(dtype, tol, q):
+    torch = _torch()
+    atoms, pos = _geometries("NMM", 5, 0.1, 3)
+    res = {}
+    for dev in ("cpu", DEVICE):
+        I, J = xstructure.ops.debye_jacobian(atoms.numbers, torch.tensor(pos, dtype=getattr(torch, dtype),
+                                                                         device=dev), q, signal="molecular")
+        assert J.device.type == dev and J.shape == (5, q.size, len(atoms), 3)
+        res[dev] = (I.cpu().numpy(), J.cpu().numpy())
+    assert _rel(res[DEVICE][0], res["cpu"][0]) < tol
+    assert _rel(res[DEVICE][1], res["cpu"][1]) < 10 * tol
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_debye_gauss_newton_cuda_matches_cpu():
+    torch = _torch()
+    atoms, pos = _geometries("CHD", 6, 0.05, 4)
+    rng = np.random.default_rng(5)
+    L = 0.05 * np.linalg.qr(rng.standard_normal((3 * len(atoms), 10)))[0]
+    y = xstructure.simulate(atoms, Q[1:], signal="molecular") * (1 + 0.01 * rng.standard_normal(Q.size - 1))
+    w = 1.0 / (0.01 * np.abs(y) + 1.0) ** 2
+    z = rng.standard_normal((6, 10))
+    res = {}
+    for dev in ("cpu", DEVICE):
+        dz, I = xstructure.ops.debye_gauss_newton(atoms.numbers, torch.tensor(pos, device=dev), Q[1:],
+                                                  torch.tensor(L, device=dev), y, w, z)
+        assert dz.device.type == dev
+        res[dev] = (dz.cpu().numpy(), I.cpu().numpy())
+    assert _rel(res[DEVICE][1], res["cpu"][1]) < 1e-10
+    assert _rel(res[DEVICE][0], res["cpu"][0]) < 1e-6
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 2e-5)])
 @pytest.mark.gpu
 @requires_gpu
 def test_simulate_torch_cuda_matches_numpy(dtype, tol):
@@ -244,6 +281,10 @@ def _debye_backward(core, device, dtype):
     core.debye_backward(device, dtype, 0, 0, 0, 1, 0, 0, True, 0.0, 0.0, 0, 0, 0, 0, 0, 0)
 
 
+def _debye_jacobian(core, device, dtype):
+    core.debye_jacobian(device, dtype, 0, 0, 0, 1, 0, 0, True, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0)
+
+
 def _kabsch(core, device, dtype):
     core.kabsch_rmsd(device, dtype, 0, 1, 3, 3, 0, True, False, 0, 0, 0, 0, 0, 0, 0)
 
@@ -271,6 +312,7 @@ def _density_backward(core, device, dtype):
 KERNELS = {
     "debye_forward": (_debye_forward, "debye", "float32 or float64"),
     "debye_backward": (_debye_backward, "debye", "float32 or float64"),
+    "debye_jacobian": (_debye_jacobian, "debye", "float32 or float64"),
     "kabsch_rmsd": (_kabsch, "kabsch", "float32 or float64"),
     "kabsch_rmsd_backward": (_kabsch_backward, "kabsch", "float32 or float64"),
     "radial_histogram": (_radial, "radial", "uint16, int32, uint32, float32 or float64"),
@@ -303,6 +345,16 @@ def test_core_rejects_unknown_dtype(core, name, device):
 def test_core_accepts_known_device_and_dtype(core, name):
     call = KERNELS[name][0]
     call(core, "cpu", "float64")  # empty problem on the CPU: nothing to do, no error
+
+
+@pytest.mark.parametrize("device", ["cuda", "gpu"])
+def test_core_gauss_newton_is_cpu_only(core, device):
+    args = (0, 0, 0, 1, 0, 0, True, 0.0, 0.0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match=f"^debye_gauss_newton: device must be cpu, not '{device}'$"):
+        core.debye_gauss_newton(device, *args)
+    core.debye_gauss_newton("cpu", *args)  # empty problem: nothing to do
+    with pytest.raises(ValueError, match="needs at least one direction"):
+        core.debye_gauss_newton("cpu", *args[:13], 0, *args[14:])
 
 
 @pytest.mark.parametrize("device", ["cuda", "gpu"])

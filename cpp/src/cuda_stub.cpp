@@ -26,6 +26,10 @@ template void debye_forward_cuda<float>(const DebyeProblem&, const float*, float
 template void debye_forward_cuda<double>(const DebyeProblem&, const double*, double*, void*);
 template void debye_backward_cuda<float>(const DebyeProblem&, const float*, const float*, float*, void*);
 template void debye_backward_cuda<double>(const DebyeProblem&, const double*, const double*, double*, void*);
+template <typename T>
+void debye_jacobian_cuda(const DebyeProblem&, const T*, T*, T*, void*) { no_cuda(); }
+template void debye_jacobian_cuda<float>(const DebyeProblem&, const float*, float*, float*, void*);
+template void debye_jacobian_cuda<double>(const DebyeProblem&, const double*, double*, double*, void*);
 
 template <typename T>
 void kabsch_rmsd_cuda(const RmsdProblem&, const T*, const T*, T*, T*, T*, void*) { no_cuda(); }

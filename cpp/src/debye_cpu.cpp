@@ -13,6 +13,10 @@ namespace xstructure {
     bool forward_f64(const DebyeProblem&, const double*, double*);                                \
     bool backward_f32(const DebyeProblem&, const float*, const float*, float*);                   \
     bool backward_f64(const DebyeProblem&, const double*, const double*, double*);                \
+    bool jacobian_f32(const DebyeProblem&, const float*, float*, float*);                         \
+    bool jacobian_f64(const DebyeProblem&, const double*, double*, double*);                      \
+    bool gauss_newton(const DebyeProblem&, const double*, const double*, int64_t, const double*,   \
+                      const double*, const double*, double*, double*);                            \
     }
 XS_DECLARE_ISA(isa_base)
 #ifdef XSTRUCTURE_HAS_AVX2
@@ -47,6 +51,18 @@ void debye_backward_cpu<float>(const DebyeProblem& p, const float* pos, const fl
 template <>
 void debye_backward_cpu<double>(const DebyeProblem& p, const double* pos, const double* g, double* gp) {
     XS_DISPATCH(backward_f64, p, pos, g, gp);
+}
+template <>
+void debye_jacobian_cpu<float>(const DebyeProblem& p, const float* pos, float* out, float* jac) {
+    XS_DISPATCH(jacobian_f32, p, pos, out, jac);
+}
+template <>
+void debye_jacobian_cpu<double>(const DebyeProblem& p, const double* pos, double* out, double* jac) {
+    XS_DISPATCH(jacobian_f64, p, pos, out, jac);
+}
+void debye_gauss_newton_cpu(const DebyeProblem& p, const double* pos, const double* L, int64_t M, const double* y,
+                            const double* w, const double* z, double* out, double* dz) {
+    XS_DISPATCH(gauss_newton, p, pos, L, M, y, w, z, out, dz);
 }
 
 }  // namespace xstructure

@@ -22,7 +22,8 @@ import numpy as np
 from . import _core
 
 __all__ = ["array_kind", "device_of", "cuda_available", "build_info", "to_numpy", "to_like", "empty_like",
-           "contiguous", "all_finite", "debye_forward", "debye_backward", "kabsch_rmsd", "kabsch_rmsd_backward",
+           "contiguous", "all_finite", "debye_forward", "debye_backward", "debye_jacobian", "debye_gauss_newton",
+           "kabsch_rmsd", "kabsch_rmsd_backward",
            "radial_histogram", "structure_factors", "density_grid", "density_grid_backward", "pumpprobe_block",
            "kernel_threads"]
 
@@ -183,11 +184,15 @@ def _dtype_name(x: Any) -> str:
     return name
 
 
+def _debye_sizes(pos, q, H):
+    """(B, N, Q, E) of a Debye problem: E species give H's E (E + 1) / 2 rows."""
+    B, N, _ = pos.shape
+    return int(B), int(N), int(q.shape[0]), int(round((np.sqrt(8 * H.shape[0] + 1) - 1) / 2))
+
+
 def debye_forward(pos, species, q, H, beta, out, *, uniform: bool, q0: float, dq: float, num_threads: int = 0):
     """out (B,Q) = beta + sum_p H_p * pair sums; all arrays of one kind on one device, contiguous."""
-    B, N, _ = pos.shape
-    Q = q.shape[0]
-    E = int(round((np.sqrt(8 * H.shape[0] + 1) - 1) / 2))
+    B, N, Q, E = _debye_sizes(pos, q, H)
     device = device_of(pos)
     with _on_device(pos) as stream:
         _core.debye_forward(device, _dtype_name(pos), int(B), int(N), int(Q), E, _ptr(species), _ptr(q),
@@ -199,15 +204,35 @@ def debye_forward(pos, species, q, H, beta, out, *, uniform: bool, q0: float, dq
 def debye_backward(pos, species, q, H, grad_out, grad_pos, *, uniform: bool, q0: float, dq: float,
                    num_threads: int = 0):
     """grad_pos (B,N,3) = d sum(grad_out * forward) / d pos."""
-    B, N, _ = pos.shape
-    Q = q.shape[0]
-    E = int(round((np.sqrt(8 * H.shape[0] + 1) - 1) / 2))
+    B, N, Q, E = _debye_sizes(pos, q, H)
     device = device_of(pos)
     with _on_device(pos) as stream:
         _core.debye_backward(device, _dtype_name(pos), int(B), int(N), int(Q), E, _ptr(species), _ptr(q),
                              bool(uniform), float(q0), float(dq), _ptr(H), _ptr(pos), _ptr(grad_out),
                              _ptr(grad_pos), stream, kernel_threads(num_threads))
     return grad_pos
+
+
+def debye_jacobian(pos, species, q, H, beta, out, jac, *, uniform: bool, q0: float, dq: float, num_threads: int = 0):
+    """out (B,Q) as debye_forward, and jac (B,N,3,Q) = d out[b,k] / d pos[b,a,c]."""
+    B, N, Q, E = _debye_sizes(pos, q, H)
+    device = device_of(pos)
+    with _on_device(pos) as stream:
+        _core.debye_jacobian(device, _dtype_name(pos), int(B), int(N), int(Q), E, _ptr(species), _ptr(q),
+                             bool(uniform), float(q0), float(dq), _ptr(H), _ptr(beta), _ptr(pos), _ptr(out),
+                             _ptr(jac), stream, kernel_threads(num_threads))
+    return out, jac
+
+
+def debye_gauss_newton(pos, species, q, H, beta, L, y, w, z, out, dz, *, uniform: bool, q0: float, dq: float,
+                       num_threads: int = 0):
+    """One Gauss-Newton MAP step in the subspace x = x0 + L z (CPU, float64): out (B,Q) and dz (B,M)."""
+    B, N, Q, E = _debye_sizes(pos, q, H)
+    device = device_of(pos)
+    _core.debye_gauss_newton(device, int(B), int(N), int(Q), E, _ptr(species), _ptr(q), bool(uniform), float(q0),
+                             float(dq), _ptr(H), _ptr(beta), _ptr(pos), _ptr(L), int(L.shape[1]), _ptr(y), _ptr(w),
+                             _ptr(z), _ptr(out), _ptr(dz), kernel_threads(num_threads))
+    return out, dz
 
 
 def kabsch_rmsd(a, b, rmsd, R, t, *, a_stride: int, b_stride: int, N: int, weights=None, align: bool = True,

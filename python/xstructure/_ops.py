@@ -75,6 +75,58 @@ def _backward(ctx, grad):
 debye_sum.register_autograd(_backward, setup_context=_setup_context)
 
 
+@torch.library.custom_op("xstructure::debye_jacobian", mutates_args=(), device_types=("cpu", "cuda"))
+def debye_jacobian(positions: Tensor, species: Tensor, q: Tensor, H: Tensor, beta: Tensor,
+                   uniform: bool, q0: float, dq: float) -> tuple[Tensor, Tensor]:
+    """debye_sum (B, Q) and its Jacobian (B, N, 3, Q), d out[b, k] / d positions[b, a, c] (no autograd)."""
+    _check_same_device(positions, species, q, H, beta)
+    pos = positions.contiguous()
+    out = torch.empty((pos.shape[0], q.shape[0]), dtype=pos.dtype, device=pos.device)
+    jac = torch.empty((*pos.shape, q.shape[0]), dtype=pos.dtype, device=pos.device)
+    _backend.debye_jacobian(pos, species.contiguous(), q.contiguous(), H.contiguous(), beta.contiguous(), out, jac,
+                            uniform=uniform, q0=q0, dq=dq)
+    return out, jac
+
+
+@debye_jacobian.register_fake
+def _(positions, species, q, H, beta, uniform, q0, dq):
+    return positions.new_empty((positions.shape[0], q.shape[0])), positions.new_empty((*positions.shape, q.shape[0]))
+
+
+@torch.library.custom_op("xstructure::debye_gauss_newton", mutates_args=(), device_types=("cpu", "cuda"))
+def debye_gauss_newton(positions: Tensor, species: Tensor, q: Tensor, H: Tensor, beta: Tensor, modes: Tensor,
+                       target: Tensor, weights: Tensor, z: Tensor, uniform: bool, q0: float,
+                       dq: float) -> tuple[Tensor, Tensor]:
+    """One Gauss–Newton MAP step in the subspace x = x₀ + L z (float64): the step dz (B, M) and debye_sum (B, Q).
+
+    On the CPU one fused kernel per geometry (the Jacobian stays in cache); on CUDA the Jacobian kernel, then
+    batched products and a Cholesky solve through torch."""
+    _check_same_device(positions, species, q, H, beta, modes, target, weights, z)
+    pos, L, y, w, zc = (t.to(torch.float64).contiguous() for t in (positions, modes, target, weights, z))
+    if pos.device.type == "cpu":
+        out = torch.empty((pos.shape[0], q.shape[0]), dtype=torch.float64)
+        dz = torch.empty((pos.shape[0], L.shape[1]), dtype=torch.float64)
+        _backend.debye_gauss_newton(pos, species.contiguous(), q.contiguous(), H.contiguous(), beta.contiguous(), L,
+                                    y, w, zc, out, dz, uniform=uniform, q0=q0, dq=dq)
+        return dz, out
+    out, jac = debye_jacobian(pos, species, q, H, beta, uniform, q0, dq)
+    At = torch.matmul(L.T, jac.reshape(pos.shape[0], -1, q.shape[0]))          # (B, M, Q)
+    G = torch.matmul(At * w[:, None], At.transpose(1, 2)) + torch.eye(L.shape[1], dtype=torch.float64,
+                                                                         device=pos.device)
+    rhs = torch.matmul(At, (w * (y - out))[..., None]) - zc[..., None]
+    C, info = torch.linalg.cholesky_ex(G)
+    dz = torch.cholesky_solve(rhs, C)[..., 0]
+    dz[info != 0] = float("nan")
+    return dz, out
+
+
+@debye_gauss_newton.register_fake
+def _(positions, species, q, H, beta, modes, target, weights, z, uniform, q0, dq):
+    B = positions.shape[0]
+    return (positions.new_empty((B, modes.shape[1]), dtype=torch.float64),
+            positions.new_empty((B, q.shape[0]), dtype=torch.float64))
+
+
 # ----------------------------------------------------------------------------------------------- Kabsch RMSD
 def _pair_count(a: Tensor, b: Tensor) -> int:
     return max(a.shape[0], b.shape[0])

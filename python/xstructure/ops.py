@@ -18,9 +18,34 @@ from .factors import atomic_number, form_factor_table
 from .scattering import PROBES, SIGNALS, as_q, debye_tables
 from .structures import atomic_numbers
 
-__all__ = ["debye", "debye_sum", "kabsch_rmsd", "density_grid", "detector_pattern"]
+__all__ = ["debye", "debye_jacobian", "debye_gauss_newton", "debye_sum", "kabsch_rmsd", "density_grid",
+           "detector_pattern"]
 
 debye_sum = _ops.debye_sum
+
+
+def _debye_inputs(numbers, positions, q, probe, signal, energy_kev, compton):
+    """The checks shared by :func:`debye` and :func:`debye_jacobian`: (B, N, 3) positions, whether one structure
+    was given, and the kernel's tables."""
+    if not isinstance(positions, torch.Tensor):
+        raise ValueError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
+    if positions.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"positions must be float32 or float64, got {positions.dtype}")
+    numbers = atomic_numbers(numbers)
+    single = positions.dim() == 2
+    pos = positions.unsqueeze(0) if single else positions
+    if pos.dim() != 3 or pos.shape[2] != 3 or pos.shape[1] != len(numbers):
+        raise ValueError(f"positions must have shape (N, 3) or (B, N, 3) with N = {len(numbers)}, "
+                         f"got {tuple(positions.shape)}")
+    if not bool(torch.isfinite(pos.detach()).all()):
+        raise ValueError("positions contain NaN or inf")
+    q = as_q(q)
+    t = debye_tables(numbers, q, probe, signal, energy_kev, compton)
+    return pos, single, t
 
 
 def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "total",
@@ -59,24 +84,7 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
         ``positions`` not a float tensor of shape (N, 3) or (B, N, 3), NaN or inf, or an unknown probe or
         signal.
     """
-    if not isinstance(positions, torch.Tensor):
-        raise ValueError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
-    if probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
-    if signal not in SIGNALS:
-        raise ValueError(f"unknown signal {signal!r}: use one of {SIGNALS}")
-    if positions.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"positions must be float32 or float64, got {positions.dtype}")
-    numbers = atomic_numbers(numbers)
-    single = positions.dim() == 2
-    pos = positions.unsqueeze(0) if single else positions
-    if pos.dim() != 3 or pos.shape[2] != 3 or pos.shape[1] != len(numbers):
-        raise ValueError(f"positions must have shape (N, 3) or (B, N, 3) with N = {len(numbers)}, "
-                         f"got {tuple(positions.shape)}")
-    if not bool(torch.isfinite(pos.detach()).all()):
-        raise ValueError("positions contain NaN or inf")
-    q = as_q(q)
-    t = debye_tables(numbers, q, probe, signal, energy_kev, compton)
+    pos, single, t = _debye_inputs(numbers, positions, q, probe, signal, energy_kev, compton)
     dev = pos.device
     if signal == "atomic":
         out = torch.as_tensor(t.i_atomic, device=dev, dtype=pos.dtype).expand(pos.shape[0], -1).clone()
@@ -85,6 +93,144 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
                              torch.as_tensor(t.H, device=dev), torch.as_tensor(t.beta, device=dev),
                              t.uniform, t.q0, t.dq)
     return out[0] if single else out
+
+
+def debye_jacobian(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "total",
+                   energy_kev: float | None = None, compton: bool = False) -> tuple[Tensor, Tensor]:
+    """Debye scattering of one molecule's geometries and its full Jacobian with respect to the positions.
+
+    One kernel pass (CPU and CUDA) gives I(q_k) and ∂I(q_k)/∂x_a for every atom a, what a Gauss–Newton step, a
+    Fisher-information matrix or a linearised error estimate needs; it costs a few times :func:`debye`, where
+    ``torch.func.jacrev`` would run one backward pass per q point.
+
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers (sequence, numpy or tensor) or element symbols.
+    positions : torch.Tensor
+        (N, 3) or (B, N, 3) float32/float64 tensor in Å, on CPU or CUDA.
+    q : array_like
+        (Q,) momentum transfer in Å⁻¹.
+    probe : {'xray', 'electron'}, optional
+        X-ray (electrons²) or electron (Å²) intensities.
+    signal : {'total', 'atomic', 'molecular', 'sM'}, optional
+        As for :func:`xstructure.simulate` (``"atomic"`` does not depend on the geometry: its Jacobian is zero).
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor.
+    compton : bool, optional
+        Add the incoherent X-ray scattering to ``"total"`` (needs xraylib).
+
+    Returns
+    -------
+    I : torch.Tensor
+        (Q,) or (B, Q), as :func:`debye` gives.
+    J : torch.Tensor
+        (Q, N, 3) or (B, Q, N, 3), J[b, k, a, c] = ∂I[b, k] / ∂positions[b, a, c] (pattern unit per Å); a view of a
+        (B, N, 3, Q) tensor. Not differentiable.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`debye`.
+    """
+    pos, single, t = _debye_inputs(numbers, positions, q, probe, signal, energy_kev, compton)
+    pos = pos.detach()
+    dev = pos.device
+    if signal == "atomic":
+        out = torch.as_tensor(t.i_atomic, device=dev, dtype=pos.dtype).expand(pos.shape[0], -1).clone()
+        jac = pos.new_zeros((*pos.shape, len(t.q)))
+    else:
+        out, jac = _ops.debye_jacobian(pos, torch.as_tensor(t.species, device=dev), torch.as_tensor(t.q, device=dev),
+                                       torch.as_tensor(t.H, device=dev), torch.as_tensor(t.beta, device=dev),
+                                       t.uniform, t.q0, t.dq)
+    jac = jac.permute(0, 3, 1, 2)
+    return (out[0], jac[0]) if single else (out, jac)
+
+
+def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, weights, z=None, *,
+                       probe: str = "xray", signal: str = "molecular", energy_kev: float | None = None
+                       ) -> tuple[Tensor, Tensor]:
+    """One Gauss–Newton step of a maximum a posteriori fit of Debye patterns in a linear subspace of the positions.
+
+    The structures are x = x₀ + L z with a unit Gaussian prior on z (L: e.g. the normal modes scaled by their
+    thermal amplitudes), and the patterns y have independent Gaussian errors of weight w = 1/σ². At the current
+    x (``positions``, = x₀ + L z), with A = ∂I/∂x · L,
+
+        dz = (Aᵀ W A + 1)⁻¹ (Aᵀ W (y − I(x)) − z),   W = diag(w),
+
+    and z + dz maximises the linearised posterior. On the CPU one fused C++ kernel per structure computes the
+    pattern, its Jacobian (which never leaves the cache), the projection, the weighted Gram matrix and its Cholesky
+    solve; on CUDA the :func:`debye_jacobian` kernel is followed by batched products and a Cholesky solve.
+
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers or element symbols.
+    positions : torch.Tensor
+        (N, 3) or (B, N, 3) float tensor in Å: the current structures x = x₀ + L z.
+    q : array_like
+        (Q,) momentum transfer in Å⁻¹.
+    modes : torch.Tensor
+        (3N, M) float tensor, Å per unit of z: the subspace's directions (flattened (N, 3) atom-major).
+    target : array_like
+        (Q,) or (B, Q) observed patterns y, in the unit of ``signal``.
+    weights : array_like
+        (Q,) or (B, Q) non-negative weights w = 1/σ².
+    z : array_like or None, optional
+        (M,) or (B, M) the current coordinates (default 0: the step from x₀).
+    probe : {'xray', 'electron'}, optional
+        The probe.
+    signal : {'total', 'molecular', 'sM'}, optional
+        What ``target`` is (default ``"molecular"``).
+    energy_kev : float or None, optional
+        Electron kinetic energy in keV for the relativistic factor.
+
+    Returns
+    -------
+    dz : torch.Tensor
+        (M,) or (B, M) float64 step (NaN where the system is not positive definite, i.e. non-finite input).
+    I : torch.Tensor
+        (Q,) or (B, Q) float64 patterns at ``positions``.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`debye`; ``signal="atomic"`` (it does not depend on the positions); ``modes``, ``target``,
+        ``weights`` or ``z`` of the wrong shape, not finite, or negative weights.
+    """
+    if signal == "atomic":
+        raise ValueError("signal 'atomic' does not depend on the positions: fit 'total', 'molecular' or 'sM'")
+    pos, single, t = _debye_inputs(numbers, positions, q, probe, signal, energy_kev, False)
+    B, N, Q = pos.shape[0], pos.shape[1], len(t.q)
+    dev = pos.device
+    pos = pos.detach().to(torch.float64)
+    if not isinstance(modes, torch.Tensor) or modes.dim() != 2 or modes.shape[0] != 3 * N or modes.shape[1] < 1:
+        raise ValueError(f"modes must be a (3N, M) tensor with 3N = {3 * N}, got "
+                         f"{tuple(modes.shape) if isinstance(modes, torch.Tensor) else type(modes).__name__}")
+    M = modes.shape[1]
+
+    def batch(name, v, width):
+        v = torch.as_tensor(v, dtype=torch.float64, device=dev)
+        if v.dim() == 1:
+            v = v.expand(B, -1)
+        if v.shape != (B, width):
+            raise ValueError(f"{name} must have shape ({width},) or ({B}, {width}), got {tuple(v.shape)}")
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+        return v.contiguous()
+
+    L = modes.detach().to(device=dev, dtype=torch.float64)
+    if not bool(torch.isfinite(L).all()):
+        raise ValueError("modes contain NaN or inf")
+    y = batch("target", target, Q)
+    w = batch("weights", weights, Q)
+    if bool((w < 0).any()):
+        raise ValueError("weights must be >= 0 (they are 1/sigma^2)")
+    zz = batch("z", torch.zeros(M, dtype=torch.float64) if z is None else z, M)
+    dz, out = _ops.debye_gauss_newton(pos, torch.as_tensor(t.species, device=dev), torch.as_tensor(t.q, device=dev),
+                                      torch.as_tensor(t.H, device=dev), torch.as_tensor(t.beta, device=dev),
+                                      L.contiguous(), y, w, zz, t.uniform, t.q0, t.dq)
+    return (dz[0], out[0]) if single else (dz, out)
 
 
 def kabsch_rmsd(a: Tensor, b: Tensor, *, weights=None, align: bool = True, reflection: bool = False) -> Tensor:

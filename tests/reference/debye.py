@@ -42,6 +42,13 @@ def signal(numbers, positions, q, probe="xray", kind="total"):
     return {"atomic": i_at, "molecular": i_mol, "total": i_at + i_mol, "sM": np.asarray(q) * i_mol / i_at}[kind]
 
 
+def _dsinc_dr(q, r):
+    """d sinc(q r) / dr, with sinc(x) = sin(x) / x (0 at q r = 0)."""
+    x = q * r
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x > 0, (x * np.cos(x) - np.sin(x)) / (x * r), 0.0)
+
+
 def ref_grad(numbers, pos, q, weights):
     """d/dpos of sum_q w(q) I_mol(q) for one geometry, by hand in float64."""
     f = np.array([f_xray(z, q) for z in numbers])
@@ -52,9 +59,29 @@ def ref_grad(numbers, pos, q, weights):
                 continue
             d = pos[i] - pos[j]
             r = np.linalg.norm(d)
-            x = q * r
-            with np.errstate(invalid="ignore", divide="ignore"):
-                dsinc = np.where(x > 0, (x * np.cos(x) - np.sin(x)) / (x * r), 0.0)   # d sinc(q r)/dr
+            dsinc = _dsinc_dr(q, r)
             # each unordered pair appears twice in i != j; d/dpos_i picks up both terms
             g[i] += 2 * np.sum(weights * f[i] * f[j] * dsinc) * d / r
     return g
+
+
+def ref_jacobian(numbers, pos, q, probe="xray", kind="molecular"):
+    """(Q, N, 3) d signal(q) / d pos for one geometry, by hand in float64 (q > 0 for sM and electrons)."""
+    q = np.asarray(q, dtype=float)
+    ff = f_xray if probe == "xray" else f_electron
+    f = np.array([ff(z, q) for z in numbers])
+    pos = np.asarray(pos, dtype=float)
+    J = np.zeros((q.size, len(numbers), 3))
+    for i in range(len(numbers)):
+        for j in range(len(numbers)):
+            if i == j:
+                continue
+            d = pos[i] - pos[j]
+            r = np.linalg.norm(d)
+            if r == 0.0:
+                continue
+            dsinc = _dsinc_dr(q, r)
+            J[:, i] += 2 * (f[i] * f[j] * dsinc)[:, None] * (d / r)[None]
+    if kind == "sM":
+        J *= (q / (f**2).sum(0))[:, None, None]
+    return J

@@ -81,6 +81,12 @@ XS_HD void rotate(V& s, V& c, R cd, R sd) {
 template <typename R>
 XS_HD R grad_factor(R su, R vc, R ir) { return (vc - su * ir) * ir; }
 
+// The Jacobian's per-pair factor at one q: with s = sin(q r) / r, c = cos(q r) / r, h = H and hq = H q, the
+// derivative of h sin(q r) / r along r is g = hq c - h s / r; times d / r it is the pair's d out / d x_i (and minus
+// that for x_j).  V is R or a vector of R.
+template <typename V, typename R>
+XS_HD void jacobian_factor(const V& h, const V& hq, const V& s, const V& c, R ir, V& g) { g = hq * c - h * s * ir; }
+
 }  // namespace debye_term
 
 // CPU (OpenMP).  pos: (B, N, 3), out: (B, Q), grad_out: (B, Q), grad_pos: (B, N, 3).  T = float | double;
@@ -89,6 +95,19 @@ template <typename T>
 void debye_forward_cpu(const DebyeProblem& p, const T* pos, T* out);
 template <typename T>
 void debye_backward_cpu(const DebyeProblem& p, const T* pos, const T* grad_out, T* grad_pos);
+// The forward pattern and its full Jacobian: out (B, Q) as debye_forward_cpu, jac (B, N, 3, Q) with
+// jac[b, a, c, k] = d out[b, k] / d pos[b, a, c].
+template <typename T>
+void debye_jacobian_cpu(const DebyeProblem& p, const T* pos, T* out, T* jac);
+
+// One Gauss-Newton step of a MAP fit in a linear subspace of the positions, x = x0 + L z, with a unit Gaussian prior
+// on z.  For each geometry b, at x_b = x0 + L z_b (pos), with the pattern out_b (returned, as debye_forward_cpu) and
+// A_b = (d out / d x)(x_b) L (Q x M):
+//     dz_b = (A_b^T W_b A_b + 1)^-1 (A_b^T W_b (y_b - out_b) - z_b),   W_b = diag(w_b).
+// L: (3N, M) row-major; y, w: (B, Q); z, dz: (B, M).  The Jacobian never leaves the thread's cache.  CPU only, in
+// double; a step whose system is not positive definite (non-finite input) comes back as NaN.
+void debye_gauss_newton_cpu(const DebyeProblem& p, const double* pos, const double* L, int64_t M, const double* y,
+                            const double* w, const double* z, double* out, double* dz);
 
 // CUDA.  All pointers are device pointers; `stream` is a cudaStream_t (0 = legacy default stream).
 // Available only when compiled with CUDA (XSTRUCTURE_HAS_CUDA); otherwise these throw.
@@ -96,5 +115,7 @@ template <typename T>
 void debye_forward_cuda(const DebyeProblem& p, const T* pos, T* out, void* stream);
 template <typename T>
 void debye_backward_cuda(const DebyeProblem& p, const T* pos, const T* grad_out, T* grad_pos, void* stream);
+template <typename T>
+void debye_jacobian_cuda(const DebyeProblem& p, const T* pos, T* out, T* jac, void* stream);
 
 }  // namespace xstructure

@@ -71,19 +71,8 @@ def _torch():
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Physics: pair tables for the mode Jacobian, and the noise model
+# Physics: the noise model
 # ------------------------------------------------------------------------------------------------------------
-
-
-def _pair_tables(f_atoms, q, L):
-    """What the mode Jacobian needs, in float32: pair indices i < j, 2 f_i f_j (P, Q), q (Q,) and the pairs'
-    differences of the mode displacements L_i − L_j (P, 3, M)."""
-    torch = _torch()
-    fa = torch.as_tensor(f_atoms, dtype=torch.float64)
-    i, j = (torch.as_tensor(k) for k in np.triu_indices(len(fa), 1))
-    L3 = L.reshape(len(fa), 3, -1)
-    return (i, j, (2 * fa[i] * fa[j]).float(), torch.as_tensor(np.asarray(q, np.float64)).float(),
-            (L3[i] - L3[j]).float())
 
 
 def robust_sigma(I_obs, level):
@@ -130,7 +119,6 @@ class Reader:
     atoms: object
     q: np.ndarray
     L: object
-    tables: tuple
     mu: object
     sd: object
     W: object
@@ -163,16 +151,13 @@ class Reader:
         z = ((I_obs - self.mu) / self.sd) @ self.W + self.zm
         v1 = (z @ self.L.T).reshape(B, N, 3)
         xr = x0[None] + v1
-        Ir, A = self._mode_jacobian(xr)
         sigma = robust_sigma(I_obs + self.beta, self.noise)
         w = 1.0 / sigma ** 2
-        ws = w.float()
-        H = torch.bmm(A.transpose(1, 2), A * ws[..., None]).double() + torch.eye(A.shape[-1], dtype=torch.float64)
-        rhs = torch.bmm(A.transpose(1, 2), (ws * (I_obs - Ir).float())[..., None])[..., 0].double() - z
-        dz = torch.linalg.solve(H, rhs)
-        v2 = (dz @ self.L.T).reshape(B, N, 3)
-        from .. import ops  # the C++ Debye kernel: the pattern after the step
+        from .. import ops  # the C++ Debye kernels: the Gauss–Newton step, and the pattern after it
 
+        dz, Ir = ops.debye_gauss_newton(self.numbers, xr, self.q, self.L, I_obs, w, z, probe=self._probe,
+                                        signal="molecular")
+        v2 = (dz @ self.L.T).reshape(B, N, 3)
         Is = ops.debye(self.numbers, xr + v2, self.q, probe=self._probe, signal="molecular").to(torch.float64)
         Q = I_obs.shape[1]
         chi_r = (w * (I_obs - Ir) ** 2).sum(1) / Q
@@ -190,22 +175,6 @@ class Reader:
                        cos[..., None], ((v1 + v2).norm(dim=-1) / ps)[..., None], glob[:, None, :].expand(B, N, 3)],
                       -1)
         return f, v1, v2
-
-    def _mode_jacobian(self, x):
-        """I_mol (B, Q) at positions x (B, N, 3) and its derivative along the modes, dI/dz (B, Q, M).
-
-        dI/dz_m = Σ_pairs dI/dr_p · û_p · (L_i,m − L_j,m): one batched product over the pairs, never the
-        (B, Q, 3N) Cartesian Jacobian."""
-        torch = _torch()
-        i, j, F, q, pair_modes = self.tables
-        d = (x[:, i] - x[:, j]).float()
-        r = d.norm(dim=-1).clamp_min(1e-6)
-        qr = r[:, :, None] * q
-        sinc = torch.sin(qr).div_(qr)
-        I = (F * sinc).sum(1)
-        g = torch.cos(qr).sub_(sinc).mul_(F).div_(r[:, :, None])   # dI/dr, (B, P, Q)
-        D = torch.einsum("bpc,pcm->bpm", d / r[..., None], pair_modes)
-        return I.double(), torch.bmm(g.transpose(1, 2), D)
 
     def log_likelihood(self, I_obs):
         """Gaussian log-likelihood per q point of patterns (B, Q) under the molecule's thermal ensemble (its
@@ -274,7 +243,7 @@ def _make_reader(atoms, q, cfg, noise):
     bonds, bmean, bstd = _bond_stats(a.numbers, nm.positions, x.numpy())
     C = torch.cov(I.T) + 1e-3 * torch.diag(sd ** 2)        # the ensemble's pattern covariance, noise included
     chol = torch.linalg.cholesky(C)
-    return Reader(a, np.asarray(q, np.float64), L, _pair_tables(f_atoms, q, L), mu, sd, W, zm,
+    return Reader(a, np.asarray(q, np.float64), L, mu, sd, W, zm,
                   prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"], beta)
 
 
