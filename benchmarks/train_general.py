@@ -1,10 +1,11 @@
-"""Train the general interpreter (``xstructure.learn.pretrained("general-xray")``) from scratch.
+"""Train a general interpreter (``xstructure.learn.pretrained("general-xray")`` or ``"general-electron"``) from
+scratch.
 
 Steps, each timed and resumable (pools and features are kept under --work):
 
 1. the molecule library (:func:`xstructure.learn.library.build_library`), split by Bemis–Murcko scaffold;
-2. a 300 K Wigner pool with X-ray patterns per molecule through :class:`xstructure.Pool`, molecules spread over
-   a dask LocalCluster;
+2. a 300 K Wigner pool with patterns of the probe (X-ray or electron) per molecule through :class:`xstructure.Pool`,
+   molecules spread over a dask LocalCluster (one work directory can hold both probes' patterns);
 3. per molecule, its linear reader and the network's input features for its pool's noisy patterns;
 4. the shared network, trained on the training molecules (AdamW, MSE on positions, heavy atoms weighted 1,
    hydrogens 0.1), the epoch with the lowest validation loss kept.
@@ -12,6 +13,7 @@ Steps, each timed and resumable (pools and features are kept under --work):
 The model (safetensors + JSON with the training molecules' InChIKey and SMILES and the split) goes to --out.
 
     python benchmarks/train_general.py --out python/xstructure/data/models/general-xray     # ≤ 90 min, 2 cores
+    python benchmarks/train_general.py --probe electron --out python/xstructure/data/models/general-electron
     python benchmarks/train_general.py --quick --out /tmp/general-quick                      # a few minutes
 """
 
@@ -28,28 +30,29 @@ import numpy as np
 
 
 def _pool_job(args):
-    """Make (or finish) one molecule's Wigner pool with patterns; returns (index, seconds, error or '')."""
-    i, smiles, path, n, q, seed = args
+    """Make (or finish) one molecule's Wigner pool with the probe's patterns; returns (index, seconds, error or
+    '')."""
+    i, smiles, path, n, q, seed, probe = args
     from xstructure import Pool
 
     t0 = time.perf_counter()
     try:
         pool = Pool.create(path, smiles, "wigner", n=n, temperature=300.0, seed=seed, chunk=n, progress=False)
         sets = pool.pattern_sets()
-        if "xray" not in sets or not sets["xray"]["complete"]:
-            pool.simulate(q, probe="xray", signal="molecular", name="xray", progress=False)
+        if probe not in sets or not sets[probe]["complete"]:
+            pool.simulate(q, probe=probe, signal="molecular", name=probe, progress=False)
     except Exception as exc:  # noqa: BLE001 - a molecule MMFF94 cannot handle is dropped and counted
         shutil.rmtree(path, ignore_errors=True)
         return i, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     return i, time.perf_counter() - t0, ""
 
 
-def make_pools(lib, work, n, q, workers):
+def make_pools(lib, work, n, q, workers, probe):
     """Pools for every library molecule on a dask LocalCluster; returns (paths, failures, seconds, bytes)."""
     from dask.distributed import Client, LocalCluster
 
     os.makedirs(os.path.join(work, "pools"), exist_ok=True)
-    jobs = [(i, s, os.path.join(work, "pools", f"{k}"), n, q, i) for i, (s, k) in
+    jobs = [(i, s, os.path.join(work, "pools", f"{k}"), n, q, i, probe) for i, (s, k) in
             enumerate(zip(lib.smiles, lib.inchikey))]
     t0 = time.perf_counter()
     failures = {}
@@ -77,7 +80,7 @@ def features_for(model, pool_path, smiles, noise, seed):
     from xstructure import Pool
 
     pool = Pool.open(pool_path)
-    I = np.asarray(pool.patterns("xray")[1][:], dtype=np.float64)
+    I = np.asarray(pool.patterns(model.config["probe"])[1][:], dtype=np.float64)
     X = np.asarray(pool.positions[:], dtype=np.float64)
     rng = np.random.default_rng(seed)
     I = I + noise * np.abs(I) * rng.standard_normal(I.shape)
@@ -200,6 +203,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--max-minutes", type=float, default=40.0, help="training time budget (default 40)")
     ap.add_argument("--workers", type=int, default=2, help="dask worker processes for the pools (default 2)")
+    ap.add_argument("--probe", choices=("xray", "electron"), default="xray", help="the patterns' probe (default xray)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     for name, full, quick in (("molecules", 2400, 300), ("samples", 64, 32), ("epochs", 12, 3)):
@@ -243,14 +247,14 @@ def main(argv=None):
     print(f"library: {len(lib)} molecules, {lib.split.count('train')} train / {lib.split.count('val')} val / "
           f"{lib.split.count('test')} test ({timings['library_s']:.0f} s)", flush=True)
     q = np.linspace(DEFAULTS["q_min"], DEFAULTS["q_max"], DEFAULTS["n_q"])
-    paths, failures, secs, size = make_pools(lib, args.work, args.samples, q, args.workers)
+    paths, failures, secs, size = make_pools(lib, args.work, args.samples, q, args.workers, args.probe)
     timings["pools_s"], timings["pools_bytes"] = secs, size
     print(f"pools: {len(lib) - len(failures)} made, {len(failures)} failed, {secs:.0f} s, {size / 2**20:.1f} MiB",
           flush=True)
     lib = lib.drop(failures)
     paths = [p for i, p in enumerate(paths) if i not in failures]
     lib.to_json(os.path.join(args.work, "library_kept.json"))
-    model = GeneralInterpreter({"seed": args.seed})
+    model = GeneralInterpreter({"seed": args.seed, "probe": args.probe})
     t0 = time.perf_counter()
     parts = {"train": [], "val": []}
     dropped = []

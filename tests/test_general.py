@@ -215,6 +215,18 @@ def test_other_bad_inputs(model):
         model.predict(np.ones((2, 2, len(q))), "CCO", q)
 
 
+def test_a_pattern_of_the_other_probe_or_scale_is_refused(model):
+    atoms = model.atoms_of("CN1CCOCC1")
+    q = model.grid
+    electron = xs.simulate(atoms, q, probe="electron", signal="molecular")
+    with pytest.raises(ValueError, match=r"I_mol is 0.1\dx what this molecule scatters \(xray"):
+        model.predict(electron, "CN1CCOCC1", q)
+    xray = xs.simulate(atoms, q, probe="xray", signal="molecular")
+    with pytest.raises(ValueError, match="another scale"):
+        model.predict(4 * xray, "CN1CCOCC1", q)
+    assert model.predict(1.2 * xray, "CN1CCOCC1", q).shape == (len(atoms), 3)   # a mis-scaled dose: still read
+
+
 def test_cli_predict_general(tmp_path):
     exe = [sys.executable, "-m", "xstructure"]
     csv = tmp_path / "p.csv"

@@ -441,6 +441,16 @@ class GeneralInterpreter:
         """I_mol from patterns of ``signal`` (the total minus Σ f_i²)."""
         return I if signal == "molecular" else I - reader.beta.numpy()
 
+    def _check_scale(self, I, reader):
+        """I_mol patterns against the size of the molecule's own I_mol: a pattern of the other probe (X-ray I_mol
+        is 5–8× the electron one, in their units), of another molecule or on another scale would otherwise give a
+        confident wrong structure."""
+        ratio = float(np.median(np.linalg.norm(I, axis=-1))) / float(np.linalg.norm(reader.mu.numpy()))
+        if not 0.4 < ratio < 2.5:
+            raise ValueError(f"the patterns' I_mol is {ratio:.2g}x what this molecule scatters "
+                             f"({self.config['probe']}, on the absolute scale of xstructure.simulate): a pattern of "
+                             "the other probe, of another molecule, or on another scale?")
+
     # -- prediction ----------------------------------------------------------------------------------------------
 
     def predict(self, patterns, molecule, q, *, signal: str | None = None, noise: float | None = None,
@@ -492,6 +502,7 @@ class GeneralInterpreter:
         I, gq = self.resample(patterns, q)
         reader = self.reader(molecule, gq, noise, temperature, ensemble, signal)
         I = self._to_molecular(I, reader, signal)
+        self._check_scale(I, reader)
         out = np.empty((len(I), len(reader.atoms), 3))
         x0 = reader.x0
         with torch.no_grad():
