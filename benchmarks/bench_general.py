@@ -328,6 +328,7 @@ def plot(report, path):
     from matplotlib.ticker import FixedLocator, NullLocator
 
     rows = report["held_out"]["molecules"]
+    probe = {"xray": "X-ray", "electron": "electron"}[report["settings"].get("probe", "xray")]
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     ax = axes.ravel()
     n = np.array([r["n_atoms"] for r in rows])
@@ -339,8 +340,10 @@ def plot(report, path):
     ax[0].axhline(0.85, color="k", ls="--", lw=0.8, label="goal 0.85")
     ax[0].set_xlabel("atoms in the molecule (with H)")
     ax[0].set_ylabel("median heavy-atom RMSD / the equilibrium structure's")
-    ax[0].set_title(f"(a) {len(rows)} held-out molecules, Wigner 300 K, 0.5 % noise")
-    ax[0].legend(fontsize=8)
+    ax[0].set_title(f"(a) {len(rows)} held-out molecules, {probe} I_mol, Wigner 300 K, 0.5 % noise")
+    lo, hi = ax[0].get_ylim()
+    ax[0].set_ylim(lo, hi + 0.3 * (hi - lo))       # room for the legend above the points
+    ax[0].legend(fontsize=8, loc="upper center", ncol=2)
     groups = report["held_out"]["groups"]
     names = [g for g in groups if groups[g].get("molecules")]
     x = np.arange(len(names))
@@ -359,9 +362,10 @@ def plot(report, path):
                   ("pool_fitting", f"pool fitting ({hot[0]['pool']} members)", "tab:red"))
         for j, (key, lab, c) in enumerate(series):
             ax[2].bar(x + (j - 1.5) * 0.2, [h[key] for h in hot], 0.2, color=c, label=lab)
-        ax[2].set_xticks(x, [f"{h['smiles']}\n({h['n_atoms']} atoms)" for h in hot], fontsize=7)
+        wrap = lambda t, n=16: "\n".join(t[i:i + n] for i in range(0, len(t), n))   # noqa: E731
+        ax[2].set_xticks(x, [f"{wrap(h['smiles'])}\n({h['n_atoms']} atoms)" for h in hot], fontsize=7)
         ax[2].set_ylabel("median heavy-atom RMSD (Å)")
-        ax[2].set_title("(c) hot samples: Langevin MD at 1500 K, 0.5 % noise")
+        ax[2].set_title(f"(c) hot samples: Langevin MD at 1500 K, {probe}, 0.5 % noise")
         ax[2].legend(fontsize=8)
     ident = report.get("identification")
     if ident:
@@ -380,7 +384,7 @@ def plot(report, path):
         ax[3].set_ylim(0, 101)
         ax[3].set_xlabel("relative noise per q point (%)")
         ax[3].set_ylabel("top-1 accuracy (%)")
-        ax[3].set_title(f"(d) identification among isomers ({ident['n_formulas']} formulas)")
+        ax[3].set_title(f"(d) identification among isomers ({ident['n_formulas']} formulas, {probe})")
         ax[3].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

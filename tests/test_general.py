@@ -39,7 +39,8 @@ def _patterns(model, smiles, n, seed, noise=0.005, temperature=300.0):
     atoms = model.atoms_of(smiles)
     nm = sampling.minimum_modes(atoms)
     X = sampling.wigner(atoms, n, temperature, modes=nm, rng=seed)
-    I = xs.ops.debye(atoms.numbers, torch.as_tensor(X), model.grid, signal="molecular").double().numpy()
+    I = xs.ops.debye(atoms.numbers, torch.as_tensor(X), model.grid, probe=model.config["probe"],
+                     signal="molecular").double().numpy()
     rng = np.random.default_rng(seed + 1)
     return X, I + noise * np.abs(I) * rng.standard_normal(I.shape), nm.positions
 
@@ -110,6 +111,21 @@ def test_shipped_weights_load_and_beat_the_equilibrium_structure(model):
     assert np.median(r_model) < np.median(r_eq)
     one = model.predict(I[0], smiles, model.grid)
     np.testing.assert_allclose(one, P[0], atol=1e-3)   # float32 inside: batched and single sums differ in order
+
+
+def test_the_electron_model_reads_electron_patterns_and_refuses_xray_ones():
+    electron = G.pretrained("general-electron")
+    assert electron.config["probe"] == "electron"
+    smiles = _test_molecule(electron, min_atoms=14)
+    assert not electron.seen(smiles)
+    X, I, x0 = _patterns(electron, smiles, 24, seed=12)
+    h = electron.atoms_of(smiles).numbers > 1
+    r_model = xs.rmsd(electron.predict(I, smiles, electron.grid)[:, h], X[:, h])
+    r_eq = xs.rmsd(np.broadcast_to(x0, X.shape)[:, h], X[:, h])
+    assert np.median(r_model) < 0.9 * np.median(r_eq)
+    xray = xs.simulate(electron.atoms_of(smiles), electron.grid, probe="xray", signal="molecular")
+    with pytest.raises(ValueError, match=r"what this molecule scatters \(electron"):
+        electron.predict(xray, smiles, electron.grid)
 
 
 def test_the_trained_network_adds_to_the_linear_reader(model):
@@ -244,6 +260,11 @@ def test_cli_predict_general(tmp_path):
                                 str(tmp_path / "t.xyz")], capture_output=True, text=True)
     assert bad.returncode != 0 and "Br" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.xyz").exists()
+    # the same X-ray pattern to the electron model: refused, nothing written
+    wrong = subprocess.run(exe + ["predict", "general-electron", str(csv), "--molecule", "CN1CCOCC1", "--out",
+                                  str(tmp_path / "e.xyz")], capture_output=True, text=True)
+    assert wrong.returncode != 0 and "other probe" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not (tmp_path / "e.xyz").exists()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -104,17 +104,18 @@ def add_parsers(sub) -> None:
     e.set_defaults(func=run_evaluate)
     r = sub.add_parser("predict", help="structures from patterns with a trained or shipped model",
                        description="Structures from patterns. MODEL is a directory of xstructure train, or a model "
-                                   "shipped with the package: general-xray reads any molecule of H, C, N, O, F, S, "
+                                   "shipped with the package: general-xray (X-ray) or general-electron (electron "
+                                   "I_mol) reads any molecule of H, C, N, O, F, S, "
                                    "Cl with up to 30 atoms (give it with --molecule), on any q grid inside "
                                    "0.5-10 1/A.",
                        epilog="example: xstructure simulate CN1CCOCC1 --q 0.5:10:500 --signal molecular > p.csv && "
                               "xstructure predict general-xray p.csv --molecule CN1CCOCC1 --out s.xyz")
-    r.add_argument("model", help="model directory (xstructure train --out), or general-xray")
+    r.add_argument("model", help="model directory (xstructure train --out), or general-xray or general-electron")
     r.add_argument("pattern", help=".npy (Q,) or (B, Q); .csv (q,I columns or one I column, as xstructure simulate "
                                    "--out writes); .h5 (I and q); for a "
                                    "detector_cnn model .npy or .h5 images (n_chi, Q) or (B, n_chi, Q) "
                                    "(xstructure.learn.detector.cake bins a detector frame)")
-    r.add_argument("--molecule", help="which of the model's molecules (default: its only one); for general-xray "
+    r.add_argument("--molecule", help="which of the model's molecules (default: its only one); for general models "
                                       "the molecule itself: SMILES, a name or a structure file")
     r.add_argument("--q", type=parse_q, help="general models: the q grid START:STOP:POINTS in 1/A, when the file "
                                              "has no q column")

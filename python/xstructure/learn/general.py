@@ -45,8 +45,8 @@ from .library import connectivity_key
 __all__ = ["FEATURES", "PRETRAINED", "SIGNALS", "GeneralInterpreter", "GeneralNet", "Reader", "identify", "pretrained",
            "robust_sigma"]
 
-PRETRAINED = ("general-xray",)
-"""Names of the models shipped with the package (:func:`pretrained`)."""
+PRETRAINED = ("general-xray", "general-electron")
+"""Names of the models shipped with the package (:func:`pretrained`): X-ray and electron I_mol(q), 0.5–10 Å⁻¹."""
 SIGNALS = ("molecular", "total")
 """Signals a general model reads: I_mol(q), or the total I(q) = I_mol + Σ f_i² (converted)."""
 
@@ -574,7 +574,8 @@ def pretrained(name: str = "general-xray") -> GeneralInterpreter:
     Parameters
     ----------
     name : str, optional
-        One of :data:`PRETRAINED`.
+        One of :data:`PRETRAINED`: ``"general-xray"`` (X-ray patterns, electrons²) or ``"general-electron"``
+        (electron patterns, Å², as :func:`xstructure.simulate` gives them with ``probe="electron"``).
 
     Returns
     -------

@@ -265,7 +265,8 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
     cif : str or None, optional
         Crystals: output CIF of the solved atoms.
     q, signal, noise, temperature, refine_steps : optional
-        General models (``"general-xray"`` or a directory of :class:`~xstructure.learn.general.GeneralInterpreter`):
+        General models (``"general-xray"``, ``"general-electron"`` or a directory of
+        :class:`~xstructure.learn.general.GeneralInterpreter`):
         the q grid (Å⁻¹) when the file has none, what the patterns are, their relative noise, the sample's
         temperature (K) and refinement steps (see :meth:`~xstructure.learn.general.GeneralInterpreter.predict`).
 
@@ -288,7 +289,8 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
     given = [k for k, v in (("--q", q), ("--signal", signal), ("--noise", noise), ("--temperature", temperature),
                             ("--refine-steps", refine_steps)) if v]
     if given:
-        raise ValueError(f"{', '.join(given)} apply to general models (general-xray) only, not to {model_path}")
+        raise ValueError(f"{', '.join(given)} apply to general models ({', '.join(PRETRAINED)} or a directory "
+                         f"of one) only, not to {model_path}")
     if is_phase_model(model_path):
         return _predict_crystal(model_path, pattern, out, formula=formula, cell=cell, cif=cif)
     model = InversionModel.load(model_path)
