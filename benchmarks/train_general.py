@@ -30,14 +30,14 @@ import numpy as np
 
 
 def _pool_job(args):
-    """Make (or finish) one molecule's Wigner pool with the probe's patterns; returns (index, seconds, error or
-    '')."""
-    i, smiles, path, n, q, seed, probe = args
+    """Make (or finish) one molecule's pool (Wigner at 300 K, or Langevin MD when hot) with the probe's patterns;
+    returns (index, seconds, error or '')."""
+    i, smiles, path, n, q, seed, probe, method, temperature = args
     from xstructure import Pool
 
     t0 = time.perf_counter()
     try:
-        pool = Pool.create(path, smiles, "wigner", n=n, temperature=300.0, seed=seed, chunk=n, progress=False)
+        pool = Pool.create(path, smiles, method, n=n, temperature=temperature, seed=seed, chunk=n, progress=False)
         sets = pool.pattern_sets()
         if probe not in sets or not sets[probe]["complete"]:
             pool.simulate(q, probe=probe, signal="molecular", name=probe, progress=False)
@@ -47,13 +47,16 @@ def _pool_job(args):
     return i, time.perf_counter() - t0, ""
 
 
-def make_pools(lib, work, n, q, workers, probe):
-    """Pools for every library molecule on a dask LocalCluster; returns (paths, failures, seconds, bytes)."""
+def make_pools(lib, work, n, q, workers, probe, hot=0.0):
+    """Pools for every library molecule on a dask LocalCluster (Wigner at 300 K; with ``hot``, Langevin MD at that
+    temperature in a folder of its own); returns (paths, failures, seconds, bytes)."""
     from dask.distributed import Client, LocalCluster
 
-    os.makedirs(os.path.join(work, "pools"), exist_ok=True)
-    jobs = [(i, s, os.path.join(work, "pools", f"{k}"), n, q, i, probe) for i, (s, k) in
-            enumerate(zip(lib.smiles, lib.inchikey))]
+    folder = f"hot-{hot:g}K" if hot else "pools"
+    os.makedirs(os.path.join(work, folder), exist_ok=True)
+    method, temperature, seed0 = ("md", hot, 50_000) if hot else ("wigner", 300.0, 0)
+    jobs = [(i, s, os.path.join(work, folder, f"{k}"), n, q, seed0 + i, probe, method, temperature)
+            for i, (s, k) in enumerate(zip(lib.smiles, lib.inchikey))]
     t0 = time.perf_counter()
     failures = {}
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
@@ -68,13 +71,14 @@ def make_pools(lib, work, n, q, workers, probe):
             if done % 200 == 0 or done == len(jobs):
                 print(f"  pools {done}/{len(jobs)} ({len(failures)} failed) {time.perf_counter() - t0:.0f} s",
                       flush=True)
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(work, "pools"))
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(work, folder))
                for f in fs)
     return [j[2] for j in jobs], failures, time.perf_counter() - t0, size
 
 
-def features_for(model, pool_path, smiles, noise, seed):
-    """Network inputs and targets for one pool: dict of float32 arrays (n, N, ...)."""
+def features_for(model, pool_path, smiles, noise, seed, temperature=None):
+    """Network inputs and targets for one pool (read at ``temperature``, default the model's): dict of float32
+    arrays (n, N, ...)."""
     import torch
 
     from xstructure import Pool
@@ -84,7 +88,7 @@ def features_for(model, pool_path, smiles, noise, seed):
     X = np.asarray(pool.positions[:], dtype=np.float64)
     rng = np.random.default_rng(seed)
     I = I + noise * np.abs(I) * rng.standard_normal(I.shape)
-    reader = model.reader(smiles, model.grid, noise)
+    reader = model.reader(smiles, model.grid, noise, temperature)
     if not np.allclose(reader.atoms.numbers, pool.numbers):
         raise ValueError("pool and reader atoms differ")
     # the pool's frame is that of the same MMFF94 minimum; superpose anyway (no rotation when they agree)
@@ -204,6 +208,9 @@ def main(argv=None):
     ap.add_argument("--max-minutes", type=float, default=40.0, help="training time budget (default 40)")
     ap.add_argument("--workers", type=int, default=2, help="dask worker processes for the pools (default 2)")
     ap.add_argument("--probe", choices=("xray", "electron"), default="xray", help="the patterns' probe (default xray)")
+    ap.add_argument("--hot-temperature", type=float, default=0.0,
+                    help="also train on a Langevin MD pool per molecule at this temperature (K), read at it")
+    ap.add_argument("--hot-samples", type=int, help="members of each hot pool (default: --samples)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     for name, full, quick in (("molecules", 2400, 300), ("samples", 64, 32), ("epochs", 12, 3)):
@@ -251,6 +258,14 @@ def main(argv=None):
     timings["pools_s"], timings["pools_bytes"] = secs, size
     print(f"pools: {len(lib) - len(failures)} made, {len(failures)} failed, {secs:.0f} s, {size / 2**20:.1f} MiB",
           flush=True)
+    hot_paths = {}
+    if args.hot_temperature:
+        hpaths, hfail, hsecs, hsize = make_pools(lib, args.work, args.hot_samples or args.samples, q, args.workers,
+                                                 args.probe, hot=args.hot_temperature)
+        timings["hot_pools_s"], timings["hot_pools_bytes"], timings["hot_pool_failures"] = hsecs, hsize, len(hfail)
+        print(f"hot pools ({args.hot_temperature:g} K): {len(hpaths) - len(hfail)} made, {len(hfail)} failed, "
+              f"{hsecs:.0f} s, {hsize / 2**20:.1f} MiB", flush=True)
+        hot_paths = {lib.smiles[i]: p for i, p in enumerate(hpaths) if i not in hfail and i not in failures}
     lib = lib.drop(failures)
     paths = [p for i, p in enumerate(paths) if i not in failures]
     lib.to_json(os.path.join(args.work, "library_kept.json"))
@@ -265,6 +280,12 @@ def main(argv=None):
             parts[sp].append(features_for(model, p, s, model.config["noise"], args.seed + k))
         except ValueError as exc:
             dropped.append((s, str(exc)))
+        if s in hot_paths and (not dropped or dropped[-1][0] != s):
+            try:
+                parts[sp].append(features_for(model, hot_paths[s], s, model.config["noise"], args.seed + 7 * k + 1,
+                                              temperature=args.hot_temperature))
+            except ValueError as exc:
+                print(f"  hot pool of {s} dropped: {exc}", flush=True)
         model.clear_cache()
         if (k + 1) % 200 == 0:
             print(f"  features {k + 1}/{len(lib)} {time.perf_counter() - t0:.0f} s", flush=True)
@@ -284,6 +305,7 @@ def main(argv=None):
                    if sp == "train" and s not in gone],
         split=held,
         training=dict(history=history, best_val_mse=best, timings=timings, samples_per_molecule=args.samples,
+                      hot_temperature=args.hot_temperature or None,
                       pool_failures=len(failures), torch=torch.__version__, quick=bool(args.quick)))
     model.save(args.out)
     with open(os.path.join(args.work, "train_report.json"), "w") as fh:

@@ -280,10 +280,12 @@ def test_train_general_script_makes_a_loadable_model(tmp_path):
     pytest.importorskip("dask.distributed")
     out = tmp_path / "model"
     r = subprocess.run([sys.executable, str(BENCH / "train_general.py"), "--quick", "--molecules", "40", "--samples",
-                        "8", "--epochs", "1", "--work", str(tmp_path / "work"), "--out", str(out)],
-                       capture_output=True, text=True, timeout=900)
+                        "8", "--epochs", "1", "--hot-temperature", "1500", "--hot-samples", "4", "--work",
+                        str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "hot pools (1500 K)" in r.stdout
     model = G.GeneralInterpreter.load(out)
+    assert model.config["training"]["hot_temperature"] == 1500
     train = [m["smiles"] for m in model.config["molecules"]]
     held = model.config["split"]
     assert len(train) >= 25 and {m["split"] for m in held} == {"val", "test"}
