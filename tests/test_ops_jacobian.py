@@ -50,13 +50,14 @@ def test_jacobian_is_what_autograd_gives(seed_molecules, rng):
 
 
 @pytest.mark.parametrize("q", [Q, Q_IRREGULAR], ids=["uniform", "irregular"])
-def test_jacobian_threaded_single_large_geometry(rng, q):
-    # N >= 64 with B = 1 takes the row-parallel path, with one buffer per thread
+def test_jacobian_threaded_few_large_geometries(rng, q):
+    # N >= 64 with B < 2 threads' worth takes the row-parallel path, with one buffer per thread reused per geometry
     numbers = rng.choice([1, 6, 8], size=70)
-    pos = rng.uniform(-5, 5, size=(70, 3))
-    I, J = ops.debye_jacobian(numbers, torch.tensor(pos[None]), q, signal="molecular")
-    assert rel(J[0].numpy(), ref_jacobian(numbers, pos, q)) < 1e-11
-    assert rel(I[0].numpy(), ref_signal(numbers, pos, q, kind="molecular")) < 1e-11
+    pos = rng.uniform(-5, 5, size=(2, 70, 3))
+    I, J = ops.debye_jacobian(numbers, torch.tensor(pos), q, signal="molecular")
+    for b in range(2):
+        assert rel(J[b].numpy(), ref_jacobian(numbers, pos[b], q)) < 1e-11
+        assert rel(I[b].numpy(), ref_signal(numbers, pos[b], q, kind="molecular")) < 1e-11
 
 
 def test_jacobian_of_coincident_atoms_is_finite():
@@ -115,9 +116,10 @@ def _ref_step(numbers, x, q, L, y, w, z):
 
 @pytest.mark.parametrize("device", available_devices())
 @pytest.mark.parametrize("q", [Q, Q_IRREGULAR], ids=["uniform", "irregular"])
-def test_gauss_newton_matches_reference(seed_molecules, rng, device, q):
+@pytest.mark.parametrize("M", [1, 5, 7, 12])   # the kernel's tiles take 4 directions (projection), 2 (Gram matrix)
+def test_gauss_newton_matches_reference(seed_molecules, rng, device, q, M):
     atoms = seed_molecules["NMM"]
-    M, B = 12, 3
+    B = 3
     L = _subspace(atoms, M, rng)
     z = rng.standard_normal((B, M))
     x = atoms.positions[None] + (z @ L.T).reshape(B, -1, 3)
@@ -171,6 +173,9 @@ def test_gauss_newton_limits(seed_molecules, rng):
     (dict(weights=-np.ones(30)), "weights must be >= 0"),
     (dict(weights=np.full(30, np.nan)), "weights contains NaN or inf"),
     (dict(z=np.zeros(3)), r"z must have shape \(2,\) or \(1, 2\)"),
+    (dict(target=np.full(30, np.inf)), "target contains NaN or inf"),
+    (dict(modes=torch.full((9, 2), np.nan, dtype=torch.float64)), "modes contain NaN or inf"),
+    (dict(modes=torch.zeros(9, 0, dtype=torch.float64)), r"modes must be a \(3N, M\) tensor"),
 ])
 def test_gauss_newton_errors(kwargs, match):
     q = np.linspace(1, 5, 30)

@@ -60,6 +60,7 @@ void jacobian(const std::string& device, const std::string& dtype, int64_t B, in
               std::uintptr_t species, std::uintptr_t q, bool uniform, double q0, double dq, std::uintptr_t H,
               std::uintptr_t beta, std::uintptr_t pos, std::uintptr_t out, std::uintptr_t jac, std::uintptr_t stream,
               int num_threads) {
+    if (!beta && Q > 0) throw std::invalid_argument("debye_jacobian: beta is required");
     const DebyeProblem p = make_problem(B, N, Q, E, species, q, uniform, q0, dq, H, beta, num_threads);
     dispatch(device, dtype, "debye", [&](auto dev, auto t) {
         using T = decltype(t);
@@ -73,6 +74,7 @@ void gauss_newton(const std::string& device, int64_t B, int64_t N, int64_t Q, in
                   std::uintptr_t pos, std::uintptr_t L, int64_t M, std::uintptr_t y, std::uintptr_t w,
                   std::uintptr_t z, std::uintptr_t out, std::uintptr_t dz, int num_threads) {
     if (M < 1) throw std::invalid_argument("debye_gauss_newton: the subspace needs at least one direction");
+    if (!beta && Q > 0) throw std::invalid_argument("debye_gauss_newton: beta is required");
     const DebyeProblem p = make_problem(B, N, Q, E, species, q, uniform, q0, dq, H, beta, num_threads);
     dispatch_device<CpuOnly>(device, "debye_gauss_newton", [&](auto) {
         debye_gauss_newton_cpu(p, cptr<double>(pos), cptr<double>(L), M, cptr<double>(y), cptr<double>(w),

@@ -99,9 +99,9 @@ def debye_jacobian(numbers, positions: Tensor, q, *, probe: str = "xray", signal
                    energy_kev: float | None = None, compton: bool = False) -> tuple[Tensor, Tensor]:
     """Debye scattering of one molecule's geometries and its full Jacobian with respect to the positions.
 
-    One kernel pass (CPU and CUDA) gives I(q_k) and ∂I(q_k)/∂x_a for every atom a, what a Gauss–Newton step, a
-    Fisher-information matrix or a linearised error estimate needs; it costs a few times :func:`debye`, where
-    ``torch.func.jacrev`` would run one backward pass per q point.
+    One pass over the atom pairs gives I(q_k) and ∂I(q_k)/∂x_a for every atom a (on CUDA, after the forward
+    kernel), what a Gauss–Newton step, a Fisher-information matrix or a linearised error estimate needs; it costs a
+    few times :func:`debye`, where ``torch.func.jacrev`` would run one backward pass per q point.
 
     Parameters
     ----------
@@ -159,8 +159,9 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
         dz = (Aᵀ W A + 1)⁻¹ (Aᵀ W (y − I(x)) − z),   W = diag(w),
 
     and z + dz maximises the linearised posterior. On the CPU one fused C++ kernel per structure computes the
-    pattern, its Jacobian (which never leaves the cache), the projection, the weighted Gram matrix and its Cholesky
-    solve; on CUDA the :func:`debye_jacobian` kernel is followed by batched products and a Cholesky solve.
+    pattern, its Jacobian (in a per-thread buffer, never written out), the projection, the weighted Gram matrix
+    and its Cholesky solve; on CUDA the :func:`debye_jacobian` kernel is followed by batched products and a
+    Cholesky solve.
 
     Parameters
     ----------
@@ -181,14 +182,14 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
     probe : {'xray', 'electron'}, optional
         The probe.
     signal : {'total', 'molecular', 'sM'}, optional
-        What ``target`` is (default ``"molecular"``).
+        What ``target`` is (default ``"molecular"``; ``"total"`` without Compton scattering).
     energy_kev : float or None, optional
         Electron kinetic energy in keV for the relativistic factor.
 
     Returns
     -------
     dz : torch.Tensor
-        (M,) or (B, M) float64 step (NaN where the system is not positive definite, i.e. non-finite input).
+        (M,) or (B, M) float64 step (NaN where the Cholesky factorisation fails, which only overflow can cause).
     I : torch.Tensor
         (Q,) or (B, Q) float64 patterns at ``positions``.
 
@@ -210,7 +211,7 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
     M = modes.shape[1]
 
     def batch(name, v, width):
-        v = torch.as_tensor(v, dtype=torch.float64, device=dev)
+        v = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else v, dtype=torch.float64, device=dev)
         if v.dim() == 1:
             v = v.expand(B, -1)
         if v.shape != (B, width):

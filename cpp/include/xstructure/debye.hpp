@@ -104,8 +104,9 @@ void debye_jacobian_cpu(const DebyeProblem& p, const T* pos, T* out, T* jac);
 // on z.  For each geometry b, at x_b = x0 + L z_b (pos), with the pattern out_b (returned, as debye_forward_cpu) and
 // A_b = (d out / d x)(x_b) L (Q x M):
 //     dz_b = (A_b^T W_b A_b + 1)^-1 (A_b^T W_b (y_b - out_b) - z_b),   W_b = diag(w_b).
-// L: (3N, M) row-major; y, w: (B, Q); z, dz: (B, M).  The Jacobian never leaves the thread's cache.  CPU only, in
-// double; a step whose system is not positive definite (non-finite input) comes back as NaN.
+// L: (3N, M) row-major; y, w: (B, Q); z, dz: (B, M).  The Jacobian stays in a per-thread buffer (in cache for
+// molecules of a few tens of atoms), never written out.  CPU only, in double; a step whose Cholesky factorisation
+// fails (overflow) comes back as NaN.
 void debye_gauss_newton_cpu(const DebyeProblem& p, const double* pos, const double* L, int64_t M, const double* y,
                             const double* w, const double* z, double* out, double* dz);
 

@@ -490,6 +490,13 @@ class GeneralInterpreter:
         numpy.ndarray
             (N, 3) or (B, N, 3) positions, Å, in the frame of the molecule's MMFF94 minimum (atoms in the order of
             :meth:`atoms_of`).
+
+        Raises
+        ------
+        ValueError
+            A grid outside the model's range, an element or size the model has never seen, bad shapes or values,
+            or patterns whose I_mol is not 0.4–2.5× the size of the molecule's own (a pattern of the other probe,
+            of another molecule, or on another scale).
         """
         torch = _torch()
         signal = signal or self.config["signal"]
