@@ -99,7 +99,7 @@ def debye_gauss_newton(positions: Tensor, species: Tensor, q: Tensor, H: Tensor,
                        dq: float) -> tuple[Tensor, Tensor]:
     """One Gauss–Newton MAP step in the subspace x = x₀ + L z (float64): the step dz (B, M) and debye_sum (B, Q).
 
-    On the CPU one fused kernel per geometry (the Jacobian stays in cache); on CUDA the Jacobian kernel, then
+    On the CPU one fused kernel per geometry (the Jacobian in a per-thread buffer); on CUDA the Jacobian kernel, then
     batched products and a Cholesky solve through torch."""
     _check_same_device(positions, species, q, H, beta, modes, target, weights, z)
     pos, L, y, w, zc = (t.to(torch.float64).contiguous() for t in (positions, modes, target, weights, z))

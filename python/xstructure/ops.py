@@ -48,6 +48,11 @@ def _debye_inputs(numbers, positions, q, probe, signal, energy_kev, compton):
     return pos, single, t
 
 
+def _kernel_tables(t, dev) -> tuple:
+    """The Debye tables' species, q, H and beta as tensors on ``dev``, then the grid's (uniform, q0, dq)."""
+    return (*(torch.as_tensor(a, device=dev) for a in (t.species, t.q, t.H, t.beta)), t.uniform, t.q0, t.dq)
+
+
 def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "total",
           energy_kev: float | None = None, compton: bool = False) -> Tensor:
     """Debye scattering of one molecule's geometries as a differentiable torch op.
@@ -89,9 +94,7 @@ def debye(numbers, positions: Tensor, q, *, probe: str = "xray", signal: str = "
     if signal == "atomic":
         out = torch.as_tensor(t.i_atomic, device=dev, dtype=pos.dtype).expand(pos.shape[0], -1).clone()
     else:
-        out = _ops.debye_sum(pos, torch.as_tensor(t.species, device=dev), torch.as_tensor(t.q, device=dev),
-                             torch.as_tensor(t.H, device=dev), torch.as_tensor(t.beta, device=dev),
-                             t.uniform, t.q0, t.dq)
+        out = _ops.debye_sum(pos, *_kernel_tables(t, dev))
     return out[0] if single else out
 
 
@@ -140,9 +143,7 @@ def debye_jacobian(numbers, positions: Tensor, q, *, probe: str = "xray", signal
         out = torch.as_tensor(t.i_atomic, device=dev, dtype=pos.dtype).expand(pos.shape[0], -1).clone()
         jac = pos.new_zeros((*pos.shape, len(t.q)))
     else:
-        out, jac = _ops.debye_jacobian(pos, torch.as_tensor(t.species, device=dev), torch.as_tensor(t.q, device=dev),
-                                       torch.as_tensor(t.H, device=dev), torch.as_tensor(t.beta, device=dev),
-                                       t.uniform, t.q0, t.dq)
+        out, jac = _ops.debye_jacobian(pos, *_kernel_tables(t, dev))
     jac = jac.permute(0, 3, 1, 2)
     return (out[0], jac[0]) if single else (out, jac)
 
@@ -228,9 +229,8 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
     if bool((w < 0).any()):
         raise ValueError("weights must be >= 0 (they are 1/sigma^2)")
     zz = batch("z", torch.zeros(M, dtype=torch.float64) if z is None else z, M)
-    dz, out = _ops.debye_gauss_newton(pos, torch.as_tensor(t.species, device=dev), torch.as_tensor(t.q, device=dev),
-                                      torch.as_tensor(t.H, device=dev), torch.as_tensor(t.beta, device=dev),
-                                      L.contiguous(), y, w, zz, t.uniform, t.q0, t.dq)
+    species, qk, H, beta, uniform, q0, dq = _kernel_tables(t, dev)
+    dz, out = _ops.debye_gauss_newton(pos, species, qk, H, beta, L.contiguous(), y, w, zz, uniform, q0, dq)
     return (dz[0], out[0]) if single else (dz, out)
 
 
