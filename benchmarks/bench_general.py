@@ -6,7 +6,9 @@ per q point; heavy-atom RMSD after superposition of
 
 * ``equilibrium``: the MMFF94 minimum the model is given (the baseline);
 * ``linear``: the model's per-molecule linear reader alone (ridge on the molecule's thermal ensemble);
-* ``general``: the shipped model (reader + the network trained on other molecules);
+* ``network``: the reader + the network trained on other molecules (``iterations=0``);
+* ``general``: the shipped model as it predicts by default: then its calibrated Gauss–Newton iterations, fitted
+  per molecule on its own simulated reference ensemble;
 * ``general+refine``: then refined through :func:`xstructure.ops.debye` with bond restraints.
 
 Also: per-molecule Transformers trained on 3 held-out molecules (the ceiling); a hot (Langevin MD, 1500 K) pool
@@ -84,6 +86,7 @@ def held_out(model, args, rng):
         x0 = reader.atoms.positions        # heavy_rmsd superposes: no frame to share
         res = {"equilibrium": heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z),
                "linear": heavy_rmsd(reader.linear(Io), X, Z),
+               "network": heavy_rmsd(model.predict(Io, m["smiles"], q, iterations=0), X, Z),
                "general": heavy_rmsd(P, X, Z)}
         if args.refine_steps:
             Pr = model.predict(Io[:args.refine_n], m["smiles"], q, refine_steps=args.refine_steps)
@@ -94,6 +97,7 @@ def held_out(model, args, rng):
         els = sorted({int(z) for z in Z})
         rows.append(dict(smiles=m["smiles"], inchikey=m["inchikey"], scaffold=m["scaffold"], n_atoms=int(len(Z)),
                          n_heavy=int((Z > 1).sum()), elements=els,
+                         iterations=len(reader.stages or []),
                          median_rmsd={n: float(np.median(v)) for n, v in res.items()}))
         if (k + 1) % 10 == 0:
             print(f"  held-out {k + 1}/{len(test)} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -122,7 +126,7 @@ def _group(sel, rows, pooled):
     if not sel:
         return dict(molecules=0)
     out = dict(molecules=len(sel))
-    for n in ("equilibrium", "linear", "general"):
+    for n in ("equilibrium", "linear", "network", "general"):
         out[n] = float(np.median(np.concatenate([pooled[n][i] for i in sel])))
     out["ratio"] = out["general"] / out["equilibrium"]
     out["below_baseline"] = float(np.mean([rows[i]["median_rmsd"]["general"] < rows[i]["median_rmsd"]["equilibrium"]
@@ -160,6 +164,7 @@ def ceiling(model, held, args, rng):
         res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], pool=args.ceiling_pool,
                    equilibrium=float(np.median(heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z))),
                    general=float(np.median(heavy_rmsd(P_gen, X, Z))),
+                   network=float(np.median(heavy_rmsd(model.predict(Io, r["smiles"], q, iterations=0), X, Z))),
                    per_molecule=float(np.median(heavy_rmsd(per.predict(Io), X, Z))),
                    seconds=time.perf_counter() - t0)
         res["general_over_per_molecule"] = res["general"] / res["per_molecule"]
@@ -206,6 +211,8 @@ def hot(model, held, args, rng):
                    equilibrium=float(np.median(heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z))),
                    linear=float(np.median(heavy_rmsd(reader.linear(Io), X, Z))),
                    general_wigner=float(np.median(heavy_rmsd(P_gen, X, Z))),
+                   network_wigner=float(np.median(heavy_rmsd(
+                       model.predict(Io, r["smiles"], q, temperature=1500.0, iterations=0), X, Z))),
                    linear_md=float(np.median(heavy_rmsd(reader_md.linear(Io), X, Z))),
                    general=float(np.median(heavy_rmsd(P_md, X, Z))),
                    pool_fitting=float(np.median(heavy_rmsd(Pfit, X, Z))),
@@ -286,7 +293,8 @@ def _formula(smiles):
 
 
 def speed(model, held, args):
-    """Patterns per second (batched, the molecule's reader cached) and one pattern's latency."""
+    """Patterns per second (batched, the molecule's reader cached) and one pattern's latency: the default
+    (calibrated iterations after the network) and ``iterations=0`` (the network alone)."""
     import torch
 
     import xstructure as xs
@@ -299,24 +307,28 @@ def speed(model, held, args):
         X = np.broadcast_to(reader.atoms.positions, (args.speed_batch, len(reader.atoms), 3)).copy()
         X += 0.05 * np.random.default_rng(0).standard_normal(X.shape)
         I = xs.simulate((reader.numbers, X), q, probe=model.config["probe"], signal="molecular")
-        model.predict(I[:64], r["smiles"], q)
-        t0 = time.perf_counter()
-        model.predict(I, r["smiles"], q)
-        batched = len(I) / (time.perf_counter() - t0)
-        lat = []
-        for i in range(args.speed_single):
+        res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], batch=args.speed_batch, threads=torch.get_num_threads())
+        for tag, it in (("", None), ("_network", 0)):
+            model.predict(I[:64], r["smiles"], q, iterations=it)
             t0 = time.perf_counter()
-            model.predict(I[i], r["smiles"], q)
-            lat.append(time.perf_counter() - t0)
-        model.clear_cache()
-        t0 = time.perf_counter()
-        model.predict(I[0], r["smiles"], q)
-        first = time.perf_counter() - t0
-        out.append(dict(smiles=r["smiles"], n_atoms=r["n_atoms"], batch=args.speed_batch,
-                        patterns_per_s=float(batched), single_ms_median=1e3 * float(np.median(lat)),
-                        first_call_s=first, threads=torch.get_num_threads()))
-        print(f"  speed {r['smiles']} ({r['n_atoms']} atoms): {batched:.0f} patterns/s batched, "
-              f"{1e3 * np.median(lat):.1f} ms single", flush=True)
+            model.predict(I, r["smiles"], q, iterations=it)
+            batched = len(I) / (time.perf_counter() - t0)
+            lat = []
+            for i in range(args.speed_single):
+                t0 = time.perf_counter()
+                model.predict(I[i], r["smiles"], q, iterations=it)
+                lat.append(time.perf_counter() - t0)
+            res["patterns_per_s" + tag] = float(batched)
+            res["single_ms_median" + tag] = 1e3 * float(np.median(lat))
+            print(f"  speed {r['smiles']} ({r['n_atoms']} atoms), iterations={it}: {batched:.0f} patterns/s "
+                  f"batched, {1e3 * np.median(lat):.1f} ms single", flush=True)
+        res["iterations"] = len(model.reader(r["smiles"]).stages or [])
+        for tag, it in (("", None), ("_network", 0)):
+            model.clear_cache()
+            t0 = time.perf_counter()
+            model.predict(I[0], r["smiles"], q, iterations=it)
+            res["first_call_s" + tag] = time.perf_counter() - t0
+        out.append(res)
     return out
 
 
@@ -332,10 +344,13 @@ def plot(report, path):
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     ax = axes.ravel()
     n = np.array([r["n_atoms"] for r in rows])
-    for name, c in (("linear", "tab:orange"), ("general", "tab:blue")):
+    series = (("linear", "linear reader alone", "tab:orange", -0.2), ("network", "reader + network", "tab:green", 0.0),
+              ("general", "general model (+ calibrated iterations)", "tab:blue", 0.2))
+    for name, label, c, dx in series:
+        if name not in rows[0]["median_rmsd"]:
+            continue
         ratio = np.array([r["median_rmsd"][name] / r["median_rmsd"]["equilibrium"] for r in rows])
-        ax[0].scatter(n + (0.15 if name == "general" else -0.15), ratio, s=14, alpha=0.7, c=c,
-                      label={"linear": "linear reader alone", "general": "general model"}[name])
+        ax[0].scatter(n + dx, ratio, s=12, alpha=0.7, c=c, label=label)
     ax[0].axhline(1.0, color="k", lw=0.8, label="equilibrium structure (baseline)")
     ax[0].axhline(0.85, color="k", ls="--", lw=0.8, label="goal 0.85")
     ax[0].set_xlabel("atoms in the molecule (with H)")
@@ -347,8 +362,11 @@ def plot(report, path):
     groups = report["held_out"]["groups"]
     names = [g for g in groups if groups[g].get("molecules")]
     x = np.arange(len(names))
-    for j, (m, c) in enumerate((("equilibrium", "0.6"), ("linear", "tab:orange"), ("general", "tab:blue"))):
-        ax[1].bar(x + (j - 1) * 0.27, [groups[g][m] for g in names], 0.27, color=c, label=m)
+    bars = [(m, c) for m, c in (("equilibrium", "0.6"), ("linear", "tab:orange"), ("network", "tab:green"),
+                                ("general", "tab:blue")) if m in groups[names[0]]]
+    wb = 0.8 / len(bars)
+    for j, (m, c) in enumerate(bars):
+        ax[1].bar(x + (j - (len(bars) - 1) / 2) * wb, [groups[g][m] for g in names], wb, color=c, label=m)
     ax[1].set_xticks(x, [f"{g} ({groups[g]['molecules']})" for g in names], fontsize=8, rotation=40, ha="right")
     ax[1].set_ylabel("median heavy-atom RMSD (Å)")
     ax[1].set_title("(b) by size and element (number of molecules)")
@@ -468,7 +486,9 @@ def main(argv=None):
                                           if hot_rows else None),
         hot_md_reader_ratio_max=max((h["general_ratio"] for h in hot_rows), default=None),
         patterns_per_s=[r["patterns_per_s"] for r in report.get("speed", [])],
-        single_ms=[r["single_ms_median"] for r in report.get("speed", [])])
+        single_ms=[r["single_ms_median"] for r in report.get("speed", [])],
+        patterns_per_s_network=[r["patterns_per_s_network"] for r in report.get("speed", [])],
+        single_ms_network=[r["single_ms_median_network"] for r in report.get("speed", [])])
     report["seconds"] = time.perf_counter() - t0
     print(json.dumps(report["goals"], indent=1), flush=True)
     print(f"total {report['seconds'] / 60:.1f} min", flush=True)

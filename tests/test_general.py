@@ -130,6 +130,7 @@ def test_the_electron_model_reads_electron_patterns_and_refuses_xray_ones():
 
 def test_the_trained_network_adds_to_the_linear_reader(model):
     # its untrained start (c1 = 1, c2 = 0) is the linear reader alone; the gain is largest for larger molecules
+    # (without the calibrated iterations, which follow the network)
     untrained = G.GeneralInterpreter(model.config)
     picks = [m["smiles"] for m in model.config["split"]
              if m["split"] == "test" and len(model.atoms_of(m["smiles"])) >= 24][:6]
@@ -140,10 +141,43 @@ def test_the_trained_network_adds_to_the_linear_reader(model):
         except ValueError:   # an MMFF94 saddle point
             continue
         h = model.atoms_of(smiles).numbers > 1
-        trained_err.append(xs.rmsd(model.predict(I, smiles, model.grid)[:, h], X[:, h]))
-        linear_err.append(xs.rmsd(untrained.predict(I, smiles, model.grid)[:, h], X[:, h]))
+        trained_err.append(xs.rmsd(model.predict(I, smiles, model.grid, iterations=0)[:, h], X[:, h]))
+        linear_err.append(xs.rmsd(untrained.predict(I, smiles, model.grid, iterations=0)[:, h], X[:, h]))
     assert len(trained_err) >= 4
     assert np.mean(np.concatenate(trained_err)) < 0.97 * np.mean(np.concatenate(linear_err))
+
+
+def test_calibrated_iterations_improve_a_flexible_molecule(model):
+    # an ester with a fluorinated propyl chain (held out): soft torsions the linearised reader and the network
+    # under-correct; the calibrated Gauss–Newton iterations halve its error on the benchmark
+    smiles = "CCCC(F)C(=O)OCC"
+    assert not model.seen(smiles)
+    X, I, _ = _patterns(model, smiles, 24, seed=31)
+    h = model.atoms_of(smiles).numbers > 1
+    network = xs.rmsd(model.predict(I, smiles, model.grid, iterations=0)[:, h], X[:, h])
+    P, reader = model.predict(I, smiles, model.grid, return_reader=True)
+    assert 1 <= len(reader.stages) <= model.config["iterations"] and reader.ref_I is None   # draws let go
+    assert np.mean(xs.rmsd(P[:, h], X[:, h])) < 0.8 * np.mean(network)
+    one = model.predict(I, smiles, model.grid, iterations=1)
+    assert not np.allclose(one, P) or len(reader.stages) == 1
+    assert not np.allclose(one, model.predict(I, smiles, model.grid, iterations=0))
+
+
+def test_the_gauss_newton_step_stays_in_its_trust_region(model):
+    reader = model.reader("CCCC(F)C(=O)OCC")
+    _, I, _ = _patterns(model, "CCCC(F)C(=O)OCC", 6, seed=32)
+    It = torch.as_tensor(I)
+    M = reader.L.shape[1]
+    z = 3.0 * torch.randn(6, M, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for cap in (0.1, 0.3):
+        dz = reader.step(It, reader.weights(It), z, cap)
+        assert torch.isfinite(dz).all() and (dz.norm(dim=1) <= cap * M ** 0.5 * (1 + 1e-9)).all()
+    full = reader.step(It, reader.weights(It), z, 1e9)
+    short = reader.step(It, reader.weights(It), z, 0.1)
+    long_ = full.norm(dim=1) > 0.1 * M ** 0.5
+    assert long_.any()      # far from the truth, the full steps are longer than the region: they are shortened
+    torch.testing.assert_close(short[long_] / short[long_].norm(dim=1, keepdim=True),
+                               full[long_] / full[long_].norm(dim=1, keepdim=True))
 
 
 def test_any_grid_inside_the_range_is_resampled(model):
@@ -223,6 +257,9 @@ def test_other_bad_inputs(model):
         model.predict(np.ones(len(q)), "CCO", q, chunk=0)
     with pytest.raises(ValueError, match="refine_steps"):
         model.predict(np.ones(len(q)), "CCO", q, refine_steps=-1)
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="iterations"):
+            model.predict(np.ones(len(q)), "CCO", q, iterations=bad)
     with pytest.raises(ValueError, match="molecular or total"):
         model.predict(np.ones(len(q)), "CCO", q, signal="sM")
     with pytest.raises(ValueError, match="all zeros"):
@@ -312,8 +349,9 @@ def test_bench_general_quick_reports_every_method(tmp_path):
 
     rep = json.loads(report.read_text())
     assert rep["held_out"]["baseline"] == "equilibrium"
-    for name in ("equilibrium", "linear", "general"):
+    for name in ("equilibrium", "linear", "network", "general"):
         assert {"median_rmsd", "mean_rmsd", "accuracy_0.05"} <= set(rep["held_out"]["methods"][name])
     assert len(rep["held_out_smiles"]) == len(rep["held_out"]["molecules"]) >= 2
     assert rep["identification"]["n_formulas"] == 2 and rep["speed"][0]["patterns_per_s"] > 0
+    assert rep["speed"][0]["patterns_per_s_network"] > 0
     assert (tmp_path / "r.png").stat().st_size > 10_000

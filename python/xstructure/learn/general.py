@@ -52,7 +52,7 @@ SIGNALS = ("molecular", "total")
 
 DEFAULTS = dict(q_min=0.5, q_max=10.0, n_q=200, probe="xray", signal="molecular", noise=0.005, temperature=300.0,
                 n_reference=2000, ridge=0.1, elements=[1, 6, 7, 8, 9, 16, 17], max_atoms=30, width=64, layers=2,
-                heads=4, seed=0)
+                heads=4, seed=0, iterations=8, calibration_ridge=0.01, step_cap=0.3)
 FEATURES = 16
 
 
@@ -132,6 +132,9 @@ class Reader:
     chol: object = None
     _probe: str = "xray"
     beta: object = None         # (Q,) Σ f_i² when the noise is relative to the total I(q), else zeros
+    ref_z: object = None        # (K, M) the reference ensemble's mode coordinates (until calibrated)
+    ref_I: object = None        # (K, Q) float32, its noisy patterns (until calibrated)
+    stages: list | None = None  # the calibrated Gauss–Newton iterations (see :meth:`iterate`), once calibrated
 
     @property
     def numbers(self) -> np.ndarray:
@@ -142,6 +145,38 @@ class Reader:
         torch = _torch()
         return torch.as_tensor(np.asarray(self.atoms.positions), dtype=torch.float64)
 
+    def weights(self, I_obs):
+        """χ² weights 1/σ² (B, Q) of I_mol patterns (B, Q), for the reader's noise level."""
+        return 1.0 / robust_sigma(I_obs + self.beta, self.noise) ** 2
+
+    def step(self, I_obs, w, z, cap=0.3):
+        """One Gauss–Newton step dz (B, M) of the posterior from mode coordinates z (B, M), shortened to at most
+        ``cap`` · √M (a trust region: where the pattern's linearisation fails, a full step can be tens of prior
+        widths long)."""
+        from .. import ops
+
+        x = self.x0[None] + (z @ self.L.T).reshape(len(z), -1, 3)
+        dz = ops.debye_gauss_newton(self.numbers, x, self.q, self.L, I_obs, w, z, probe=self._probe,
+                                    signal="molecular")[0]
+        cap = float(cap) * z.shape[1] ** 0.5
+        return dz * (cap / dz.norm(dim=1, keepdim=True).clamp_min(cap))
+
+    def modes_of(self, positions):
+        """Mode coordinates z (B, M) of positions (B, N, 3) (least squares on :attr:`L`)."""
+        torch = _torch()
+        d = (torch.as_tensor(positions, dtype=torch.float64) - self.x0[None]).reshape(len(positions), -1)
+        return torch.linalg.lstsq(self.L, d.T).solution.T.contiguous()
+
+    def iterate(self, I_obs, z, n=None, cap=0.3):
+        """Run the calibrated Gauss–Newton iterations from z (B, M): each takes a Gauss–Newton step dz and maps
+        (z, z + dz) to the next z by the linear map fitted on the reference ensemble (:func:`_calibrate`)."""
+        torch = _torch()
+        I_obs = torch.as_tensor(I_obs, dtype=torch.float64)
+        w = self.weights(I_obs)
+        for st in (self.stages or [])[:n]:
+            z = _apply_stage(st, z, z + self.step(I_obs, w, z, cap))
+        return z
+
     def features(self, I_obs):
         """Per-atom features (B, N, FEATURES) and the two displacement fields (B, N, 3) for patterns (B, Q)."""
         torch = _torch()
@@ -151,8 +186,7 @@ class Reader:
         z = ((I_obs - self.mu) / self.sd) @ self.W + self.zm
         v1 = (z @ self.L.T).reshape(B, N, 3)
         xr = x0[None] + v1
-        sigma = robust_sigma(I_obs + self.beta, self.noise)
-        w = 1.0 / sigma ** 2
+        w = self.weights(I_obs)
         from .. import ops  # the C++ Debye kernels: the Gauss–Newton step, and the pattern after it
 
         dz, Ir = ops.debye_gauss_newton(self.numbers, xr, self.q, self.L, I_obs, w, z, probe=self._probe,
@@ -244,7 +278,60 @@ def _make_reader(atoms, q, cfg, noise):
     C = torch.cov(I.T) + 1e-3 * torch.diag(sd ** 2)        # the ensemble's pattern covariance, noise included
     chol = torch.linalg.cholesky(C)
     return Reader(a, np.asarray(q, np.float64), L, mu, sd, W, zm,
-                  prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"], beta)
+                  prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"], beta,
+                  z.contiguous(), I.to(torch.float32))
+
+
+def _fit_stage(F, Y, ridge):
+    """Ridge regression Y ≈ ((F − μ)/s) A + ȳ on standardised inputs F (K, D) -> the map's tensors."""
+    torch = _torch()
+    mu, sd = F.mean(0), F.std(0).clamp_min(1e-9)
+    Fs = (F - mu) / sd
+    ym = Y.mean(0)
+    A = torch.linalg.solve(Fs.T @ Fs + ridge * len(F) * torch.eye(F.shape[1], dtype=F.dtype), Fs.T @ (Y - ym))
+    return dict(mu=mu, sd=sd, A=A, ym=ym)
+
+
+def _apply_stage(st, z, z_gn):
+    torch = _torch()
+    return ((torch.cat([z, z_gn], 1) - st["mu"]) / st["sd"]) @ st["A"] + st["ym"]
+
+
+def _calibrate(reader, z_start, ridge, max_stages, cap):
+    """Fit the reader's calibrated Gauss–Newton iterations on its reference ensemble.
+
+    The reference draws (mode coordinates z and noisy patterns) are split 3:1. From ``z_start`` (the estimate
+    being improved, for every draw), each iteration takes one Gauss–Newton step of the posterior and fits a ridge
+    map from (z, z + dz) to the true z on the first part; the number of iterations kept is the one with the
+    smallest heavy-atom error on the second part (0 if none helps; the fit stops two iterations past the best).
+    This is the per-molecule, simulation-trained part of learned iterative reconstruction (Adler & Öktem 2017):
+    each iteration's learned map is linear and comes from the physics, so it needs no training data.
+    """
+    torch = _torch()
+    z_true, I = reader.ref_z, reader.ref_I.to(torch.float64)
+    K = len(z_true)
+    n_fit = K - K // 4
+    heavy = torch.as_tensor(reader.numbers > 1)
+    L3 = reader.L.reshape(len(reader.numbers), 3, -1)[heavy].reshape(-1, reader.L.shape[1])
+
+    def val_error(z):
+        return float(((z[n_fit:] - z_true[n_fit:]) @ L3.T).pow(2).mean(1).sqrt().mean())
+
+    w = reader.weights(I)
+    z = z_start
+    best, best_err, stages = 0, val_error(z), []
+    for s in range(int(max_stages)):
+        z_gn = z + reader.step(I, w, z, cap)
+        st = _fit_stage(torch.cat([z, z_gn], 1)[:n_fit], z_true[:n_fit], ridge)
+        stages.append(st)
+        z = _apply_stage(st, z, z_gn)
+        err = val_error(z)
+        if err < best_err:
+            best, best_err = s + 1, err
+        elif s + 1 - best >= 2:
+            break
+    reader.stages = stages[:best]
+    reader.ref_z = reader.ref_I = None
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -454,8 +541,8 @@ class GeneralInterpreter:
     # -- prediction ----------------------------------------------------------------------------------------------
 
     def predict(self, patterns, molecule, q, *, signal: str | None = None, noise: float | None = None,
-                temperature: float | None = None, ensemble: str = "wigner", refine_steps: int = 0, chunk: int = 256,
-                return_reader: bool = False):
+                temperature: float | None = None, ensemble: str = "wigner", iterations: int | None = None,
+                refine_steps: int = 0, chunk: int = 256, return_reader: bool = False):
         """Structures from patterns of one molecule.
 
         Parameters
@@ -478,6 +565,12 @@ class GeneralInterpreter:
         ensemble : {'wigner', 'md'}, optional
             The reader's thermal ensemble: harmonic Wigner (default; seconds per new molecule), or Langevin MD at
             ``temperature`` (anharmonic, for hot samples; about a minute per new molecule).
+        iterations : int or None, optional
+            Calibrated Gauss–Newton iterations after the network (see :meth:`Reader.iterate`); each is one
+            Gauss–Newton step plus a linear map fitted, per molecule, on its reference ensemble. None (default):
+            the number that helped on the molecule's validation draws (at most ``config["iterations"]``, 8),
+            fitted on first use (a few seconds per new molecule); 0: the network's output alone, the fastest; n:
+            at most n.
         refine_steps : int, optional
             Then refine through :func:`xstructure.ops.debye` with bond restraints (:func:`.refine.refine`).
         chunk : int, optional
@@ -505,18 +598,27 @@ class GeneralInterpreter:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
             raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
+        if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer))
+                                       or iterations < 0):
+            raise ValueError(f"iterations must be None or an integer >= 0, got {iterations!r}")
         single = np.ndim(patterns) == 1
         I, gq = self.resample(patterns, q)
         reader = self.reader(molecule, gq, noise, temperature, ensemble, signal)
         I = self._to_molecular(I, reader, signal)
         self._check_scale(I, reader)
+        if iterations != 0 and reader.stages is None:
+            with torch.no_grad():
+                z_start = reader.modes_of(self._network(reader, reader.ref_I.to(torch.float64), chunk))
+            _calibrate(reader, z_start, self.config["calibration_ridge"], self.config["iterations"],
+                       self.config["step_cap"])
         out = np.empty((len(I), len(reader.atoms), 3))
-        x0 = reader.x0
         with torch.no_grad():
             for s in range(0, len(I), chunk):
-                f, v1, v2 = reader.features(I[s:s + chunk])
-                w = self.net(f.float()).double()
-                out[s:s + chunk] = combine(w, v1, v2, x0[None]).numpy()
+                x = self._network(reader, I[s:s + chunk], chunk)
+                if iterations != 0 and reader.stages:
+                    z = reader.iterate(I[s:s + chunk], reader.modes_of(x), iterations, self.config["step_cap"])
+                    x = reader.x0[None] + (z @ reader.L.T).reshape(x.shape)
+                out[s:s + chunk] = x.numpy()
         if refine_steps:
             from .refine import refine
 
@@ -526,6 +628,15 @@ class GeneralInterpreter:
                          steps=int(refine_steps))
         res = out[0] if single else out
         return (res, reader) if return_reader else res
+
+    def _network(self, reader, I, chunk):
+        """The network's structures (B, N, 3) for I_mol patterns (B, Q) on the reader's grid."""
+        torch = _torch()
+        out = []
+        for s in range(0, len(I), chunk):
+            f, v1, v2 = reader.features(I[s:s + chunk])
+            out.append(combine(self.net(f.float()).double(), v1, v2, reader.x0[None]))
+        return torch.cat(out)
 
     def seen(self, molecule) -> bool:
         """Whether the molecule, given as SMILES, was among the training molecules (by the InChIKey's connectivity
