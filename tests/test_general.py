@@ -302,6 +302,15 @@ def test_cli_predict_general(tmp_path):
                                   str(tmp_path / "e.xyz")], capture_output=True, text=True)
     assert wrong.returncode != 0 and "other probe" in wrong.stderr and "Traceback" not in wrong.stderr
     assert not (tmp_path / "e.xyz").exists()
+    # the network alone (--iterations 0) and a bad count
+    fast = subprocess.run(exe + ["predict", "general-xray", str(csv), "--molecule", "CN1CCOCC1", "--iterations", "0",
+                                 "--out", str(tmp_path / "f.xyz")], capture_output=True, text=True)
+    assert fast.returncode == 0, fast.stderr
+    assert len(ase.io.read(tmp_path / "f.xyz")) == 18
+    neg = subprocess.run(exe + ["predict", "general-xray", str(csv), "--molecule", "CN1CCOCC1", "--iterations", "-1",
+                                "--out", str(tmp_path / "n.xyz")], capture_output=True, text=True)
+    assert neg.returncode != 0 and "iterations" in neg.stderr and "Traceback" not in neg.stderr
+    assert not (tmp_path / "n.xyz").exists()
 
 
 # --------------------------------------------------------------------------------------------------------

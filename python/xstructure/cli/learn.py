@@ -38,7 +38,7 @@ def run_predict(args) -> int:
     """``xstructure predict`` with the parsed ``args``; returns the exit status."""
     print(predict_file(args.model, args.pattern, args.out, molecule=args.molecule, formula=args.formula,
                        cell=args.cell, cif=args.cif, q=args.q, signal=args.signal, noise=args.noise_level,
-                       temperature=args.temperature, refine_steps=args.refine_steps))
+                       temperature=args.temperature, refine_steps=args.refine_steps, iterations=args.iterations))
     return 0
 
 
@@ -127,6 +127,10 @@ def add_parsers(sub) -> None:
     r.add_argument("--temperature", type=float, help="general models: the sample's temperature in K (default 300)")
     r.add_argument("--refine-steps", type=int, default=0,
                    help="general models: refine through the Debye op with bond restraints (default 0)")
+    r.add_argument("--iterations", type=int,
+                   help="general models: calibrated Gauss-Newton iterations after the network (default: the number "
+                        "that helped on the molecule's own validation draws, at most 8; 0: the network alone, "
+                        "fastest)")
     r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
     r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees); default: the "
                                   "cell in the .npz of xstructure crystal --hkl-grid")

@@ -237,7 +237,7 @@ def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n
 
 def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | None = None, formula=None,
                  cell=None, cif=None, q=None, signal: str | None = None, noise: float | None = None,
-                 temperature: float | None = None, refine_steps: int = 0) -> str:
+                 temperature: float | None = None, refine_steps: int = 0, iterations: int | None = None) -> str:
     """Structures from a file of patterns (or ``|F|²`` boxes / powder patterns for a crystal model), written to a file.
 
     Molecules: ``pattern`` is read by :func:`xstructure.profiles.read_patterns`; its q grid, when the file has
@@ -264,11 +264,12 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
         Crystals: ``"a,b,c,alpha,beta,gamma"`` (Å, degrees).
     cif : str or None, optional
         Crystals: output CIF of the solved atoms.
-    q, signal, noise, temperature, refine_steps : optional
+    q, signal, noise, temperature, refine_steps, iterations : optional
         General models (``"general-xray"``, ``"general-electron"`` or a directory of
         :class:`~xstructure.learn.general.GeneralInterpreter`):
         the q grid (Å⁻¹) when the file has none, what the patterns are, their relative noise, the sample's
-        temperature (K) and refinement steps (see :meth:`~xstructure.learn.general.GeneralInterpreter.predict`).
+        temperature (K), refinement steps and calibrated iterations (see
+        :meth:`~xstructure.learn.general.GeneralInterpreter.predict`).
 
     Returns
     -------
@@ -285,9 +286,9 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
 
     if is_general_model(model_path):
         return _predict_general(model_path, pattern, out, molecule=molecule, q=q, signal=signal, noise=noise,
-                                temperature=temperature, refine_steps=refine_steps)
+                                temperature=temperature, refine_steps=refine_steps, iterations=iterations)
     given = [k for k, v in (("--q", q), ("--signal", signal), ("--noise", noise), ("--temperature", temperature),
-                            ("--refine-steps", refine_steps)) if v]
+                            ("--refine-steps", refine_steps), ("--iterations", iterations is not None)) if v]
     if given:
         raise ValueError(f"{', '.join(given)} apply to general models ({', '.join(PRETRAINED)} or a directory "
                          f"of one) only, not to {model_path}")
@@ -332,7 +333,8 @@ def is_general_model(model_path: str) -> bool:
         return False
 
 
-def _predict_general(model_path, pattern, out, *, molecule, q, signal, noise, temperature, refine_steps) -> str:
+def _predict_general(model_path, pattern, out, *, molecule, q, signal, noise, temperature, refine_steps,
+                     iterations) -> str:
     import ase  # loaded on use: keeps `import xstructure` fast
     import ase.io  # loaded on use: keeps `import xstructure` fast
 
@@ -353,7 +355,7 @@ def _predict_general(model_path, pattern, out, *, molecule, q, signal, noise, te
         raise ValueError(f"{pattern} holds {got.pop()} patterns, not --signal {signal}")
     sig = got.pop() if got else (signal or model.config["signal"])
     pos = np.asarray(model.predict(pats.intensity, molecule, grid, signal=sig, noise=noise, temperature=temperature,
-                                   refine_steps=refine_steps))
+                                   refine_steps=refine_steps, iterations=iterations))
     atoms = model.atoms_of(molecule)
     frames = [ase.Atoms(numbers=atoms.numbers, positions=p) for p in pos.reshape(-1, len(atoms), 3)]
     ase.io.write(out, frames if len(frames) > 1 else frames[0])
