@@ -188,8 +188,8 @@ def hot(model, held, args, rng):
     for k, r in enumerate(picks):
         t0 = time.perf_counter()
         base = os.path.join(args.work, "hot", r["inchikey"])
-        pool = Pool.create(base + "-pool", r["smiles"], "md", n=args.hot_pool, temperature=1500.0, seed=30_000 + k,
-                           chunk=1000, progress=False)
+        pool = Pool.create(f"{base}-pool{args.hot_pool}", r["smiles"], "md", n=args.hot_pool, temperature=1500.0,
+                           seed=30_000 + k, chunk=1000, progress=False)
         test = Pool.create(base + "-test", r["smiles"], "md", n=args.samples, temperature=1500.0, seed=40_000 + k,
                            chunk=args.samples, progress=False)
         Ipool = patterns_of(pool, q, model.config["probe"])
@@ -203,7 +203,7 @@ def hot(model, held, args, rng):
         sig = robust_sigma(torch.as_tensor(Io), 0.005).numpy()
         chi = np.stack([(((Ipool - Io[i]) / sig[i]) ** 2).sum(1) for i in range(len(Io))])   # (tests, pool)
         by_size = {}
-        for n_sub in sorted({min(len(Ipool), s) for s in (250, 500, 1000, 2000, 4000, 10_000, len(Ipool))}):
+        for n_sub in sorted({min(len(Ipool), s) for s in (250, 500, 1000, 2000, 4000, 10_000, 30_000, len(Ipool))}):
             best = np.argmin(chi[:, :n_sub], axis=1)
             by_size[n_sub] = float(np.median(heavy_rmsd(Xpool[best], X, Z)))
         Pfit = Xpool[np.argmin(chi, axis=1)]
@@ -377,7 +377,7 @@ def plot(report, path):
         series = (("equilibrium", "equilibrium structure", "0.6"),
                   ("general_wigner", "general, Wigner reader", "tab:blue"),
                   ("general", "general, MD reader", "tab:cyan"),
-                  ("pool_fitting", f"pool fitting ({hot[0]['pool']} members)", "tab:red"))
+                  ("pool_fitting", f"pool fitting ({hot[0]['pool']:,} members)", "tab:red"))
         for j, (key, lab, c) in enumerate(series):
             ax[2].bar(x + (j - 1.5) * 0.2, [h[key] for h in hot], 0.2, color=c, label=lab)
         wrap = lambda t, n=16: "\n".join(t[i:i + n] for i in range(0, len(t), n))   # noqa: E731

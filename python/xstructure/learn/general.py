@@ -1,7 +1,7 @@
 """The general interpreter: one model for molecules it has never seen.
 
 Input: a scattering pattern and the molecule (SMILES, a name, a file or an ase.Atoms); output: its 3D structure.
-Nothing is trained per molecule by the user. The model has two parts:
+Nothing is trained per molecule by the user. The model has three parts:
 
 1. **A linear reader, derived per molecule from physics** (no training data needed, about a second per new
    molecule, then cached). The molecule is minimised with MMFF94 (the equilibrium structure x₀), its harmonic
@@ -20,6 +20,12 @@ Nothing is trained per molecule by the user. The model has two parts:
    x_i = x₀,i + c₁,i · δ_ridge,i + c₂,i · δ_GN,i.  The output rotates with the molecule (the weights are
    invariant, the vectors are equivariant), so the network never has to learn rotations, and it works for any
    molecule within its elements and size.
+
+3. **Calibrated Gauss–Newton iterations, derived per molecule** (fitted on the same reference ensemble the first
+   time the molecule is predicted, a few seconds; ``predict(..., iterations=0)`` skips them): from the network's
+   output, written in mode coordinates z, each iteration takes one Gauss–Newton step (within a trust region) and
+   maps (z, z + dz) to the next z by a ridge regression fitted on reference draws whose true z is known; the
+   number kept is the one with the smallest error on held-back draws.
 
 The design follows learned iterative reconstruction (Adler & Öktem 2017, doi:10.1088/1361-6420/aa9581) with
 the physics of the Independent Atom Model; the inversion problem is that of the original design (Si & Ma).
@@ -114,6 +120,8 @@ class Reader:
         (Q,) the grid it reads, Å⁻¹.
     L : torch.Tensor
         (3N, M) displacement per unit mode coordinate, Å (thermal amplitudes at the model's temperature).
+    stages : list or None
+        The calibrated Gauss–Newton iterations (:meth:`iterate`), None until the first prediction fits them.
     """
 
     atoms: object
