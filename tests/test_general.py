@@ -163,6 +163,20 @@ def test_calibrated_iterations_improve_a_flexible_molecule(model):
     assert not np.allclose(one, model.predict(I, smiles, model.grid, iterations=0))
 
 
+def test_the_md_reader_calibrates_on_its_md_draws(model):
+    # hot sample, MD reader: the reference draws are MD frames (their z a least-squares projection); a small
+    # reference ensemble keeps it quick
+    small = G.GeneralInterpreter({**model.config, "n_reference": 400}, net=model.net)
+    smiles = "OCC(C)Cl"
+    X = sampling.sample(small.atoms_of(smiles), "md", 8, 1500.0, seed=3)["positions"]
+    I = xs.ops.debye(small.atoms_of(smiles).numbers, torch.as_tensor(X), small.grid, signal="molecular").double()
+    P, reader = small.predict(I.numpy(), smiles, small.grid, temperature=1500.0, ensemble="md", return_reader=True)
+    assert P.shape == X.shape and np.isfinite(P).all()
+    assert reader.stages is not None and len(reader.stages) <= small.config["iterations"] and reader.ref_z is None
+    again = small.predict(I.numpy(), smiles, small.grid, temperature=1500.0, ensemble="md")
+    np.testing.assert_allclose(again, P)      # the fitted iterations are cached with the reader
+
+
 def test_the_gauss_newton_step_stays_in_its_trust_region(model):
     reader = model.reader("CCCC(F)C(=O)OCC")
     _, I, _ = _patterns(model, "CCCC(F)C(=O)OCC", 6, seed=32)
