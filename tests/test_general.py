@@ -174,7 +174,8 @@ def test_the_md_reader_calibrates_on_its_md_draws(model):
     assert P.shape == X.shape and np.isfinite(P).all()
     assert reader.stages is not None and len(reader.stages) <= small.config["iterations"] and reader.ref_z is None
     again = small.predict(I.numpy(), smiles, small.grid, temperature=1500.0, ensemble="md")
-    np.testing.assert_allclose(again, P)      # the fitted iterations are cached with the reader
+    np.testing.assert_allclose(again, P, atol=1e-8)   # the fitted iterations are cached with the reader (the
+    # threaded kernels sum in a varying order: 1e-10 Å differences)
 
 
 def test_the_gauss_newton_step_stays_in_its_trust_region(model):
