@@ -143,6 +143,7 @@ class Reader:
     ref_z: object = None        # (K, M) the reference ensemble's mode coordinates (until calibrated)
     ref_I: object = None        # (K, Q) float32, its noisy patterns (until calibrated)
     stages: list | None = None  # the calibrated Gauss–Newton iterations (see :meth:`iterate`), once calibrated
+    step_cap: float = 0.3       # their trust region (set with them: prediction uses the cap they were fitted with)
 
     @property
     def numbers(self) -> np.ndarray:
@@ -175,14 +176,15 @@ class Reader:
         d = (torch.as_tensor(positions, dtype=torch.float64) - self.x0[None]).reshape(len(positions), -1)
         return torch.linalg.lstsq(self.L, d.T).solution.T.contiguous()
 
-    def iterate(self, I_obs, z, n=None, cap=0.3):
-        """Run the calibrated Gauss–Newton iterations from z (B, M): each takes a Gauss–Newton step dz and maps
-        (z, z + dz) to the next z by the linear map fitted on the reference ensemble (:func:`_calibrate`)."""
+    def iterate(self, I_obs, z, n=None):
+        """Run the calibrated Gauss–Newton iterations from z (B, M): each takes a Gauss–Newton step dz (with the
+        trust region they were fitted with) and maps (z, z + dz) to the next z by the linear map fitted on the
+        reference ensemble (:func:`_calibrate`)."""
         torch = _torch()
         I_obs = torch.as_tensor(I_obs, dtype=torch.float64)
         w = self.weights(I_obs)
         for st in (self.stages or [])[:n]:
-            z = _apply_stage(st, z, z + self.step(I_obs, w, z, cap))
+            z = _apply_stage(st, z, z + self.step(I_obs, w, z, self.step_cap))
         return z
 
     def features(self, I_obs):
@@ -338,7 +340,7 @@ def _calibrate(reader, z_start, ridge, max_stages, cap):
             best, best_err = s + 1, err
         elif s + 1 - best >= 2:
             break
-    reader.stages = stages[:best]
+    reader.stages, reader.step_cap = stages[:best], float(cap)
     reader.ref_z = reader.ref_I = None
 
 
@@ -624,7 +626,7 @@ class GeneralInterpreter:
             for s in range(0, len(I), chunk):
                 x = self._network(reader, I[s:s + chunk], chunk)
                 if iterations != 0 and reader.stages:
-                    z = reader.iterate(I[s:s + chunk], reader.modes_of(x), iterations, self.config["step_cap"])
+                    z = reader.iterate(I[s:s + chunk], reader.modes_of(x), iterations)
                     x = reader.x0[None] + (z @ reader.L.T).reshape(x.shape)
                 out[s:s + chunk] = x.numpy()
         if refine_steps:
