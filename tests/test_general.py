@@ -365,7 +365,8 @@ def test_train_general_script_makes_a_loadable_model(tmp_path):
 def test_bench_general_quick_reports_every_method(tmp_path):
     report = tmp_path / "r.json"
     r = subprocess.run([sys.executable, str(BENCH / "bench_general.py"), "--quick", "--molecules", "3", "--samples",
-                        "8", "--formulas", "2", "--hot-pool", "60", "--speed-batch", "64", "--speed-single", "2",
+                        "8", "--formulas", "2", "--hot-pool", "60", "--hot-trajectories", "2", "--speed-batch", "64",
+                        "--speed-single", "2",
                         "--work", str(tmp_path / "work"), "--json", str(report), "--plot", str(tmp_path / "r.png")],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -378,4 +379,8 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     assert len(rep["held_out_smiles"]) == len(rep["held_out"]["molecules"]) >= 2
     assert rep["identification"]["n_formulas"] == 2 and rep["speed"][0]["patterns_per_s"] > 0
     assert rep["speed"][0]["patterns_per_s_network"] > 0
+    hot = rep["hot"][0]
+    assert set(hot["mirror_allowed"]) == {"equilibrium", "general", "general_wigner", "pool_fitting"}
+    # a mirror image may only lower an RMSD
+    assert all(hot["mirror_allowed"][k] <= hot[k] + 1e-9 for k in hot["mirror_allowed"])
     assert (tmp_path / "r.png").stat().st_size > 10_000
