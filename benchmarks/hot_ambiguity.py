@@ -122,8 +122,8 @@ def run(args):
                 It = xs.simulate((Z, X[amb]), cq, probe=probe, signal="molecular")
                 Ia = xs.simulate((Z, P[amb]), cq, probe=probe, signal="molecular")
                 Ic = noisy(It, clevel, rng)
-                cw = dataclasses.replace(base_reader, noise=clevel, beta=torch.zeros(cn_q, dtype=torch.float64))
-                cw = cw.weights(torch.as_tensor(Ic)).numpy()
+                check = dataclasses.replace(base_reader, noise=clevel, beta=torch.zeros(cn_q, dtype=torch.float64))
+                cw = check.weights(torch.as_tensor(Ic)).numpy()
                 dchi = (cw * (Ic - Ia) ** 2).sum(1) - (cw * (Ic - It) ** 2).sum(1)
                 row["more_information"][cname] = dict(delta_chi2=dchi.tolist(),
                                                       separated=float(np.mean(dchi > 6.0)))
