@@ -397,6 +397,8 @@ def plot(report, path):
                   ("pool_fitting", f"pool fitting ({hot[0]['pool']:,} members)", "tab:red"))
         for j, (key, lab, c) in enumerate(series):
             ax[2].bar(x + (j - 1.5) * 0.2, [h[key] for h in hot], 0.2, color=c, label=lab)
+        ax[2].hlines([0.75 * h["equilibrium"] for h in hot], x - 0.4, x + 0.4, colors="k", linestyles="--", lw=1,
+                     label="goal: 0.75 × the equilibrium structure's")
         wrap = lambda t, n=16: "\n".join(t[i:i + n] for i in range(0, len(t), n))   # noqa: E731
         ax[2].set_xticks(x, [f"{wrap(h['smiles'])}\n({h['n_atoms']} atoms)" for h in hot], fontsize=7)
         ax[2].set_ylabel("median heavy-atom RMSD (Å)")
@@ -421,6 +423,11 @@ def plot(report, path):
         ax[3].set_ylabel("top-1 accuracy (%)")
         ax[3].set_title(f"(d) identification among isomers ({ident['n_formulas']} formulas, {probe})")
         ax[3].legend(fontsize=8, loc="lower left")
+    for a, part in ((ax[2], hot), (ax[3], ident)):
+        if not part:
+            a.set_axis_off()
+            a.text(0.5, 0.5, "not measured in this run (see --parts)", ha="center", va="center", color="0.4",
+                   transform=a.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -167,7 +167,7 @@ def plot(res, path):
                 data.append(np.log10(np.maximum(m["more_information"][n]["delta_chi2"], 1e-1)))
                 labels.append(f"{m['smiles']}\n{n}")
     if data:
-        ax.boxplot(data, vert=False, tick_labels=labels)
+        ax.boxplot(data, orientation="horizontal", tick_labels=labels)
         ax.axvline(np.log10(6.0), color="k", lw=0.8, ls="--")
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlabel("log₁₀ Δχ² (best fit − truth, summed over the grid; values ≤ 0.1 drawn at −1)")
