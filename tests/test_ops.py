@@ -127,3 +127,27 @@ def test_cuda_path_without_gpu_says_so():
     match = "CUDA|cuda" if xstructure.build_info()["cuda"] else "built without CUDA"
     with pytest.raises(RuntimeError, match=match):
         _backend._core.debye_forward("cuda", "float64", 1, 2, 1, 1, 0, 0, True, 0.0, 0.0, 0, 0, 0, 0, 0, 0)
+
+
+def test_debye_tables_are_kept_but_never_shared(seed_molecules):
+    """The tables are cached per (molecule, grid, probe, signal): a second call gives equal tables, and neither
+    changing what a call returned nor the caller's q array afterwards changes what later calls get."""
+    from xstructure import scattering
+
+    numbers = seed_molecules["NMM"].numbers
+    q = np.linspace(0.5, 10.0, 53)
+    first = debye_tables(numbers, q, "electron", "sM")
+    first.H[:] = 0.0
+    first.beta[:] = -1.0
+    q[:] = 99.0
+    again = debye_tables(numbers, np.linspace(0.5, 10.0, 53), "electron", "sM")
+    fresh = scattering._make_tables(numbers, np.linspace(0.5, 10.0, 53), "electron", "sM", None, False)
+    for name in ("species", "q", "H", "beta", "i_atomic"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name))
+    assert (again.uniform, again.q0, again.dq) == (fresh.uniform, fresh.q0, fresh.dq)
+    assert np.abs(again.H).max() > 0
+    # another signal or probe of the same molecule and grid is another entry
+    assert not np.array_equal(debye_tables(numbers, again.q, "xray", "sM").H, again.H)
+    for k in range(scattering._TABLES_KEPT + 3):     # the cache stays bounded
+        debye_tables(numbers, np.linspace(0.5, 10.0 + k, 20), "xray", "total")
+    assert len(scattering._TABLES) <= scattering._TABLES_KEPT

@@ -13,7 +13,9 @@ The limits are exact: sin(x)/x = 1 at q = 0 and for coincident atoms (r_ij = 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -149,6 +151,31 @@ def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
         raise ValueError("Compton (incoherent) scattering (--compton, compton=True) is added to the X-ray total "
                          f"signal only (probe 'xray', signal 'total'), not to probe {probe!r}, signal {signal!r}")
     q = np.ascontiguousarray(q, dtype=np.float64)
+    names = np.asarray(numbers)
+    key = (names.dtype.str, names.shape, names.tobytes(), q.tobytes(), probe, signal, energy_kev, bool(compton))
+    with _TABLES_LOCK:
+        tables = _TABLES.get(key)
+        if tables is not None:
+            _TABLES.move_to_end(key)
+    if tables is None:
+        tables = _make_tables(numbers, q.copy(), probe, signal, energy_kev, compton)
+        with _TABLES_LOCK:
+            _TABLES[key] = tables
+            while len(_TABLES) > _TABLES_KEPT:
+                _TABLES.popitem(last=False)
+    # a copy: the caller may modify it, the cached one stays as computed
+    return replace(tables, **{f.name: getattr(tables, f.name).copy() for f in fields(tables)
+                              if isinstance(getattr(tables, f.name), np.ndarray)})
+
+
+# The tables of the last few (molecule, grid, signal) asked for: iterative fits (Gauss–Newton steps, refinements)
+# ask for the same ones at every step, and folding the form factors costs about half a millisecond each time.
+_TABLES: OrderedDict = OrderedDict()
+_TABLES_KEPT = 32
+_TABLES_LOCK = threading.Lock()
+
+
+def _make_tables(numbers, q, probe, signal, energy_kev, compton) -> DebyeTables:
     elements, species, f = form_factor_table(numbers, q, probe, energy_kev)
     E = f.shape[0]
     counts = np.bincount(species, minlength=E).astype(np.float64)
