@@ -136,7 +136,8 @@ def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
     Returns
     -------
     DebyeTables
-        The kernel's weights.
+        The kernel's weights: a copy of the tables kept for the last 32 (molecule, grid, probe, signal) asked for,
+        so that iterative fits do not fold the form factors again at every step.
 
     Raises
     ------
