@@ -22,7 +22,7 @@ import numpy as np
 from . import _backend
 from ._validate import check_q
 from .factors import form_factor_table, incoherent_scattering_function
-from .structures import Batch, to_batches
+from .structures import Batch, atomic_numbers, to_batches
 
 __all__ = ["simulate", "register_target", "DebyeTables", "debye_tables", "PROBES", "SIGNALS", "signal_label"]
 
@@ -152,14 +152,14 @@ def debye_tables(numbers, q, probe: str = "xray", signal: str = "total",
         raise ValueError("Compton (incoherent) scattering (--compton, compton=True) is added to the X-ray total "
                          f"signal only (probe 'xray', signal 'total'), not to probe {probe!r}, signal {signal!r}")
     q = np.ascontiguousarray(q, dtype=np.float64)
-    names = np.asarray(numbers)
-    key = (names.dtype.str, names.shape, names.tobytes(), q.tobytes(), probe, signal, energy_kev, bool(compton))
+    z = atomic_numbers(numbers)
+    key = (z.tobytes(), q.tobytes(), probe, signal, energy_kev, bool(compton))
     with _TABLES_LOCK:
         tables = _TABLES.get(key)
         if tables is not None:
             _TABLES.move_to_end(key)
     if tables is None:
-        tables = _make_tables(numbers, q.copy(), probe, signal, energy_kev, compton)
+        tables = _make_tables(z, q.copy(), probe, signal, energy_kev, compton)
         with _TABLES_LOCK:
             _TABLES[key] = tables
             while len(_TABLES) > _TABLES_KEPT:
