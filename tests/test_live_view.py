@@ -30,7 +30,9 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 NPT = 300                 # q points of the integration
 RATE = 800.0              # frames per second the source lets through
-PER_DELAY = 960           # frames (laser on and off alternating) at each delay of the scan: 1.2 s a delay
+PER_DELAY = 3200          # frames (laser on and off alternating) at each delay of the scan: 4 s a delay, so
+                          # that the 15 delays take a minute and rows are still being added once a slow
+                          # (loaded) machine has started Chromium and loaded the page
 
 # What the page shows, read from BokehJS's own document (the models are named in view.py).
 READ = """
@@ -154,8 +156,7 @@ def test_the_page_updates_and_loads_everything_from_this_machine(view, driver):
     # no model: no atoms, the structure panel says why, the header says "no model"
     assert first["atoms"] == 0 and first["no_structure"] is True, f"the structure panel without a model: {first}"
     assert "no model" in first["header"], first["header"]
-    time.sleep(3)
-    later = driver.execute_script(READ)
+    later = _wait(driver, lambda v: v["filled"] > first["filled"] and v["points"] > first["points"], 15)
     assert later["received"] > first["received"], "the frame count did not grow while frames flowed"
     assert later["points"] > first["points"], "the rates plot did not grow"
     assert later["filled"] > first["filled"], f"no new delay rows in ΔI/I(q, t): {first['filled']} → {later['filled']}"
