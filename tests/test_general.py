@@ -178,6 +178,54 @@ def test_the_md_reader_calibrates_on_its_md_draws(model):
     # threaded kernels sum in a varying order: 1e-10 Å differences)
 
 
+def test_levenberg_marquardt_fit_finds_the_structure_in_its_basin():
+    from xstructure.learn.refine import distance_restraints, fit_lm
+
+    atoms = xs.structures.molecule("CCC(CF)C(C)O")
+    nm = sampling.minimum_modes(atoms)
+    X = sampling.wigner(atoms, 16, 1000.0, modes=nm, rng=4)
+    q = np.linspace(0.5, 10.0, 200)
+    I = xs.simulate((atoms.numbers, X), q, signal="molecular")
+    sigma = 0.005 * np.abs(I) + 1e-3 * np.abs(I).max()
+    pairs, mean, std = distance_restraints(atoms.numbers, nm.positions, X)
+    assert len(pairs) > len(atoms)   # bonds and angles
+    start = X + 0.15 * np.random.default_rng(5).standard_normal(X.shape)
+    h = atoms.numbers > 1
+    before = xs.rmsd(start[:, h], X[:, h])
+    fit, obj, chi2 = fit_lm(start, I, sigma, atoms.numbers, q, probe="xray", signal="molecular", pairs=pairs,
+                            pair_mean=mean, pair_std=std, steps=30, chunk=5)   # chunks of 5: 5, 5, 5, 1
+    after = xs.rmsd(fit[:, h], X[:, h])
+    chi2_start = (((xs.simulate((atoms.numbers, start), q, signal="molecular") - I) / sigma) ** 2).mean(1)
+    assert np.all(chi2 < 0.1 * chi2_start) and np.median(chi2) < 0.02   # noise-free: it fits to the restraints
+    # an isotropic pattern fixes the structure only so far (exact fits lie ~0.1 Å from the truth): the fit lands
+    # there, from starts twice as far
+    assert np.median(after) < 0.7 * np.median(before) and np.median(after) < 0.15
+    d = np.linalg.norm(fit[:, pairs[:, 0]] - fit[:, pairs[:, 1]], axis=-1)
+    np.testing.assert_allclose(obj, 0.5 * (200 * chi2 + (((d - mean) / std) ** 2).sum(1)), rtol=1e-6)
+
+
+def test_search_replaces_the_prediction_only_where_its_check_favours_it(model, monkeypatch):
+    # a hot chloro-lactam, MD reader: the multi-start search finds the ring's pucker and the C–Cl swing
+    monkeypatch.setattr(G, "SEARCH_STARTS", (600, 100))   # fewer candidate starts than shipped: quick
+    small = G.GeneralInterpreter({**model.config, "n_reference": 600}, net=model.net)
+    smiles = "O=C1NCCC1Cl"
+    X = sampling.sample(small.atoms_of(smiles), "md", 24, 1500.0, seed=9, chunk=3)["positions"]
+    I = xs.ops.debye(small.atoms_of(smiles).numbers, torch.as_tensor(X), small.grid, signal="molecular").double()
+    I = (I * (1 + 0.005 * torch.randn(I.shape, generator=torch.Generator().manual_seed(1), dtype=I.dtype))).numpy()
+    P, reader = small.predict(I, smiles, small.grid, temperature=1500.0, ensemble="md", return_reader=True)
+    assert reader.search_check is None and reader.starts is None
+    S = small.predict(I, smiles, small.grid, temperature=1500.0, ensemble="md", search=8)
+    check = reader.search_check
+    assert check["starts"] == 8 and check["draws"] == G.SEARCH_CHECK and len(reader.starts) == 600
+    assert check["used"] == (check["search_rmsd"] < check["prediction_rmsd"])
+    h = small.atoms_of(smiles).numbers > 1
+    if check["used"]:
+        assert np.median(xs.rmsd(S[:, h], X[:, h])) < np.median(xs.rmsd(P[:, h], X[:, h]))
+    else:
+        np.testing.assert_allclose(S, P, atol=1e-8)
+    assert check["used"]   # on this molecule the search wins its check (here 0.15 against 0.21 Å)
+
+
 def test_the_gauss_newton_step_stays_in_its_trust_region(model):
     reader = model.reader("CCCC(F)C(=O)OCC")
     _, I, _ = _patterns(model, "CCCC(F)C(=O)OCC", 6, seed=32)
@@ -275,6 +323,9 @@ def test_other_bad_inputs(model):
     for bad in (-1, True, 1.5):
         with pytest.raises(ValueError, match="iterations"):
             model.predict(np.ones(len(q)), "CCO", q, iterations=bad)
+    for bad in (-1, True, 2.0, 5000):
+        with pytest.raises(ValueError, match="search must be"):
+            model.predict(np.ones(len(q)), "CCO", q, search=bad)
     with pytest.raises(ValueError, match="molecular or total"):
         model.predict(np.ones(len(q)), "CCO", q, signal="sM")
     with pytest.raises(ValueError, match="all zeros"):
@@ -366,7 +417,7 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     report = tmp_path / "r.json"
     r = subprocess.run([sys.executable, str(BENCH / "bench_general.py"), "--quick", "--molecules", "3", "--samples",
                         "8", "--formulas", "2", "--hot-pool", "60", "--hot-trajectories", "2", "--speed-batch", "64",
-                        "--speed-single", "2",
+                        "--speed-single", "2", "--hot-search", "4",
                         "--work", str(tmp_path / "work"), "--json", str(report), "--plot", str(tmp_path / "r.png")],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -380,7 +431,9 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     assert rep["identification"]["n_formulas"] == 2 and rep["speed"][0]["patterns_per_s"] > 0
     assert rep["speed"][0]["patterns_per_s_network"] > 0
     hot = rep["hot"][0]
-    assert set(hot["mirror_allowed"]) == {"equilibrium", "general", "general_wigner", "pool_fitting"}
+    assert set(hot["mirror_allowed"]) == {"equilibrium", "general", "general_wigner", "pool_fitting", "general_search"}
+    check = hot["search_check"]
+    assert check["starts"] == 4 and check["used"] == (check["search_rmsd"] < check["prediction_rmsd"])
     # a mirror image may only lower an RMSD
     assert all(hot["mirror_allowed"][k] <= hot[k] + 1e-9 for k in hot["mirror_allowed"])
     assert (tmp_path / "r.png").stat().st_size > 10_000

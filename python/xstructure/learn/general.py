@@ -144,6 +144,13 @@ class Reader:
     ref_I: object = None        # (K, Q) float32, its noisy patterns (until calibrated)
     stages: list | None = None  # the calibrated Gauss–Newton iterations (see :meth:`iterate`), once calibrated
     step_cap: float = 0.3       # their trust region (set with them: prediction uses the cap they were fitted with)
+    draws: object = None        # (K, N, 3) the reference ensemble's structures, Å (the search's check)
+    ensemble: str = "wigner"    # the reference ensemble ("wigner" or "md") and its temperature, K
+    temperature: float = 300.0
+    search_check: dict | None = None  # the search's check on held-back draws (:meth:`GeneralInterpreter.predict`)
+    starts: object = None             # (S, N, 3) the search's starts, their noise-free patterns (S, Q), restraints
+    start_patterns: object = None
+    restraints: tuple | None = None
 
     @property
     def numbers(self) -> np.ndarray:
@@ -289,7 +296,8 @@ def _make_reader(atoms, q, cfg, noise):
     chol = torch.linalg.cholesky(C)
     return Reader(a, np.asarray(q, np.float64), L, mu, sd, W, zm,
                   prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"], beta,
-                  z.contiguous(), I.to(torch.float32))
+                  z.contiguous(), I.to(torch.float32), draws=x.numpy(), ensemble=cfg.get("ensemble", "wigner"),
+                  temperature=float(cfg["temperature"]))
 
 
 def _fit_stage(F, Y, ridge):
@@ -342,6 +350,71 @@ def _calibrate(reader, z_start, ridge, max_stages, cap):
             break
     reader.stages, reader.step_cap = stages[:best], float(cap)
     reader.ref_z = reader.ref_I = None
+
+
+SEARCH_CHECK = 32
+"""Reference draws the search is checked on, per molecule."""
+SEARCH_STARTS = (4000, 250)
+"""The search's candidate starts: structures of the reader's ensemble, and for MD the frames per trajectory."""
+SEARCH_WIDEN = 4
+SEARCH_STEPS = (8, 22)
+"""Each pattern's ``SEARCH_WIDEN`` × ``search`` best-matching candidates get ``SEARCH_STEPS[0]`` Levenberg–Marquardt
+steps; the ``search`` best of those ``SEARCH_STEPS[1]`` more."""
+
+
+def _make_starts(reader):
+    """The search's candidate starts (:data:`SEARCH_STARTS`), independent of the reader's reference draws: a fresh
+    sample of its ensemble (for MD, many short trajectories from the minimum, so that they cover the torsions)."""
+    torch = _torch()
+    from .. import ops
+    from .data import aligned_to
+    from .refine import distance_restraints
+
+    n, per = SEARCH_STARTS
+    x0 = reader.atoms.positions
+    seed = 104_729 + len(x0)
+    if reader.ensemble == "md":
+        X = sampling.sample(reader.atoms, "md", n, reader.temperature, seed=seed, chunk=per)["positions"]
+    else:
+        X = sampling.sample(reader.atoms, "wigner", n, reader.temperature, seed=seed)["positions"]
+    X = aligned_to(x0, X) + x0.mean(0)
+    reader.starts = X
+    reader.start_patterns = ops.debye(reader.numbers, torch.as_tensor(X), reader.q, probe=reader._probe,
+                                      signal="molecular").to(torch.float64).numpy()
+    reader.restraints = distance_restraints(reader.numbers, x0, X)
+
+
+def _search(reader, I, P, starts):
+    """Multi-start fits (see ``search`` in :meth:`GeneralInterpreter.predict`): for each I_mol pattern (B, Q), the
+    prediction P (B, N, 3) and the candidate starts (:func:`_make_starts`) whose noise-free patterns are nearest in
+    χ², each fitted by :func:`.refine.fit_lm` (:data:`SEARCH_STEPS`); the fit with the lowest objective, superposed
+    onto x₀."""
+    torch = _torch()
+    from .data import aligned_to
+    from .refine import fit_lm
+
+    if reader.starts is None:
+        _make_starts(reader)
+    D, ID = reader.starts, reader.start_patterns
+    I = np.asarray(I, dtype=np.float64)
+    sig = robust_sigma(torch.as_tensor(I) + reader.beta, reader.noise).numpy()
+    w = 1.0 / sig ** 2
+    chi = w @ (ID ** 2).T - 2.0 * (I * w) @ ID.T          # + a constant per pattern
+    k = min(SEARCH_WIDEN * int(starts), len(D))
+    top = np.argpartition(chi, k - 1, axis=1)[:, :k]
+    cand = np.concatenate([np.asarray(P)[:, None], D[top]], 1)          # (B, k + 1, N, 3)
+    B, N = cand.shape[0], cand.shape[2]
+    pairs, mean, std = reader.restraints
+    for steps, keep in ((SEARCH_STEPS[0], int(starts)), (SEARCH_STEPS[1], 1)):
+        S = cand.shape[1]
+        fit, obj, _ = fit_lm(cand.reshape(B * S, N, 3), np.repeat(I, S, 0), np.repeat(sig, S, 0), reader.numbers,
+                             reader.q, probe=reader._probe, signal="molecular", pairs=pairs, pair_mean=mean,
+                             pair_std=std, steps=steps)
+        order = np.argsort(obj.reshape(B, S), 1)[:, :min(S, keep)]
+        cand = fit.reshape(B, S, N, 3)[np.arange(B)[:, None], order]
+    best = cand[:, 0]
+    x0 = reader.atoms.positions
+    return aligned_to(x0, best) + x0.mean(0)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -552,7 +625,7 @@ class GeneralInterpreter:
 
     def predict(self, patterns, molecule, q, *, signal: str | None = None, noise: float | None = None,
                 temperature: float | None = None, ensemble: str = "wigner", iterations: int | None = None,
-                refine_steps: int = 0, chunk: int = 256, return_reader: bool = False):
+                search: int = 0, refine_steps: int = 0, chunk: int = 256, return_reader: bool = False):
         """Structures from patterns of one molecule.
 
         Parameters
@@ -581,6 +654,14 @@ class GeneralInterpreter:
             the number that helped on the molecule's validation draws (at most ``config["iterations"]``, 8),
             fitted on first use (a few seconds per new molecule); 0: the network's output alone, the fastest; n:
             at most n.
+        search : int, optional
+            For large-amplitude (hot) samples: also fit each pattern from this many starts, the reader's reference
+            draws whose patterns match it best, plus the prediction itself (Levenberg–Marquardt with the molecule's
+            bond and angle distances restrained, :func:`.refine.fit_lm`; 30 steps each), and take the best fit.
+            Once per molecule, the search is checked on 32 of the reader's own draws held back from the starts
+            (their noisy patterns, true structures known): its fits replace the predictions only if their median
+            heavy-atom error there is lower (the check's numbers are the reader's ``search_check``). 0 (default):
+            no search. Costs about ``search`` + 1 fits of 30 Jacobians per pattern (seconds per 100 patterns).
         refine_steps : int, optional
             Then refine through :func:`xstructure.ops.debye` with bond restraints (:func:`.refine.refine`).
         chunk : int, optional
@@ -608,6 +689,8 @@ class GeneralInterpreter:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
             raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
+        if isinstance(search, bool) or not isinstance(search, (int, np.integer)) or not 0 <= search <= 1024:
+            raise ValueError(f"search must be an integer 0–1024 (starts per pattern), got {search!r}")
         if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer))
                                        or iterations < 0):
             raise ValueError(f"iterations must be None or an integer >= 0, got {iterations!r}")
@@ -621,14 +704,12 @@ class GeneralInterpreter:
                 z_start = reader.modes_of(self._network(reader, reader.ref_I.to(torch.float64), chunk))
             _calibrate(reader, z_start, self.config["calibration_ridge"], self.config["iterations"],
                        self.config["step_cap"])
-        out = np.empty((len(I), len(reader.atoms), 3))
-        with torch.no_grad():
-            for s in range(0, len(I), chunk):
-                x = self._network(reader, I[s:s + chunk], chunk)
-                if iterations != 0 and reader.stages:
-                    z = reader.iterate(I[s:s + chunk], reader.modes_of(x), iterations)
-                    x = reader.x0[None] + (z @ reader.L.T).reshape(x.shape)
-                out[s:s + chunk] = x.numpy()
+        out = self._predict(reader, I, iterations, chunk)
+        if search:
+            if reader.search_check is None or reader.search_check["starts"] != int(search):
+                self._check_search(reader, int(search), iterations, chunk)
+            if reader.search_check["used"]:
+                out = _search(reader, I, out, int(search))
         if refine_steps:
             from .refine import refine
 
@@ -638,6 +719,43 @@ class GeneralInterpreter:
                          steps=int(refine_steps))
         res = out[0] if single else out
         return (res, reader) if return_reader else res
+
+    def _predict(self, reader, I, iterations, chunk):
+        """The network and the calibrated iterations: structures (B, N, 3) for I_mol patterns (B, Q)."""
+        torch = _torch()
+        out = np.empty((len(I), len(reader.atoms), 3))
+        with torch.no_grad():
+            for s in range(0, len(I), chunk):
+                x = self._network(reader, I[s:s + chunk], chunk)
+                if iterations != 0 and reader.stages:
+                    z = reader.iterate(I[s:s + chunk], reader.modes_of(x), iterations)
+                    x = reader.x0[None] + (z @ reader.L.T).reshape(x.shape)
+                out[s:s + chunk] = x.numpy()
+        return out
+
+    def _check_search(self, reader, starts, iterations, chunk):
+        """Whether the search beats the prediction on the reader's held-back draws (noisy patterns, as its
+        reference ensemble's): sets ``reader.search_check``."""
+        torch = _torch()
+        from .. import ops
+        from ..align import rmsd
+
+        X = reader.draws[-SEARCH_CHECK:]   # independent of the search's starts
+        I = ops.debye(reader.numbers, torch.as_tensor(X), reader.q, probe=reader._probe,
+                      signal="molecular").to(torch.float64)
+        gen = torch.Generator().manual_seed(8191 + len(reader.atoms))
+        I = (I + reader.noise * (I + reader.beta).abs() * torch.randn(I.shape, generator=gen,
+                                                                       dtype=torch.float64)).numpy()
+        P = self._predict(reader, I, iterations, chunk)
+        S = _search(reader, I, P, starts)
+        h = reader.numbers > 1
+
+        def err(Y):
+            return float(np.median(rmsd(np.ascontiguousarray(Y[:, h]), np.ascontiguousarray(X[:, h]))))
+
+        e_p, e_s = err(P), err(S)
+        reader.search_check = dict(starts=starts, draws=len(X), prediction_rmsd=e_p, search_rmsd=e_s,
+                                   used=bool(e_s < e_p))
 
     def _network(self, reader, I, chunk):
         """The network's structures (B, N, 3) for I_mol patterns (B, Q) on the reader's grid."""
