@@ -27,6 +27,10 @@ Nothing is trained per molecule by the user. The model has three parts:
    maps (z, z + dz) to the next z by a ridge regression fitted on reference draws whose true z is known; the
    number kept is the one with the smallest error on held-back draws.
 
+4. **For hot samples, an optional multi-start search** (``predict(..., search=n)``): Levenberg–Marquardt fits with
+   bond and angle distances restrained, from the structures of a fresh sample of the reader's ensemble whose
+   patterns match best; used for a molecule only where it beats the prediction on held-back reference draws.
+
 The design follows learned iterative reconstruction (Adler & Öktem 2017, doi:10.1088/1361-6420/aa9581) with
 the physics of the Independent Atom Model; the inversion problem is that of the original design (Si & Ma).
 
@@ -357,6 +361,7 @@ SEARCH_CHECK = 32
 SEARCH_STARTS = (4000, 250)
 """The search's candidate starts: structures of the reader's ensemble, and for MD the frames per trajectory."""
 SEARCH_WIDEN = 4
+SEARCH_CHUNK = 64   # patterns searched together (memory: SEARCH_CHUNK · SEARCH_WIDEN · search structures)
 SEARCH_STEPS = (8, 22)
 """Each pattern's ``SEARCH_WIDEN`` × ``search`` best-matching candidates get ``SEARCH_STEPS[0]`` Levenberg–Marquardt
 steps; the ``search`` best of those ``SEARCH_STEPS[1]`` more."""
@@ -398,21 +403,24 @@ def _search(reader, I, P, starts):
     D, ID = reader.starts, reader.start_patterns
     I = np.asarray(I, dtype=np.float64)
     sig = robust_sigma(torch.as_tensor(I) + reader.beta, reader.noise).numpy()
-    w = 1.0 / sig ** 2
-    chi = w @ (ID ** 2).T - 2.0 * (I * w) @ ID.T          # + a constant per pattern
-    k = min(SEARCH_WIDEN * int(starts), len(D))
-    top = np.argpartition(chi, k - 1, axis=1)[:, :k]
-    cand = np.concatenate([np.asarray(P)[:, None], D[top]], 1)          # (B, k + 1, N, 3)
-    B, N = cand.shape[0], cand.shape[2]
     pairs, mean, std = reader.restraints
-    for steps, keep in ((SEARCH_STEPS[0], int(starts)), (SEARCH_STEPS[1], 1)):
-        S = cand.shape[1]
-        fit, obj, _ = fit_lm(cand.reshape(B * S, N, 3), np.repeat(I, S, 0), np.repeat(sig, S, 0), reader.numbers,
-                             reader.q, probe=reader._probe, signal="molecular", pairs=pairs, pair_mean=mean,
-                             pair_std=std, steps=steps)
-        order = np.argsort(obj.reshape(B, S), 1)[:, :min(S, keep)]
-        cand = fit.reshape(B, S, N, 3)[np.arange(B)[:, None], order]
-    best = cand[:, 0]
+    k = min(SEARCH_WIDEN * int(starts), len(D))
+    best = np.empty(np.shape(P))
+    for s in range(0, len(I), SEARCH_CHUNK):
+        Ic, sc = I[s:s + SEARCH_CHUNK], sig[s:s + SEARCH_CHUNK]
+        w = 1.0 / sc ** 2
+        chi = w @ (ID ** 2).T - 2.0 * (Ic * w) @ ID.T          # + a constant per pattern
+        top = np.argpartition(chi, k - 1, axis=1)[:, :k]
+        cand = np.concatenate([np.asarray(P[s:s + SEARCH_CHUNK])[:, None], D[top]], 1)   # (B, k + 1, N, 3)
+        B, N = cand.shape[0], cand.shape[2]
+        for steps, keep in ((SEARCH_STEPS[0], int(starts)), (SEARCH_STEPS[1], 1)):
+            S = cand.shape[1]
+            fit, obj, _ = fit_lm(cand.reshape(B * S, N, 3), np.repeat(Ic, S, 0), np.repeat(sc, S, 0),
+                                 reader.numbers, reader.q, probe=reader._probe, signal="molecular", pairs=pairs,
+                                 pair_mean=mean, pair_std=std, steps=steps)
+            order = np.argsort(obj.reshape(B, S), 1)[:, :min(S, keep)]
+            cand = fit.reshape(B, S, N, 3)[np.arange(B)[:, None], order]
+        best[s:s + B] = cand[:, 0]
     x0 = reader.atoms.positions
     return aligned_to(x0, best) + x0.mean(0)
 
@@ -655,13 +663,14 @@ class GeneralInterpreter:
             fitted on first use (a few seconds per new molecule); 0: the network's output alone, the fastest; n:
             at most n.
         search : int, optional
-            For large-amplitude (hot) samples: also fit each pattern from this many starts, the reader's reference
-            draws whose patterns match it best, plus the prediction itself (Levenberg–Marquardt with the molecule's
-            bond and angle distances restrained, :func:`.refine.fit_lm`; 30 steps each), and take the best fit.
-            Once per molecule, the search is checked on 32 of the reader's own draws held back from the starts
-            (their noisy patterns, true structures known): its fits replace the predictions only if their median
-            heavy-atom error there is lower (the check's numbers are the reader's ``search_check``). 0 (default):
-            no search. Costs about ``search`` + 1 fits of 30 Jacobians per pattern (seconds per 100 patterns).
+            For large-amplitude (hot) samples, a global fit: a fresh sample of the reader's ensemble (4,000
+            structures, :data:`SEARCH_STARTS`) is ranked by χ² against each pattern; the 4 × ``search`` nearest and
+            the prediction get 8 Levenberg–Marquardt steps (:func:`.refine.fit_lm`: bonded and 1–3 distances
+            restrained, torsions free), the ``search`` best of those 22 more, and the lowest objective wins. Once per
+            molecule the search is checked on 32 of the reader's reference draws (noisy patterns, true structures
+            known, independent of the starts): its fits replace the predictions only if their median heavy-atom
+            error there is lower (the numbers are the reader's ``search_check``). 0 (default): no search. About
+            30–90 s per 100 patterns with ``search=32`` on 2 cores, plus the check and the starts once per molecule.
         refine_steps : int, optional
             Then refine through :func:`xstructure.ops.debye` with bond restraints (:func:`.refine.refine`).
         chunk : int, optional
@@ -706,7 +715,8 @@ class GeneralInterpreter:
                        self.config["step_cap"])
         out = self._predict(reader, I, iterations, chunk)
         if search:
-            if reader.search_check is None or reader.search_check["starts"] != int(search):
+            check = reader.search_check
+            if check is None or (check["starts"], check["iterations"]) != (int(search), iterations):
                 self._check_search(reader, int(search), iterations, chunk)
             if reader.search_check["used"]:
                 out = _search(reader, I, out, int(search))
@@ -754,8 +764,8 @@ class GeneralInterpreter:
             return float(np.median(rmsd(np.ascontiguousarray(Y[:, h]), np.ascontiguousarray(X[:, h]))))
 
         e_p, e_s = err(P), err(S)
-        reader.search_check = dict(starts=starts, draws=len(X), prediction_rmsd=e_p, search_rmsd=e_s,
-                                   used=bool(e_s < e_p))
+        reader.search_check = dict(starts=starts, iterations=iterations, draws=len(X), prediction_rmsd=e_p,
+                                   search_rmsd=e_s, used=bool(e_s < e_p))
 
     def _network(self, reader, I, chunk):
         """The network's structures (B, N, 3) for I_mol patterns (B, Q) on the reader's grid."""
