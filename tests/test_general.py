@@ -377,6 +377,12 @@ def test_cli_predict_general(tmp_path):
                                 "--out", str(tmp_path / "n.xyz")], capture_output=True, text=True)
     assert neg.returncode != 0 and "iterations" in neg.stderr and "Traceback" not in neg.stderr
     assert not (tmp_path / "n.xyz").exists()
+    # the hot samples' options: a bad search count and an MD reader without a temperature are refused
+    for extra, word in ((["--search", "-1"], "search must be"), (["--ensemble", "md", "--temperature", "0"], "md")):
+        bad = subprocess.run(exe + ["predict", "general-xray", str(csv), "--molecule", "CN1CCOCC1", *extra, "--out",
+                                    str(tmp_path / "h.xyz")], capture_output=True, text=True)
+        assert bad.returncode != 0 and word in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "h.xyz").exists()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -437,3 +443,12 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     # a mirror image may only lower an RMSD
     assert all(hot["mirror_allowed"][k] <= hot[k] + 1e-9 for k in hot["mirror_allowed"])
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_general_only_options_are_refused_for_other_models(tmp_path):
+    from xstructure.learn.tasks import predict_file
+
+    cases = ((dict(search=4), "--search"), (dict(ensemble="md"), "--ensemble"), (dict(iterations=0), "--iterations"))
+    for kw, flag in cases:
+        with pytest.raises(ValueError, match=f"{flag} apply to general models"):
+            predict_file(str(tmp_path), str(tmp_path / "p.npy"), str(tmp_path / "s.xyz"), **kw)

@@ -38,7 +38,8 @@ def run_predict(args) -> int:
     """``xstructure predict`` with the parsed ``args``; returns the exit status."""
     print(predict_file(args.model, args.pattern, args.out, molecule=args.molecule, formula=args.formula,
                        cell=args.cell, cif=args.cif, q=args.q, signal=args.signal, noise=args.noise_level,
-                       temperature=args.temperature, refine_steps=args.refine_steps, iterations=args.iterations))
+                       temperature=args.temperature, refine_steps=args.refine_steps, iterations=args.iterations,
+                       ensemble=args.ensemble, search=args.search))
     return 0
 
 
@@ -131,6 +132,12 @@ def add_parsers(sub) -> None:
                    help="general models: calibrated Gauss-Newton iterations after the network (default: the number "
                         "that helped on the molecule's own validation draws, at most 8; 0: the network alone, "
                         "fastest)")
+    r.add_argument("--ensemble", choices=["wigner", "md"],
+                   help="general models: the reader's thermal ensemble, harmonic (wigner, default) or Langevin MD at "
+                        "--temperature (md: for hot samples, about a minute per new molecule)")
+    r.add_argument("--search", type=int, default=0,
+                   help="general models, hot samples: starts of the multi-start search per pattern (e.g. 32; used "
+                        "only where it beats the prediction on the molecule's own draws; default 0, none)")
     r.add_argument("--formula", help="crystals (coord model, --cif): the composition, e.g. NaCl or Al2O3")
     r.add_argument("--cell", help="crystals (--cif): the cell as a,b,c,alpha,beta,gamma (Å, degrees); default: the "
                                   "cell in the .npz of xstructure crystal --hkl-grid")

@@ -237,7 +237,8 @@ def evaluate_model(model_path: str, store: str, *, noise: Noise | None = None, n
 
 def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | None = None, formula=None,
                  cell=None, cif=None, q=None, signal: str | None = None, noise: float | None = None,
-                 temperature: float | None = None, refine_steps: int = 0, iterations: int | None = None) -> str:
+                 temperature: float | None = None, refine_steps: int = 0, iterations: int | None = None,
+                 ensemble: str | None = None, search: int = 0) -> str:
     """Structures from a file of patterns (or ``|F|²`` boxes / powder patterns for a crystal model), written to a file.
 
     Molecules: ``pattern`` is read by :func:`xstructure.profiles.read_patterns`; its q grid, when the file has
@@ -264,12 +265,12 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
         Crystals: ``"a,b,c,alpha,beta,gamma"`` (Å, degrees).
     cif : str or None, optional
         Crystals: output CIF of the solved atoms.
-    q, signal, noise, temperature, refine_steps, iterations : optional
+    q, signal, noise, temperature, refine_steps, iterations, ensemble, search : optional
         General models (``"general-xray"``, ``"general-electron"`` or a directory of
         :class:`~xstructure.learn.general.GeneralInterpreter`):
         the q grid (Å⁻¹) when the file has none, what the patterns are, their relative noise, the sample's
-        temperature (K), refinement steps and calibrated iterations (see
-        :meth:`~xstructure.learn.general.GeneralInterpreter.predict`).
+        temperature (K), refinement steps, calibrated iterations, the reader's ensemble (``"wigner"`` or ``"md"``)
+        and the hot samples' multi-start search (see :meth:`~xstructure.learn.general.GeneralInterpreter.predict`).
 
     Returns
     -------
@@ -286,9 +287,11 @@ def predict_file(model_path: str, pattern: str, out: str, *, molecule: str | Non
 
     if is_general_model(model_path):
         return _predict_general(model_path, pattern, out, molecule=molecule, q=q, signal=signal, noise=noise,
-                                temperature=temperature, refine_steps=refine_steps, iterations=iterations)
+                                temperature=temperature, refine_steps=refine_steps, iterations=iterations,
+                                ensemble=ensemble, search=search)
     given = [k for k, v in (("--q", q), ("--signal", signal), ("--noise", noise), ("--temperature", temperature),
-                            ("--refine-steps", refine_steps), ("--iterations", iterations is not None)) if v]
+                            ("--refine-steps", refine_steps), ("--iterations", iterations is not None),
+                            ("--ensemble", ensemble), ("--search", search)) if v]
     if given:
         raise ValueError(f"{', '.join(given)} apply to general models ({', '.join(PRETRAINED)} or a directory "
                          f"of one) only, not to {model_path}")
@@ -334,7 +337,7 @@ def is_general_model(model_path: str) -> bool:
 
 
 def _predict_general(model_path, pattern, out, *, molecule, q, signal, noise, temperature, refine_steps,
-                     iterations) -> str:
+                     iterations, ensemble, search) -> str:
     import ase  # loaded on use: keeps `import xstructure` fast
     import ase.io  # loaded on use: keeps `import xstructure` fast
 
@@ -355,7 +358,8 @@ def _predict_general(model_path, pattern, out, *, molecule, q, signal, noise, te
         raise ValueError(f"{pattern} holds {got.pop()} patterns, not --signal {signal}")
     sig = got.pop() if got else (signal or model.config["signal"])
     pos = np.asarray(model.predict(pats.intensity, molecule, grid, signal=sig, noise=noise, temperature=temperature,
-                                   refine_steps=refine_steps, iterations=iterations))
+                                   refine_steps=refine_steps, iterations=iterations, ensemble=ensemble or "wigner",
+                                   search=search))
     atoms = model.atoms_of(molecule)
     frames = [ase.Atoms(numbers=atoms.numbers, positions=p) for p in pos.reshape(-1, len(atoms), 3)]
     ase.io.write(out, frames if len(frames) > 1 else frames[0])
