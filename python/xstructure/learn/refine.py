@@ -88,8 +88,17 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
 
 def distance_restraints(numbers, x0, samples):
     """Bonded (1–2) and angle (1–3) atom pairs of a molecule's bond graph at ``x0``, with the mean and spread of
-    their distances over ``samples`` (B, N, 3): the restraints of :func:`fit_lm`. Torsions (1–4 distances) are left
-    free: they are what a fit of a hot sample has to find.
+    their distances over ``samples``: the restraints of :func:`fit_lm`. Torsions (1–4 distances) are left free: they
+    are what a fit of a hot sample has to find.
+
+    Parameters
+    ----------
+    numbers : array_like
+        (N,) atomic numbers.
+    x0 : array_like
+        (N, 3) the structure whose bond graph is used, Å.
+    samples : array_like
+        (B, N, 3) structures of the molecule's ensemble, Å.
 
     Returns
     -------
