@@ -250,17 +250,18 @@ class Reader:
         return (self.x0[None] + (z @ self.L.T).reshape(len(I_obs), -1, 3)).numpy()
 
 
-def _bond_stats(numbers, x0, samples):
-    adj = structures.bond_graph(numbers, x0)
-    bi = np.argwhere(np.triu(adj))
-    d = np.linalg.norm(samples[:, bi[:, 0]] - samples[:, bi[:, 1]], axis=-1)
-    return bi, d.mean(0), np.maximum(d.std(0), 1e-3)
+def _add_noise(I, level, beta, gen):
+    """Patterns (B, Q) with relative Gaussian noise of ``level`` × |I + beta| per q point (beta: Σ f_i² when the noise
+    is relative to the total I(q), else zeros)."""
+    torch = _torch()
+    return I + level * (I + beta).abs() * torch.randn(I.shape, generator=gen, dtype=torch.float64)
 
 
 def _make_reader(atoms, q, cfg, noise):
     """Build a :class:`Reader` (MMFF94 minimum and modes, reference ensemble, ridge)."""
     torch = _torch()
     from .. import ops  # torch-backed Debye kernel (C++), for the reference patterns
+    from .refine import distance_restraints
 
     nm = sampling.minimum_modes(atoms)
     var = sampling.wigner_mode_variances(nm, cfg["temperature"])
@@ -286,7 +287,7 @@ def _make_reader(atoms, q, cfg, noise):
     beta = torch.zeros(len(q), dtype=torch.float64)
     if cfg.get("noise_of", "molecular") == "total":   # the noise is relative to I_mol + Σ f_i²
         beta = torch.as_tensor((f_atoms ** 2).sum(0), dtype=torch.float64)
-    I = I + noise * (I + beta).abs() * torch.randn(I.shape, generator=gen, dtype=torch.float64)
+    I = _add_noise(I, noise, beta, gen)
     mu, sd = I.mean(0), I.std(0).clamp_min(1e-12)
     F = (I - mu) / sd
     zm = z.mean(0)
@@ -295,7 +296,7 @@ def _make_reader(atoms, q, cfg, noise):
     err = ((z - zm - F @ W) @ L.T).reshape(K, N, 3)
     resid = err.pow(2).sum(-1).mean(0).sqrt()
     prior_sd = L.reshape(N, 3, M).pow(2).sum((1, 2)).sqrt().clamp_min(1e-4)
-    bonds, bmean, bstd = _bond_stats(a.numbers, nm.positions, x.numpy())
+    bonds, bmean, bstd = distance_restraints(a.numbers, nm.positions, x.numpy(), angles=False)
     C = torch.cov(I.T) + 1e-3 * torch.diag(sd ** 2)        # the ensemble's pattern covariance, noise included
     chol = torch.linalg.cholesky(C)
     return Reader(a, np.asarray(q, np.float64), L, mu, sd, W, zm,
@@ -754,8 +755,7 @@ class GeneralInterpreter:
         I = ops.debye(reader.numbers, torch.as_tensor(X), reader.q, probe=reader._probe,
                       signal="molecular").to(torch.float64)
         gen = torch.Generator().manual_seed(8191 + len(reader.atoms))
-        I = (I + reader.noise * (I + reader.beta).abs() * torch.randn(I.shape, generator=gen,
-                                                                       dtype=torch.float64)).numpy()
+        I = _add_noise(I, reader.noise, reader.beta, gen).numpy()
         P = self._predict(reader, I, iterations, chunk)
         S = _search(reader, I, P, starts)
         h = reader.numbers > 1

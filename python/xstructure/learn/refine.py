@@ -86,10 +86,10 @@ def refine(positions, I_obs, sigma, numbers, q, *, probe: str, signal: str, bond
     return out
 
 
-def distance_restraints(numbers, x0, samples):
-    """Bonded (1–2) and angle (1–3) atom pairs of a molecule's bond graph at ``x0``, with the mean and spread of
-    their distances over ``samples``: the restraints of :func:`fit_lm`. Torsions (1–4 distances) are left free: they
-    are what a fit of a hot sample has to find.
+def distance_restraints(numbers, x0, samples, angles: bool = True):
+    """Bonded (1–2) and, with ``angles``, angle (1–3) atom pairs of a molecule's bond graph at ``x0``, with the mean
+    and spread of their distances over ``samples``: the restraints of :func:`fit_lm` (and the bonds alone, those of
+    :func:`refine`). Torsions (1–4 distances) are left free: they are what a fit of a hot sample has to find.
 
     Parameters
     ----------
@@ -99,6 +99,8 @@ def distance_restraints(numbers, x0, samples):
         (N, 3) the structure whose bond graph is used, Å.
     samples : array_like
         (B, N, 3) structures of the molecule's ensemble, Å.
+    angles : bool, optional
+        Also the 1–3 pairs (default); False: the bonds only.
 
     Returns
     -------
@@ -110,7 +112,7 @@ def distance_restraints(numbers, x0, samples):
     from ..structures import bond_graph
 
     adj = bond_graph(numbers, x0).astype(np.int64)
-    near = (adj > 0) | ((adj @ adj) > 0)
+    near = (adj > 0) | ((adj @ adj) > 0) if angles else adj > 0
     np.fill_diagonal(near, False)
     pairs = np.argwhere(np.triu(near))
     samples = np.asarray(samples, dtype=np.float64)
