@@ -13,7 +13,8 @@ per q point; heavy-atom RMSD after superposition of
 
 Also: per-molecule Transformers trained on 3 held-out molecules (the ceiling); a hot (Langevin MD, 1500 K) pool
 per molecule for a few held-out molecules, against pool fitting (χ² nearest member of that pool), scored on test
-frames of independent trajectories spread over the pool's time window (``--hot-trajectories``); identification
+frames of independent trajectories spread over the pool's time window (``--hot-trajectories``), read with the
+model's Wigner reader and with its MD reader (``--hot-reference`` frames); identification
 among the library's isomers of a formula against noise, beside a χ² match to each candidate's equilibrium
 pattern; inference speed.
 
@@ -209,7 +210,9 @@ def hot(model, held, args, rng):
         X, Z = np.asarray(test.positions[:]), test.numbers
         Io = noisy(patterns_of(test, q, model.config["probe"]), 0.005, rng)
         P_gen, reader = model.predict(Io, r["smiles"], q, temperature=1500.0, return_reader=True)
+        t_md = time.perf_counter()   # the MD reader (args.hot_reference frames) is built and calibrated here
         P_md, reader_md = model.predict(Io, r["smiles"], q, temperature=1500.0, ensemble="md", return_reader=True)
+        t_md = time.perf_counter() - t_md
         t_search = time.perf_counter()
         P_search = (model.predict(Io, r["smiles"], q, temperature=1500.0, ensemble="md", search=args.hot_search)
                     if args.hot_search else None)
@@ -224,6 +227,7 @@ def hot(model, held, args, rng):
             by_size[n_sub] = float(np.median(heavy_rmsd(Xpool[best], X, Z)))
         Pfit = Xpool[np.argmin(chi, axis=1)]
         res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], pool=args.hot_pool, pool_seconds=t_pool,
+                   md_reference=int(model.config["md_reference"]), md_reader_seconds=t_md,
                    equilibrium=float(np.median(heavy_rmsd(np.broadcast_to(x0, X.shape), X, Z))),
                    linear=float(np.median(heavy_rmsd(reader.linear(Io), X, Z))),
                    general_wigner=float(np.median(heavy_rmsd(P_gen, X, Z))),
@@ -458,7 +462,8 @@ def main(argv=None):
                     help="20 molecules, fewer samples, no ceiling models (≤ 10 min); explicit options still apply")
     sizes = {  # option: (full, quick)
         "molecules": (150, 20), "samples": (100, 40), "refine_n": (20, 10), "hot_molecules": (4, 1),
-        "hot_pool": (4000, 500), "hot_trajectories": (10, 4), "formulas": (24, 6), "id_samples": (2, 1),
+        "hot_pool": (4000, 500), "hot_trajectories": (10, 4), "hot_reference": (20000, 2000),
+        "formulas": (24, 6), "id_samples": (2, 1),
         "speed_batch": (4096, 1024), "speed_single": (50, 20)}
     for name in sizes:
         ap.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {sizes[name][0]} ({sizes[name][1]} "
@@ -500,6 +505,7 @@ def main(argv=None):
         report["ceiling"] = ceiling(model, report["held_out"], args, rng)
     if "hot" in args.parts:
         print("hot pools:", flush=True)
+        model.config["md_reference"] = args.hot_reference   # frames of the MD reader's reference ensemble
         report["hot"] = hot(model, report["held_out"], args, rng)
     if "identification" in args.parts:
         print("identification:", flush=True)

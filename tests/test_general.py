@@ -166,8 +166,11 @@ def test_calibrated_iterations_improve_a_flexible_molecule(model):
 def test_the_md_reader_calibrates_on_its_md_draws(model):
     # hot sample, MD reader: the reference draws are MD frames (their z a least-squares projection); a small
     # reference ensemble keeps it quick
-    small = G.GeneralInterpreter({**model.config, "n_reference": 400}, net=model.net)
+    small = G.GeneralInterpreter({**model.config, "md_reference": 1100, "n_reference": 300}, net=model.net)
     smiles = "OCC(C)Cl"
+    built = small.reader(smiles, temperature=1500.0, ensemble="md")   # md_reference frames, over two MD blocks
+    assert len(built.ref_z) == 1100 and built.draws.shape == (G.SEARCH_CHECK, len(built.atoms), 3)
+    assert len(small.reader(smiles).ref_z) == 300                       # the Wigner reader: n_reference draws
     X = sampling.sample(small.atoms_of(smiles), "md", 8, 1500.0, seed=3)["positions"]
     I = xs.ops.debye(small.atoms_of(smiles).numbers, torch.as_tensor(X), small.grid, signal="molecular").double()
     P, reader = small.predict(I.numpy(), smiles, small.grid, temperature=1500.0, ensemble="md", return_reader=True)
@@ -207,7 +210,7 @@ def test_levenberg_marquardt_fit_finds_the_structure_in_its_basin():
 def test_search_replaces_the_prediction_only_where_its_check_favours_it(model, monkeypatch):
     # a hot chloro-lactam, MD reader: the multi-start search finds the ring's pucker and the C–Cl swing
     monkeypatch.setattr(G, "SEARCH_STARTS", (600, 100))   # fewer candidate starts than shipped: quick
-    small = G.GeneralInterpreter({**model.config, "n_reference": 600}, net=model.net)
+    small = G.GeneralInterpreter({**model.config, "md_reference": 600}, net=model.net)
     smiles = "O=C1NCCC1Cl"
     X = sampling.sample(small.atoms_of(smiles), "md", 24, 1500.0, seed=9, chunk=3)["positions"]
     I = xs.ops.debye(small.atoms_of(smiles).numbers, torch.as_tensor(X), small.grid, signal="molecular").double()

@@ -134,7 +134,7 @@ def add_parsers(sub) -> None:
                         "fastest)")
     r.add_argument("--ensemble", choices=["wigner", "md"],
                    help="general models: the reader's thermal ensemble, harmonic (wigner, default) or Langevin MD at "
-                        "--temperature (md: for hot samples, about a minute per new molecule)")
+                        "--temperature (md: for hot samples, about 2.5 minutes per new molecule)")
     r.add_argument("--search", type=int, default=0,
                    help="general models, hot samples: starts of the multi-start search per pattern (e.g. 32; used "
                         "only where it beats the prediction on the molecule's own draws; default 0, none)")

@@ -7,8 +7,10 @@ Nothing is trained per molecule by the user. The model has three parts:
    molecule, then cached). The molecule is minimised with MMFF94 (the equilibrium structure x₀), its harmonic
    normal modes give the thermal (Wigner, temperature T) distribution of displacements x = x₀ + L z with
    z ~ N(0, I), and ``n_reference`` draws of it are scattered through the Debye equation with the measurement's
-   noise.  A ridge regression from those patterns to z is the statistically linearised posterior mean
-   (it includes the Debye–Waller damping of the thermal average, which a Taylor expansion about x₀ misses).
+   noise (for hot samples, ``ensemble="md"``: ``md_reference`` Langevin MD frames at the sample's temperature
+   instead, their z a least-squares projection).  A ridge regression from those patterns to z is the statistically
+   linearised posterior mean (it includes the Debye–Waller damping of the thermal average, which a Taylor
+   expansion about x₀ misses).
    One Gauss–Newton step of the posterior (pattern likelihood + the Gaussian prior on z) from the ridge estimate
    then brings in the pattern's non-linear information.
 
@@ -61,8 +63,8 @@ SIGNALS = ("molecular", "total")
 """Signals a general model reads: I_mol(q), or the total I(q) = I_mol + Σ f_i² (converted)."""
 
 DEFAULTS = dict(q_min=0.5, q_max=10.0, n_q=200, probe="xray", signal="molecular", noise=0.005, temperature=300.0,
-                n_reference=2000, ridge=0.1, elements=[1, 6, 7, 8, 9, 16, 17], max_atoms=30, width=64, layers=2,
-                heads=4, seed=0, iterations=8, calibration_ridge=0.01, step_cap=0.3)
+                n_reference=2000, md_reference=20000, ridge=0.1, elements=[1, 6, 7, 8, 9, 16, 17], max_atoms=30,
+                width=64, layers=2, heads=4, seed=0, iterations=8, calibration_ridge=0.01, step_cap=0.3)
 FEATURES = 16
 
 
@@ -148,7 +150,7 @@ class Reader:
     ref_I: object = None        # (K, Q) float32, its noisy patterns (until calibrated)
     stages: list | None = None  # the calibrated Gauss–Newton iterations (see :meth:`iterate`), once calibrated
     step_cap: float = 0.3       # their trust region (set with them: prediction uses the cap they were fitted with)
-    draws: object = None        # (K, N, 3) the reference ensemble's structures, Å (the search's check)
+    draws: object = None        # (SEARCH_CHECK, N, 3) the reference ensemble's last structures, Å (the search's check)
     ensemble: str = "wigner"    # the reference ensemble ("wigner" or "md") and its temperature, K
     temperature: float = 300.0
     search_check: dict | None = None  # the search's check on held-back draws (:meth:`GeneralInterpreter.predict`)
@@ -270,13 +272,22 @@ def _make_reader(atoms, q, cfg, noise):
     a = atoms.copy()
     a.positions = nm.positions
     x0 = torch.as_tensor(nm.positions, dtype=torch.float64)
-    N, M, K = len(a), L.shape[1], int(cfg["n_reference"])
+    md = cfg.get("ensemble", "wigner") == "md"
+    N, M, K = len(a), L.shape[1], int(cfg["md_reference"] if md else cfg["n_reference"])
     gen = torch.Generator().manual_seed(int(cfg["seed"]) + 7919 * N)
-    if cfg.get("ensemble", "wigner") == "md":   # Langevin MD at T: anharmonic, for hot samples
+    if md:   # Langevin MD at T: anharmonic, for hot samples
+        from tqdm.auto import tqdm  # loaded on use: keeps `import xstructure` fast
+
         from .data import aligned_to
 
-        md = sampling.sample(a, "md", K, float(cfg["temperature"]), seed=int(cfg["seed"]))["positions"]
-        x = torch.as_tensor(aligned_to(nm.positions, md) + nm.positions.mean(0), dtype=torch.float64)
+        T, blocks = float(cfg["temperature"]), []   # 10 ps trajectories of 1024 frames, one block at a time
+        with tqdm(total=K, unit="frame", desc=f"MD reader at {T:g} K", leave=False, disable=None) as bar:
+            for s in range(0, K, 1024):
+                blocks.append(sampling.sample(a, "md", min(1024, K - s), T, seed=int(cfg["seed"]),
+                                              start=s)["positions"])
+                bar.update(len(blocks[-1]))
+        frames = np.concatenate(blocks)
+        x = torch.as_tensor(aligned_to(nm.positions, frames) + nm.positions.mean(0), dtype=torch.float64)
         z = torch.linalg.lstsq(L, (x - x0[None]).reshape(K, -1).T).solution.T.contiguous()
     else:
         z = torch.randn(K, M, generator=gen, dtype=torch.float64)
@@ -301,7 +312,8 @@ def _make_reader(atoms, q, cfg, noise):
     chol = torch.linalg.cholesky(C)
     return Reader(a, np.asarray(q, np.float64), L, mu, sd, W, zm,
                   prior_sd, resid, float(noise), bonds, bmean, bstd, chol, cfg["probe"], beta,
-                  z.contiguous(), I.to(torch.float32), draws=x.numpy(), ensemble=cfg.get("ensemble", "wigner"),
+                  z.contiguous(), I.to(torch.float32), draws=x[-SEARCH_CHECK:].numpy().copy(),
+                  ensemble=cfg.get("ensemble", "wigner"),
                   temperature=float(cfg["temperature"]))
 
 
@@ -656,7 +668,8 @@ class GeneralInterpreter:
             its temperature.
         ensemble : {'wigner', 'md'}, optional
             The reader's thermal ensemble: harmonic Wigner (default; seconds per new molecule), or Langevin MD at
-            ``temperature`` (anharmonic, for hot samples; about a minute per new molecule).
+            ``temperature`` (anharmonic, for hot samples: ``config["md_reference"]`` frames, 20,000, in trajectories of
+            10 ps; about 2.5 minutes per new molecule on 2 cores).
         iterations : int or None, optional
             Calibrated Gauss–Newton iterations after the network (see :meth:`Reader.iterate`); each is one
             Gauss–Newton step plus a linear map fitted, per molecule, on its reference ensemble. None (default):
