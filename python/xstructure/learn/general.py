@@ -280,11 +280,11 @@ def _make_reader(atoms, q, cfg, noise):
 
         from .data import aligned_to
 
-        T, blocks = float(cfg["temperature"]), []   # 10 ps trajectories of 1024 frames, one block at a time
+        T, blocks, per = float(cfg["temperature"]), [], 1024   # trajectories of 1024 frames (10 ps), one at a time
         with tqdm(total=K, unit="frame", desc=f"MD reader at {T:g} K", leave=False, disable=None) as bar:
-            for s in range(0, K, 1024):
-                blocks.append(sampling.sample(a, "md", min(1024, K - s), T, seed=int(cfg["seed"]),
-                                              start=s)["positions"])
+            for s in range(0, K, per):
+                blocks.append(sampling.sample(a, "md", min(per, K - s), T, seed=int(cfg["seed"]), start=s,
+                                              chunk=per)["positions"])
                 bar.update(len(blocks[-1]))
         frames = np.concatenate(blocks)
         x = torch.as_tensor(aligned_to(nm.positions, frames) + nm.positions.mean(0), dtype=torch.float64)
