@@ -9,7 +9,10 @@ per q point; heavy-atom RMSD after superposition of
 * ``network``: the reader + the network trained on other molecules (``iterations=0``);
 * ``general``: the shipped model as it predicts by default: then its calibrated Gauss–Newton iterations, fitted
   per molecule on its own simulated reference ensemble;
-* ``general+refine``: then refined through :func:`xstructure.ops.debye` with bond restraints.
+* ``general+refine``: then refined through :func:`xstructure.ops.debye` with bond restraints;
+* ``general, k iterations`` (k in ``FRONTIER``): the shipped model with its calibrated iterations capped at k
+  (``predict(..., iterations=k)``), the settings between ``network`` and ``general``: with the speed part, the
+  trade between accuracy and patterns per second.
 
 Also: per-molecule Transformers trained on 3 held-out molecules (the ceiling); a hot (Langevin MD, 1500 K) pool
 per molecule for a few held-out molecules, against pool fitting (χ² nearest member of that pool), scored on test
@@ -35,6 +38,13 @@ import numpy as np
 
 ELEMENT_GROUPS = (("hydrocarbon", set()), ("N", {7}), ("O", {8}), ("F", {9}), ("S", {16}), ("Cl", {17}))
 SIZE_BINS = ((5, 10), (11, 15), (16, 20), (21, 25), (26, 30))
+FRONTIER = (1, 2)
+"""Caps on the calibrated iterations scored besides 0 (``network``) and the default (``general``)."""
+
+
+def capped(k: int) -> str:
+    """The method name of the model with its iterations capped at k."""
+    return f"general, {k} iteration" + ("s" if k > 1 else "")
 
 
 def scores(rmsd: np.ndarray) -> dict:
@@ -90,6 +100,8 @@ def held_out(model, args, rng):
                "linear": heavy_rmsd(reader.linear(Io), X, Z),
                "network": heavy_rmsd(model.predict(Io, m["smiles"], q, iterations=0), X, Z),
                "general": heavy_rmsd(P, X, Z)}
+        for it in FRONTIER:
+            res[capped(it)] = heavy_rmsd(model.predict(Io, m["smiles"], q, iterations=it), X, Z)
         if args.refine_steps:
             Pr = model.predict(Io[:args.refine_n], m["smiles"], q, refine_steps=args.refine_steps)
             res["general+refine"] = heavy_rmsd(Pr, X[:args.refine_n], Z)
@@ -109,6 +121,8 @@ def held_out(model, args, rng):
         s["ratio_to_equilibrium"] = s["median_rmsd"] / base
     below = float(np.mean([r["median_rmsd"]["general"] < r["median_rmsd"]["equilibrium"] for r in rows]))
     below_lin = float(np.mean([r["median_rmsd"]["linear"] < r["median_rmsd"]["equilibrium"] for r in rows]))
+    below_capped = {n: float(np.mean([r["median_rmsd"][n] < r["median_rmsd"]["equilibrium"] for r in rows]))
+                    for n in ("network", *map(capped, FRONTIER))}
     groups = {}
     for lo, hi in SIZE_BINS:
         sel = [i for i, r in enumerate(rows) if lo <= r["n_atoms"] <= hi]
@@ -120,7 +134,7 @@ def held_out(model, args, rng):
             sel = [i for i, r in enumerate(rows) if set(r["elements"]) <= {1, 6}]
         groups[f"contains {name}" if els else name] = _group(sel, rows, pooled)
     return dict(methods=methods, baseline="equilibrium", molecules=rows,
-                fraction_of_molecules_below_baseline=dict(general=below, linear=below_lin),
+                fraction_of_molecules_below_baseline=dict(general=below, linear=below_lin, **below_capped),
                 groups=groups, seconds=time.perf_counter() - t0)
 
 
@@ -170,6 +184,10 @@ def ceiling(model, held, args, rng):
                    per_molecule=float(np.median(heavy_rmsd(per.predict(Io), X, Z))),
                    seconds=time.perf_counter() - t0)
         res["general_over_per_molecule"] = res["general"] / res["per_molecule"]
+        res["network_over_per_molecule"] = res["network"] / res["per_molecule"]
+        for it in FRONTIER:
+            res[f"general_{it}"] = float(np.median(heavy_rmsd(model.predict(Io, r["smiles"], q, iterations=it), X, Z)))
+            res[f"general_{it}_over_per_molecule"] = res[f"general_{it}"] / res["per_molecule"]
         print(f"  ceiling {r['smiles']}: general {res['general']:.4f}, per-molecule {res['per_molecule']:.4f}, "
               f"equilibrium {res['equilibrium']:.4f} Å", flush=True)
         out.append(res)
@@ -325,7 +343,8 @@ def _formula(smiles):
 
 def speed(model, held, args):
     """Patterns per second (batched, the molecule's reader cached) and one pattern's latency: the default
-    (calibrated iterations after the network) and ``iterations=0`` (the network alone)."""
+    (calibrated iterations after the network), ``iterations=0`` (the network alone) and the iterations capped at each
+    of ``FRONTIER``."""
     import torch
 
     import xstructure as xs
@@ -339,7 +358,7 @@ def speed(model, held, args):
         X += 0.05 * np.random.default_rng(0).standard_normal(X.shape)
         I = xs.simulate((reader.numbers, X), q, probe=model.config["probe"], signal="molecular")
         res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], batch=args.speed_batch, threads=torch.get_num_threads())
-        for tag, it in (("", None), ("_network", 0)):
+        for tag, it in (("", None), ("_network", 0), *((f"_iterations_{k}", k) for k in FRONTIER)):
             model.predict(I[:64], r["smiles"], q, iterations=it)
             t0 = time.perf_counter()
             model.predict(I, r["smiles"], q, iterations=it)
@@ -537,7 +556,18 @@ def main(argv=None):
         patterns_per_s=[r["patterns_per_s"] for r in report.get("speed", [])],
         single_ms=[r["single_ms_median"] for r in report.get("speed", [])],
         patterns_per_s_network=[r["patterns_per_s_network"] for r in report.get("speed", [])],
-        single_ms_network=[r["single_ms_median_network"] for r in report.get("speed", [])])
+        single_ms_network=[r["single_ms_median_network"] for r in report.get("speed", [])],
+        # the trade between accuracy and speed: the iterations capped at k (0: the network alone; None: the default)
+        frontier=[dict(iterations=it, median_ratio=m[name]["ratio_to_equilibrium"],
+                       below_baseline=report["held_out"]["fraction_of_molecules_below_baseline"].get(name),
+                       ceiling_max_over_per_molecule=(max(c[key] for c in report["ceiling"])
+                                                      if "ceiling" in report else None),
+                       patterns_per_s=[r["patterns_per_s" + tag] for r in report.get("speed", [])],
+                       single_ms=[r["single_ms_median" + tag] for r in report.get("speed", [])])
+                  for it, name, key, tag in ((0, "network", "network_over_per_molecule", "_network"),
+                                             *((k, capped(k), f"general_{k}_over_per_molecule", f"_iterations_{k}")
+                                               for k in FRONTIER),
+                                             (None, "general", "general_over_per_molecule", ""))])
     report["seconds"] = time.perf_counter() - t0
     print(json.dumps(report["goals"], indent=1), flush=True)
     print(f"total {report['seconds'] / 60:.1f} min", flush=True)

@@ -439,6 +439,13 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     assert len(rep["held_out_smiles"]) == len(rep["held_out"]["molecules"]) >= 2
     assert rep["identification"]["n_formulas"] == 2 and rep["speed"][0]["patterns_per_s"] > 0
     assert rep["speed"][0]["patterns_per_s_network"] > 0
+    # the trade between accuracy and speed: the network alone, the iterations capped at 1 and 2, the default
+    front = rep["goals"]["frontier"]
+    assert [f["iterations"] for f in front] == [0, 1, 2, None]
+    assert front[0]["median_ratio"] == rep["held_out"]["methods"]["network"]["ratio_to_equilibrium"]
+    assert front[-1]["median_ratio"] == rep["goals"]["median_ratio"]
+    assert all(f["patterns_per_s"][0] > 0 and 0 <= f["below_baseline"] <= 1 for f in front)
+    assert {"general, 1 iteration", "general, 2 iterations"} <= set(rep["held_out"]["methods"])
     hot = rep["hot"][0]
     assert set(hot["mirror_allowed"]) == {"equilibrium", "general", "general_wigner", "pool_fitting", "general_search"}
     check = hot["search_check"]
