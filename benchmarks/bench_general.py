@@ -23,6 +23,7 @@ pattern; inference speed.
 
     python benchmarks/bench_general.py --json docs/figures/bench_general.json --plot docs/figures/bench_general.png
     python benchmarks/bench_general.py --quick --json /tmp/general_quick.json      # ≤ 10 min
+    python benchmarks/bench_general.py --parts ceiling speed --frontier-plot docs/figures/bench_general_frontier.png
 """
 
 from __future__ import annotations
@@ -468,6 +469,51 @@ def plot(report, path):
     fig.savefig(path, dpi=120)
 
 
+def plot_frontier(report, path):
+    """The trade between accuracy and speed (``goals.frontier``): the held-out median ratio and the ceiling ratio
+    against batched patterns/s at the median-size molecule, one point per cap on the calibrated iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = [f for f in report["goals"]["frontier"] if f["patterns_per_s"]]
+    speed = report.get("speed") or []
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.6))
+    label = lambda f: "default" if f["iterations"] is None else f"iterations={f['iterations']}"   # noqa: E731
+    panels = (("median_ratio", "median heavy-atom RMSD ratio to the equilibrium structure",
+               f"(a) {report['goals']['held_out_molecules']} held-out molecules", 0.85, "goal ≤ 0.85", "center right"),
+              ("ceiling_max_over_per_molecule", "RMSD ratio to the per-molecule Transformer (worst)",
+               f"(b) against per-molecule models ({len(report.get('ceiling') or [])} held-out molecules)", 1.15,
+               "goal ≤ 1.15 (within 15 %)", "lower right"))
+    for a, (key, ylabel, title, goal, goal_label, where) in zip(ax, panels):
+        pts = [(f["patterns_per_s"][0], f[key], label(f)) for f in front if f.get(key) is not None]
+        if not pts:
+            a.set_axis_off()
+            a.text(0.5, 0.5, "not measured in this run (see --parts)", ha="center", va="center", color="0.4",
+                   transform=a.transAxes)
+            continue
+        x, y, names = zip(*pts)
+        a.plot(x, y, "o-", color="tab:blue")
+        for xi, yi, t in zip(x, y, names):
+            a.annotate(t, (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        a.axhline(goal, color="k", ls="--", lw=0.8, label=goal_label)
+        a.axvline(5000, color="tab:red", ls=":", lw=1, label="goal ≥ 5,000 patterns/s")
+        lo, hi = min(y), max(max(y), goal)
+        a.set_ylim(lo - 0.1 * (hi - lo), hi + 0.15 * (hi - lo))
+        a.set_xlim(0, 1.12 * max(max(x), 5000))
+        a.axhspan(a.get_ylim()[0], goal, xmin=5000 / a.get_xlim()[1], color="tab:green", alpha=0.08,
+                  label="both goals met")
+        a.set_xlabel(f"patterns/s, batched, {speed[0]['smiles']} ({speed[0]['n_atoms']} atoms, "
+                     f"{speed[0]['threads']} threads)")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+        a.legend(fontsize=8, loc=where)
+    fig.suptitle(f"calibrated iterations: accuracy against speed ({report['machine']}, {report['date']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 PARTS = ("ceiling", "hot", "identification", "speed")
 
 
@@ -476,6 +522,7 @@ def main(argv=None):
     ap.add_argument("--model", default="general-xray", help="a pretrained name or a model directory")
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--plot", help="write the figure here (PNG)")
+    ap.add_argument("--frontier-plot", help="write the accuracy-against-speed figure here (PNG; needs the speed part)")
     ap.add_argument("--work", default="general-bench", help="pools (kept; reruns reuse them)")
     ap.add_argument("--quick", action="store_true",
                     help="20 molecules, fewer samples, no ceiling models (≤ 10 min); explicit options still apply")
@@ -576,6 +623,8 @@ def main(argv=None):
             json.dump(report, fh, indent=1)
     if args.plot:
         plot(report, args.plot)
+    if args.frontier_plot and report.get("speed"):
+        plot_frontier(report, args.frontier_plot)
     return 0
 
 

@@ -427,7 +427,8 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH / "bench_general.py"), "--quick", "--molecules", "3", "--samples",
                         "8", "--formulas", "2", "--hot-pool", "60", "--hot-trajectories", "2", "--speed-batch", "64",
                         "--speed-single", "2", "--hot-search", "4",
-                        "--work", str(tmp_path / "work"), "--json", str(report), "--plot", str(tmp_path / "r.png")],
+                        "--work", str(tmp_path / "work"), "--json", str(report), "--plot", str(tmp_path / "r.png"),
+                        "--frontier-plot", str(tmp_path / "f.png")],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     import json
@@ -452,7 +453,7 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     assert check["starts"] == 4 and check["used"] == (check["search_rmsd"] < check["prediction_rmsd"])
     # a mirror image may only lower an RMSD
     assert all(hot["mirror_allowed"][k] <= hot[k] + 1e-9 for k in hot["mirror_allowed"])
-    assert (tmp_path / "r.png").stat().st_size > 10_000
+    assert (tmp_path / "r.png").stat().st_size > 10_000 and (tmp_path / "f.png").stat().st_size > 10_000
 
 
 def test_general_only_options_are_refused_for_other_models(tmp_path):
