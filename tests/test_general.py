@@ -163,6 +163,25 @@ def test_calibrated_iterations_improve_a_flexible_molecule(model):
     assert not np.allclose(one, model.predict(I, smiles, model.grid, iterations=0))
 
 
+def test_the_default_runs_the_iterations_that_each_gain_one_percent(model):
+    # every iteration costs about as much as the network: by default a prediction runs those that each lowered the
+    # validation error by at least config["iteration_gain"] of itself
+    smiles = "CCCC(F)C(=O)OCC"
+    X, I, _ = _patterns(model, smiles, 8, seed=32)
+    P, reader = model.predict(I, smiles, model.grid, return_reader=True)
+    e, n, gain = reader.calibration_errors, reader.default_iterations, model.config["iteration_gain"]
+    assert gain == 0.01 and len(e) == len(reader.stages) + 1 and 0 <= n <= len(reader.stages)
+    assert all(e[k] - e[k + 1] >= gain * e[k] for k in range(n))
+    assert n == len(reader.stages) or e[n] - e[n + 1] < gain * e[n]
+    np.testing.assert_allclose(P, model.predict(I, smiles, model.grid, iterations=n), atol=1e-8)
+    # no minimum gain: every iteration kept runs, the same as asking for them all
+    every = G.GeneralInterpreter({**model.config, "iteration_gain": 0.0}, net=model.net)
+    P0, r0 = every.predict(I, smiles, every.grid, return_reader=True)
+    assert r0.default_iterations == len(r0.stages) >= n
+    np.testing.assert_allclose(P0, model.predict(I, smiles, model.grid, iterations=model.config["iterations"]),
+                               atol=1e-8)
+
+
 def test_the_md_reader_calibrates_on_its_md_draws(model):
     # hot sample, MD reader: the reference draws are MD frames (their z a least-squares projection); a small
     # reference ensemble keeps it quick
@@ -442,7 +461,7 @@ def test_bench_general_quick_reports_every_method(tmp_path):
     assert rep["speed"][0]["patterns_per_s_network"] > 0
     # the trade between accuracy and speed: the network alone, the iterations capped at 1 and 2, the default
     front = rep["goals"]["frontier"]
-    assert [f["iterations"] for f in front] == [0, 1, 2, None]
+    assert [f["iterations"] for f in front] == [0, 1, 2, 8, None]
     assert front[0]["median_ratio"] == rep["held_out"]["methods"]["network"]["ratio_to_equilibrium"]
     assert front[-1]["median_ratio"] == rep["goals"]["median_ratio"]
     assert all(f["patterns_per_s"][0] > 0 and 0 <= f["below_baseline"] <= 1 for f in front)

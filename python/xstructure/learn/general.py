@@ -27,7 +27,9 @@ Nothing is trained per molecule by the user. The model has three parts:
    time the molecule is predicted, a few seconds; ``predict(..., iterations=0)`` skips them): from the network's
    output, written in mode coordinates z, each iteration takes one Gauss–Newton step (within a trust region) and
    maps (z, z + dz) to the next z by a ridge regression fitted on reference draws whose true z is known; the
-   number kept is the one with the smallest error on held-back draws.
+   iterations kept are those up to the smallest error on held-back draws, and a prediction runs them while each
+   lowered that error by at least ``config["iteration_gain"]`` (1 %) of itself: each costs about as much as the
+   network.
 
 4. **For hot samples, an optional multi-start search** (``predict(..., search=n)``): Levenberg–Marquardt fits with
    bond and angle distances restrained, from the structures of a fresh sample of the reader's ensemble whose
@@ -64,7 +66,8 @@ SIGNALS = ("molecular", "total")
 
 DEFAULTS = dict(q_min=0.5, q_max=10.0, n_q=200, probe="xray", signal="molecular", noise=0.005, temperature=300.0,
                 n_reference=2000, md_reference=20000, ridge=0.1, elements=[1, 6, 7, 8, 9, 16, 17], max_atoms=30,
-                width=64, layers=2, heads=4, seed=0, iterations=8, calibration_ridge=0.01, step_cap=0.3)
+                width=64, layers=2, heads=4, seed=0, iterations=8, calibration_ridge=0.01, step_cap=0.3,
+                iteration_gain=0.01)
 FEATURES = 16
 
 
@@ -127,7 +130,11 @@ class Reader:
     L : torch.Tensor
         (3N, M) displacement per unit mode coordinate, Å (thermal amplitudes at the model's temperature).
     stages : list or None
-        The calibrated Gauss–Newton iterations (:meth:`iterate`), None until the first prediction fits them.
+        The calibrated Gauss–Newton iterations (:meth:`iterate`), None until the first prediction fits them: those
+        up to the smallest error on the held-back reference draws.
+    default_iterations : int or None
+        How many of them a prediction runs by default: while each lowered that error by at least
+        ``config["iteration_gain"]`` of itself (:func:`_calibrate`).
     """
 
     atoms: object
@@ -149,6 +156,8 @@ class Reader:
     ref_z: object = None        # (K, M) the reference ensemble's mode coordinates (until calibrated)
     ref_I: object = None        # (K, Q) float32, its noisy patterns (until calibrated)
     stages: list | None = None  # the calibrated Gauss–Newton iterations (see :meth:`iterate`), once calibrated
+    default_iterations: int | None = None  # how many of them predict runs by default (see _calibrate)
+    calibration_errors: list | None = None  # mean heavy-atom error (Å) on the held-back draws after 0, 1, … of them
     step_cap: float = 0.3       # their trust region (set with them: prediction uses the cap they were fitted with)
     draws: object = None        # (SEARCH_CHECK, N, 3) the reference ensemble's last structures, Å (the search's check)
     ensemble: str = "wigner"    # the reference ensemble ("wigner" or "md") and its temperature, K
@@ -332,13 +341,16 @@ def _apply_stage(st, z, z_gn):
     return ((torch.cat([z, z_gn], 1) - st["mu"]) / st["sd"]) @ st["A"] + st["ym"]
 
 
-def _calibrate(reader, z_start, ridge, max_stages, cap):
+def _calibrate(reader, z_start, ridge, max_stages, cap, gain=0.0):
     """Fit the reader's calibrated Gauss–Newton iterations on its reference ensemble.
 
     The reference draws (mode coordinates z and noisy patterns) are split 3:1. From ``z_start`` (the estimate
     being improved, for every draw), each iteration takes one Gauss–Newton step of the posterior and fits a ridge
     map from (z, z + dz) to the true z on the first part; the number of iterations kept is the one with the
-    smallest heavy-atom error on the second part (0 if none helps; the fit stops two iterations past the best).
+    smallest mean heavy-atom error on the second part (0 if none helps; the fit stops two iterations past the
+    best). By default a prediction runs them while each lowered that error by at least ``gain`` of itself (the
+    relative-decrease stopping rule of iterative solvers: an iteration costs about as much as the network, and
+    where the next one gains less than 1 % it is not worth it; ``predict(..., iterations=n)`` runs up to n of them).
     This is the per-molecule, simulation-trained part of learned iterative reconstruction (Adler & Öktem 2017):
     each iteration's learned map is linear and comes from the physics, so it needs no training data.
     """
@@ -354,18 +366,23 @@ def _calibrate(reader, z_start, ridge, max_stages, cap):
 
     w = reader.weights(I)
     z = z_start
-    best, best_err, stages = 0, val_error(z), []
+    errs = [val_error(z)]
+    best, stages = 0, []
     for s in range(int(max_stages)):
         z_gn = z + reader.step(I, w, z, cap)
         st = _fit_stage(torch.cat([z, z_gn], 1)[:n_fit], z_true[:n_fit], ridge)
         stages.append(st)
         z = _apply_stage(st, z, z_gn)
-        err = val_error(z)
-        if err < best_err:
-            best, best_err = s + 1, err
+        errs.append(val_error(z))
+        if errs[-1] < errs[best]:
+            best = s + 1
         elif s + 1 - best >= 2:
             break
-    reader.stages, reader.step_cap = stages[:best], float(cap)
+    n = 0
+    while n < best and errs[n] - errs[n + 1] >= float(gain) * errs[n]:
+        n += 1
+    reader.stages, reader.default_iterations, reader.step_cap = stages[:best], n, float(cap)
+    reader.calibration_errors = errs[:best + 1]
     reader.ref_z = reader.ref_I = None
 
 
@@ -592,8 +609,9 @@ class GeneralInterpreter:
             raise ValueError(f"the pattern covers only {int(inside.sum())} of the model's {len(g)} q points "
                              f"({c['q_min']:g}–{c['q_max']:g} Å⁻¹); it needs at least 20")
         gq = g[inside]
-        out = np.stack([np.interp(gq, q, row) for row in I])
-        return out, gq
+        j = np.clip(np.searchsorted(q, gq, side="right") - 1, 0, len(q) - 2)   # linear, all patterns at once
+        t = np.clip((gq - q[j]) / (q[j + 1] - q[j]), 0.0, 1.0)
+        return I[:, j] * (1.0 - t) + I[:, j + 1] * t, gq
 
     def reader(self, molecule, q=None, noise: float | None = None, temperature: float | None = None,
                ensemble: str = "wigner", signal: str = "molecular") -> Reader:
@@ -672,10 +690,12 @@ class GeneralInterpreter:
             10 ps; about 2.5 minutes per new molecule on 2 cores).
         iterations : int or None, optional
             Calibrated Gauss–Newton iterations after the network (see :meth:`Reader.iterate`); each is one
-            Gauss–Newton step plus a linear map fitted, per molecule, on its reference ensemble. None (default):
-            the number that helped on the molecule's validation draws (at most ``config["iterations"]``, 8),
-            fitted on first use (a few seconds per new molecule); 0: the network's output alone, the fastest; n:
-            at most n.
+            Gauss–Newton step plus a linear map fitted, per molecule, on its reference ensemble, on first use (a
+            few seconds per new molecule). Kept are those up to the smallest error on the molecule's validation
+            draws (at most ``config["iterations"]``, 8). None (default): those of them that each lowered that
+            error by at least ``config["iteration_gain"]`` (1 %) of itself (the reader's
+            ``default_iterations``; each iteration costs about as much as the network); 0: the network's output
+            alone, the fastest; n: at most n of those kept (``config["iterations"]`` for the most accurate).
         search : int, optional
             For large-amplitude (hot) samples, a global fit: a fresh sample of the reader's ensemble (4,000
             structures, :data:`SEARCH_STARTS`) is ranked by χ² against each pattern; the 4 × ``search`` nearest and
@@ -726,7 +746,9 @@ class GeneralInterpreter:
             with torch.no_grad():
                 z_start = reader.modes_of(self._network(reader, reader.ref_I.to(torch.float64), chunk))
             _calibrate(reader, z_start, self.config["calibration_ridge"], self.config["iterations"],
-                       self.config["step_cap"])
+                       self.config["step_cap"], self.config["iteration_gain"])
+        if iterations is None:
+            iterations = reader.default_iterations if reader.stages is not None else 0
         out = self._predict(reader, I, iterations, chunk)
         if search:
             check = reader.search_check
