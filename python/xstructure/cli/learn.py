@@ -129,9 +129,9 @@ def add_parsers(sub) -> None:
     r.add_argument("--refine-steps", type=int, default=0,
                    help="general models: refine through the Debye op with bond restraints (default 0)")
     r.add_argument("--iterations", type=int,
-                   help="general models: calibrated Gauss-Newton iterations after the network (default: the number "
-                        "that helped on the molecule's own validation draws, at most 8; 0: the network alone, "
-                        "fastest)")
+                   help="general models: calibrated Gauss-Newton iterations after the network (default: those that "
+                        "each gained at least 1 %% on the molecule's own validation draws; 8: all that helped, the "
+                        "most accurate; 0: the network alone, fastest)")
     r.add_argument("--ensemble", choices=["wigner", "md"],
                    help="general models: the reader's thermal ensemble, harmonic (wigner, default) or Langevin MD at "
                         "--temperature (md: for hot samples, about 2.5 minutes per new molecule)")
