@@ -478,37 +478,51 @@ def plot(report, path):
 
 def plot_frontier(report, path):
     """The trade between accuracy and speed (``goals.frontier``): the held-out median ratio and the ceiling ratio
-    against batched patterns/s at the median-size molecule, one point per cap on the calibrated iterations."""
+    against batched patterns/s at the median-size molecule (the median of the timings, bars: their range), one
+    point per cap on the calibrated iterations and one for the default."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    front = [f for f in report["goals"]["frontier"] if f["patterns_per_s"]]
     speed = report.get("speed") or []
+    front = [f for f in report["goals"]["frontier"] if f["patterns_per_s"]]
+    tag = lambda it: "" if it is None else ("_network" if it == 0 else f"_iterations_{it}")   # noqa: E731
+
+    def rate_range(f):
+        r = speed[0].get("patterns_per_s_range" + tag(f["iterations"]))
+        return (f["patterns_per_s"][0] - r[0], r[1] - f["patterns_per_s"][0]) if r else (0.0, 0.0)
+
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.6))
-    label = lambda f: "default" if f["iterations"] is None else f"iterations={f['iterations']}"   # noqa: E731
-    panels = (("median_ratio", "median heavy-atom RMSD ratio to the equilibrium structure",
-               f"(a) {report['goals']['held_out_molecules']} held-out molecules", 0.85, "goal ≤ 0.85", "center right"),
+    panels = (("median_ratio", "median RMSD ratio to the equilibrium structure",
+               f"(a) {report['goals']['held_out_molecules']} held-out molecules (heavy atoms)", 0.85, "goal ≤ 0.85",
+               "center left"),
               ("ceiling_max_over_per_molecule", "RMSD ratio to the per-molecule Transformer (worst)",
                f"(b) against per-molecule models ({len(report.get('ceiling') or [])} held-out molecules)", 1.15,
                "goal ≤ 1.15 (within 15 %)", "lower right"))
     for a, (key, ylabel, title, goal, goal_label, where) in zip(ax, panels):
-        pts = [(f["patterns_per_s"][0], f[key], label(f)) for f in front if f.get(key) is not None]
+        pts = [f for f in front if f.get(key) is not None]
         if not pts:
             a.set_axis_off()
             a.text(0.5, 0.5, "not measured in this run (see --parts)", ha="center", va="center", color="0.4",
                    transform=a.transAxes)
             continue
-        x, y, names = zip(*pts)
-        a.plot(x, y, "o-", color="tab:blue")
-        for xi, yi, t in zip(x, y, names):
-            a.annotate(t, (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        caps = sorted((f for f in pts if f["iterations"] is not None), key=lambda f: f["iterations"])
+        default = [f for f in pts if f["iterations"] is None]
+        for group, style, lab in ((caps, dict(fmt="o-", color="tab:blue"), "iterations capped at k"),
+                                  (default, dict(fmt="*", color="tab:red", ms=14), "default (1 % gain rule)")):
+            if group:
+                a.errorbar([f["patterns_per_s"][0] for f in group], [f[key] for f in group],
+                           xerr=np.array([rate_range(f) for f in group]).T, capsize=3, label=lab, **style)
+        for f in caps:
+            a.annotate(f"k = {f['iterations']}", (f["patterns_per_s"][0], f[key]), textcoords="offset points",
+                       xytext=(6, 6), fontsize=8)
+        y = [f[key] for f in pts]
         a.axhline(goal, color="k", ls="--", lw=0.8, label=goal_label)
         a.axvline(5000, color="tab:red", ls=":", lw=1, label="goal ≥ 5,000 patterns/s")
         lo, hi = min(y), max(max(y), goal)
         a.set_ylim(lo - 0.1 * (hi - lo), hi + 0.15 * (hi - lo))
-        a.set_xlim(0, 1.12 * max(max(x), 5000))
+        a.set_xlim(0, 1.12 * max(max(f["patterns_per_s"][0] for f in pts), 5000))
         a.axhspan(a.get_ylim()[0], goal, xmin=5000 / a.get_xlim()[1], color="tab:green", alpha=0.08,
                   label="both goals met")
         a.set_xlabel(f"patterns/s, batched, {speed[0]['smiles']} ({speed[0]['n_atoms']} atoms, "
