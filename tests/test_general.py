@@ -174,6 +174,9 @@ def test_the_default_runs_the_iterations_that_each_gain_one_percent(model):
     assert all(e[k] - e[k + 1] >= gain * e[k] for k in range(n))
     assert n == len(reader.stages) or e[n] - e[n + 1] < gain * e[n]
     np.testing.assert_allclose(P, model.predict(I, smiles, model.grid, iterations=n), atol=1e-8)
+    for bad in (-0.1, 1.0, "1%", None, True):
+        with pytest.raises(ValueError, match="iteration_gain must be a fraction"):
+            G.GeneralInterpreter({**model.config, "iteration_gain": bad}, net=model.net)
     # no minimum gain: every iteration kept runs, the same as asking for them all
     every = G.GeneralInterpreter({**model.config, "iteration_gain": 0.0}, net=model.net)
     P0, r0 = every.predict(I, smiles, every.grid, return_reader=True)

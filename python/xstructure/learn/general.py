@@ -530,6 +530,10 @@ class GeneralInterpreter:
             raise ValueError(f"a general model reads elements among {DEFAULTS['elements']} and 3–"
                              f"{DEFAULTS['max_atoms']} atoms; the config asks for elements {self.config['elements']} "
                              f"and max_atoms {self.config['max_atoms']}")
+        gain = self.config["iteration_gain"]
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 <= gain < 1:
+            raise ValueError(f"iteration_gain must be a fraction in [0, 1) (the least relative gain per calibrated "
+                             f"iteration run by default), got {gain!r}")
         self.net = net if net is not None else GeneralNet(self.config["width"], self.config["layers"],
                                                           self.config["heads"])
         self.net.eval()
