@@ -49,6 +49,11 @@ def capped(k: int) -> str:
     return f"general, {k} iteration" + ("s" if k > 1 else "")
 
 
+def speed_tag(iterations) -> str:
+    """The suffix of the speed part's keys for ``predict(..., iterations=...)``: "" for the default (None)."""
+    return "" if iterations is None else ("_network" if iterations == 0 else f"_iterations_{iterations}")
+
+
 def scores(rmsd: np.ndarray) -> dict:
     return {"median_rmsd": float(np.median(rmsd)), "mean_rmsd": float(np.mean(rmsd)),
             "accuracy_0.05": float(np.mean(rmsd < 0.05)), "n": int(len(rmsd))}
@@ -121,10 +126,8 @@ def held_out(model, args, rng):
     base = methods["equilibrium"]["median_rmsd"]
     for n, s in methods.items():
         s["ratio_to_equilibrium"] = s["median_rmsd"] / base
-    below = float(np.mean([r["median_rmsd"]["general"] < r["median_rmsd"]["equilibrium"] for r in rows]))
-    below_lin = float(np.mean([r["median_rmsd"]["linear"] < r["median_rmsd"]["equilibrium"] for r in rows]))
-    below_capped = {n: float(np.mean([r["median_rmsd"][n] < r["median_rmsd"]["equilibrium"] for r in rows]))
-                    for n in ("network", *map(capped, FRONTIER))}
+    below = {n: float(np.mean([r["median_rmsd"][n] < r["median_rmsd"]["equilibrium"] for r in rows]))
+             for n in ("general", "linear", "network", *map(capped, FRONTIER))}
     groups = {}
     for lo, hi in SIZE_BINS:
         sel = [i for i, r in enumerate(rows) if lo <= r["n_atoms"] <= hi]
@@ -136,7 +139,7 @@ def held_out(model, args, rng):
             sel = [i for i, r in enumerate(rows) if set(r["elements"]) <= {1, 6}]
         groups[f"contains {name}" if els else name] = _group(sel, rows, pooled)
     return dict(methods=methods, baseline="equilibrium", molecules=rows,
-                fraction_of_molecules_below_baseline=dict(general=below, linear=below_lin, **below_capped),
+                fraction_of_molecules_below_baseline=below,
                 groups=groups, seconds=time.perf_counter() - t0)
 
 
@@ -361,7 +364,8 @@ def speed(model, held, args):
         X += 0.05 * np.random.default_rng(0).standard_normal(X.shape)
         I = xs.simulate((reader.numbers, X), q, probe=model.config["probe"], signal="molecular")
         res = dict(smiles=r["smiles"], n_atoms=r["n_atoms"], batch=args.speed_batch, threads=torch.get_num_threads())
-        for tag, it in (("", None), ("_network", 0), *((f"_iterations_{k}", k) for k in FRONTIER)):
+        for it in (None, 0, *FRONTIER):
+            tag = speed_tag(it)
             model.predict(I[:64], r["smiles"], q, iterations=it)
             rates = []
             for _ in range(args.speed_repeats):   # this VM's speed drifts: the median of several timings
@@ -487,10 +491,9 @@ def plot_frontier(report, path):
 
     speed = report.get("speed") or []
     front = [f for f in report["goals"]["frontier"] if f["patterns_per_s"]]
-    tag = lambda it: "" if it is None else ("_network" if it == 0 else f"_iterations_{it}")   # noqa: E731
 
     def rate_range(f):
-        r = speed[0].get("patterns_per_s_range" + tag(f["iterations"]))
+        r = speed[0].get("patterns_per_s_range" + speed_tag(f["iterations"]))
         return (f["patterns_per_s"][0] - r[0], r[1] - f["patterns_per_s"][0]) if r else (0.0, 0.0)
 
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -630,12 +633,11 @@ def main(argv=None):
                        below_baseline=report["held_out"]["fraction_of_molecules_below_baseline"].get(name),
                        ceiling_max_over_per_molecule=(max(c[key] for c in report["ceiling"])
                                                       if "ceiling" in report else None),
-                       patterns_per_s=[r["patterns_per_s" + tag] for r in report.get("speed", [])],
-                       single_ms=[r["single_ms_median" + tag] for r in report.get("speed", [])])
-                  for it, name, key, tag in ((0, "network", "network_over_per_molecule", "_network"),
-                                             *((k, capped(k), f"general_{k}_over_per_molecule", f"_iterations_{k}")
-                                               for k in FRONTIER),
-                                             (None, "general", "general_over_per_molecule", ""))])
+                       patterns_per_s=[r["patterns_per_s" + speed_tag(it)] for r in report.get("speed", [])],
+                       single_ms=[r["single_ms_median" + speed_tag(it)] for r in report.get("speed", [])])
+                  for it, name, key in ((0, "network", "network_over_per_molecule"),
+                                        *((k, capped(k), f"general_{k}_over_per_molecule") for k in FRONTIER),
+                                        (None, "general", "general_over_per_molecule"))])
     report["seconds"] = time.perf_counter() - t0
     print(json.dumps(report["goals"], indent=1), flush=True)
     print(f"total {report['seconds'] / 60:.1f} min", flush=True)

@@ -751,8 +751,8 @@ class GeneralInterpreter:
                 z_start = reader.modes_of(self._network(reader, reader.ref_I.to(torch.float64), chunk))
             _calibrate(reader, z_start, self.config["calibration_ridge"], self.config["iterations"],
                        self.config["step_cap"], self.config["iteration_gain"])
-        if iterations is None:
-            iterations = reader.default_iterations if reader.stages is not None else 0
+        if iterations is None:   # calibrated just above if it was not
+            iterations = reader.default_iterations
         out = self._predict(reader, I, iterations, chunk)
         if search:
             check = reader.search_check
