@@ -72,13 +72,13 @@ void jacobian(const std::string& device, const std::string& dtype, int64_t B, in
 void gauss_newton(const std::string& device, int64_t B, int64_t N, int64_t Q, int32_t E, std::uintptr_t species,
                   std::uintptr_t q, bool uniform, double q0, double dq, std::uintptr_t H, std::uintptr_t beta,
                   std::uintptr_t pos, std::uintptr_t L, int64_t M, std::uintptr_t y, std::uintptr_t w,
-                  std::uintptr_t z, std::uintptr_t out, std::uintptr_t dz, int num_threads) {
+                  std::uintptr_t z, bool mixed, std::uintptr_t out, std::uintptr_t dz, int num_threads) {
     if (M < 1) throw std::invalid_argument("debye_gauss_newton: the subspace needs at least one direction");
     if (!beta && Q > 0) throw std::invalid_argument("debye_gauss_newton: beta is required");
     const DebyeProblem p = make_problem(B, N, Q, E, species, q, uniform, q0, dq, H, beta, num_threads);
     dispatch_device<CpuOnly>(device, "debye_gauss_newton", [&](auto) {
         debye_gauss_newton_cpu(p, cptr<double>(pos), cptr<double>(L), M, cptr<double>(y), cptr<double>(w),
-                               cptr<double>(z), mptr<double>(out), mptr<double>(dz));
+                               cptr<double>(z), mixed, mptr<double>(out), mptr<double>(dz));
     });
 }
 
@@ -92,7 +92,8 @@ void bind_debye(py::module_& m) {
     m.def("debye_jacobian", &jacobian, py::call_guard<py::gil_scoped_release>(),
           "forward, and jac[b,a,c,k] = d out[b,k] / d pos[b,a,c] (raw buffers; internal)");
     m.def("debye_gauss_newton", &gauss_newton, py::call_guard<py::gil_scoped_release>(),
-          "one Gauss-Newton MAP step in a subspace x = x0 + L z, float64 on the CPU (raw buffers; internal)");
+          "one Gauss-Newton MAP step in a subspace x = x0 + L z, float64 (mixed: the projection in float32) on the CPU "
+          "(raw buffers; internal)");
 }
 
 }  // namespace xstructure

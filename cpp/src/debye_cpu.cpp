@@ -16,7 +16,7 @@ namespace xstructure {
     bool jacobian_f32(const DebyeProblem&, const float*, float*, float*);                         \
     bool jacobian_f64(const DebyeProblem&, const double*, double*, double*);                      \
     bool gauss_newton(const DebyeProblem&, const double*, const double*, int64_t, const double*,   \
-                      const double*, const double*, double*, double*);                            \
+                      const double*, const double*, bool, double*, double*);                      \
     }
 XS_DECLARE_ISA(isa_base)
 #ifdef XSTRUCTURE_HAS_AVX2
@@ -61,8 +61,8 @@ void debye_jacobian_cpu<double>(const DebyeProblem& p, const double* pos, double
     XS_DISPATCH(jacobian_f64, p, pos, out, jac);
 }
 void debye_gauss_newton_cpu(const DebyeProblem& p, const double* pos, const double* L, int64_t M, const double* y,
-                            const double* w, const double* z, double* out, double* dz) {
-    XS_DISPATCH(gauss_newton, p, pos, L, M, y, w, z, out, dz);
+                            const double* w, const double* z, bool mixed, double* out, double* dz) {
+    XS_DISPATCH(gauss_newton, p, pos, L, M, y, w, z, mixed, out, dz);
 }
 
 }  // namespace xstructure

@@ -225,13 +225,14 @@ def debye_jacobian(pos, species, q, H, beta, out, jac, *, uniform: bool, q0: flo
 
 
 def debye_gauss_newton(pos, species, q, H, beta, L, y, w, z, out, dz, *, uniform: bool, q0: float, dq: float,
-                       num_threads: int = 0):
-    """One Gauss-Newton MAP step in the subspace x = x0 + L z (CPU, float64): out (B,Q) and dz (B,M)."""
+                       mixed: bool = False, num_threads: int = 0):
+    """One Gauss-Newton MAP step in the subspace x = x0 + L z (CPU, float64; mixed: the projection onto L in
+    float32): out (B,Q) and dz (B,M)."""
     B, N, Q, E = _debye_sizes(pos, q, H)
     device = device_of(pos)
     _core.debye_gauss_newton(device, int(B), int(N), int(Q), E, _ptr(species), _ptr(q), bool(uniform), float(q0),
                              float(dq), _ptr(H), _ptr(beta), _ptr(pos), _ptr(L), int(L.shape[1]), _ptr(y), _ptr(w),
-                             _ptr(z), _ptr(out), _ptr(dz), kernel_threads(num_threads))
+                             _ptr(z), bool(mixed), _ptr(out), _ptr(dz), kernel_threads(num_threads))
     return out, dz
 
 

@@ -95,9 +95,10 @@ def _(positions, species, q, H, beta, uniform, q0, dq):
 
 @torch.library.custom_op("xstructure::debye_gauss_newton", mutates_args=(), device_types=("cpu", "cuda"))
 def debye_gauss_newton(positions: Tensor, species: Tensor, q: Tensor, H: Tensor, beta: Tensor, modes: Tensor,
-                       target: Tensor, weights: Tensor, z: Tensor, uniform: bool, q0: float,
-                       dq: float) -> tuple[Tensor, Tensor]:
-    """One Gauss–Newton MAP step in the subspace x = x₀ + L z (float64): the step dz (B, M) and debye_sum (B, Q).
+                       target: Tensor, weights: Tensor, z: Tensor, uniform: bool, q0: float, dq: float,
+                       mixed: bool = False) -> tuple[Tensor, Tensor]:
+    """One Gauss–Newton MAP step in the subspace x = x₀ + L z (float64; mixed: the projection A = J L in float32):
+    the step dz (B, M) and debye_sum (B, Q).
 
     On the CPU one fused kernel per geometry (the Jacobian in a per-thread buffer); on CUDA the Jacobian kernel, then
     batched products and a Cholesky solve through torch."""
@@ -107,10 +108,14 @@ def debye_gauss_newton(positions: Tensor, species: Tensor, q: Tensor, H: Tensor,
         out = torch.empty((pos.shape[0], q.shape[0]), dtype=torch.float64)
         dz = torch.empty((pos.shape[0], L.shape[1]), dtype=torch.float64)
         _backend.debye_gauss_newton(pos, species.contiguous(), q.contiguous(), H.contiguous(), beta.contiguous(), L,
-                                    y, w, zc, out, dz, uniform=uniform, q0=q0, dq=dq)
+                                    y, w, zc, out, dz, uniform=uniform, q0=q0, dq=dq, mixed=mixed)
         return dz, out
     out, jac = debye_jacobian(pos, species, q, H, beta, uniform, q0, dq)
-    At = torch.matmul(L.T, jac.reshape(pos.shape[0], -1, q.shape[0]))          # (B, M, Q)
+    jac = jac.reshape(pos.shape[0], -1, q.shape[0])
+    if mixed:
+        At = torch.matmul(L.T.float(), jac.float()).double()                   # (B, M, Q)
+    else:
+        At = torch.matmul(L.T, jac)
     G = torch.matmul(At * w[:, None], At.transpose(1, 2)) + torch.eye(L.shape[1], dtype=torch.float64,
                                                                          device=pos.device)
     rhs = torch.matmul(At, (w * (y - out))[..., None]) - zc[..., None]
@@ -121,7 +126,7 @@ def debye_gauss_newton(positions: Tensor, species: Tensor, q: Tensor, H: Tensor,
 
 
 @debye_gauss_newton.register_fake
-def _(positions, species, q, H, beta, modes, target, weights, z, uniform, q0, dq):
+def _(positions, species, q, H, beta, modes, target, weights, z, uniform, q0, dq, mixed=False):
     B = positions.shape[0]
     return (positions.new_empty((B, modes.shape[1]), dtype=torch.float64),
             positions.new_empty((B, q.shape[0]), dtype=torch.float64))

@@ -149,8 +149,8 @@ def debye_jacobian(numbers, positions: Tensor, q, *, probe: str = "xray", signal
 
 
 def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, weights, z=None, *,
-                       probe: str = "xray", signal: str = "molecular", energy_kev: float | None = None
-                       ) -> tuple[Tensor, Tensor]:
+                       probe: str = "xray", signal: str = "molecular", energy_kev: float | None = None,
+                       precision: str = "float64") -> tuple[Tensor, Tensor]:
     """One Gauss–Newton step of a maximum a posteriori fit of Debye patterns in a linear subspace of the positions.
 
     The structures are x = x₀ + L z with a unit Gaussian prior on z (L: e.g. the normal modes scaled by their
@@ -186,6 +186,12 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
         What ``target`` is (default ``"molecular"``; ``"total"`` without Compton scattering).
     energy_kev : float or None, optional
         Electron kinetic energy in keV for the relativistic factor.
+    precision : {'float64', 'mixed'}, optional
+        ``"mixed"`` computes the projection A = ∂I/∂x · L in float32 (twice as many numbers per vector
+        instruction: about 20 % less time per step for a 21-atom molecule on the CPU) and everything else in
+        float64; dz then differs from the float64 step by about 10⁻⁴ of itself (each entry of A carries a relative
+        rounding error of ~10⁻⁷). The Gram matrix stays in float64 in either case: its entries span the data's
+        whole dynamic range (eigenvalues up to ~10⁶ beside the prior's 1), which float32 rounding would swamp.
 
     Returns
     -------
@@ -198,10 +204,12 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
     ------
     ValueError
         As for :func:`debye`; ``signal="atomic"`` (it does not depend on the positions); ``modes``, ``target``,
-        ``weights`` or ``z`` of the wrong shape, not finite, or negative weights.
+        ``weights`` or ``z`` of the wrong shape, not finite, or negative weights; an unknown ``precision``.
     """
     if signal == "atomic":
         raise ValueError("signal 'atomic' does not depend on the positions: fit 'total', 'molecular' or 'sM'")
+    if precision not in ("float64", "mixed"):
+        raise ValueError(f"precision must be 'float64' or 'mixed', got {precision!r}")
     pos, single, t = _debye_inputs(numbers, positions, q, probe, signal, energy_kev, False)
     B, N, Q = pos.shape[0], pos.shape[1], len(t.q)
     dev = pos.device
@@ -230,7 +238,8 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
         raise ValueError("weights must be >= 0 (they are 1/sigma^2)")
     zz = batch("z", torch.zeros(M, dtype=torch.float64) if z is None else z, M)
     species, qk, H, beta, uniform, q0, dq = _kernel_tables(t, dev)
-    dz, out = _ops.debye_gauss_newton(pos, species, qk, H, beta, L.contiguous(), y, w, zz, uniform, q0, dq)
+    dz, out = _ops.debye_gauss_newton(pos, species, qk, H, beta, L.contiguous(), y, w, zz, uniform, q0, dq,
+                                      precision == "mixed")
     return (dz[0], out[0]) if single else (dz, out)
 
 
