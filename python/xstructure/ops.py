@@ -150,7 +150,7 @@ def debye_jacobian(numbers, positions: Tensor, q, *, probe: str = "xray", signal
 
 def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, weights, z=None, *,
                        probe: str = "xray", signal: str = "molecular", energy_kev: float | None = None,
-                       precision: str = "float64") -> tuple[Tensor, Tensor]:
+                       precision: str = "float64", check_finite: bool = True) -> tuple[Tensor, Tensor]:
     """One Gauss–Newton step of a maximum a posteriori fit of Debye patterns in a linear subspace of the positions.
 
     The structures are x = x₀ + L z with a unit Gaussian prior on z (L: e.g. the normal modes scaled by their
@@ -192,6 +192,9 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
         float64; dz then differs from the float64 step by about 10⁻⁴ of itself (each entry of A carries a relative
         rounding error of ~10⁻⁷). The Gram matrix stays in float64 in either case: its entries span the data's
         whole dynamic range (eigenvalues up to ~10⁶ beside the prior's 1), which float32 rounding would swamp.
+    check_finite : bool, optional
+        Check that ``modes``, ``target``, ``weights`` and ``z`` hold no NaN or inf (default). A caller that has
+        checked them already may skip it (each check reads the whole input; a NaN then gives a NaN step).
 
     Returns
     -------
@@ -225,12 +228,12 @@ def debye_gauss_newton(numbers, positions: Tensor, q, modes: Tensor, target, wei
             v = v.expand(B, -1)
         if v.shape != (B, width):
             raise ValueError(f"{name} must have shape ({width},) or ({B}, {width}), got {tuple(v.shape)}")
-        if not bool(torch.isfinite(v).all()):
+        if check_finite and not bool(torch.isfinite(v).all()):
             raise ValueError(f"{name} contains NaN or inf")
         return v.contiguous()
 
     L = modes.detach().to(device=dev, dtype=torch.float64)
-    if not bool(torch.isfinite(L).all()):
+    if check_finite and not bool(torch.isfinite(L).all()):
         raise ValueError("modes contain NaN or inf")
     y = batch("target", target, Q)
     w = batch("weights", weights, Q)

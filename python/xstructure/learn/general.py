@@ -192,7 +192,7 @@ class Reader:
 
         x = self.x0[None] + (z @ self.L.T).reshape(len(z), -1, 3)
         dz = ops.debye_gauss_newton(self.numbers, x, self.q, self.L, I_obs, w, z, probe=self._probe,
-                                    signal="molecular", precision=GN_PRECISION)[0]
+                                    signal="molecular", precision=GN_PRECISION, check_finite=False)[0]
         cap = float(cap) * z.shape[1] ** 0.5
         return dz * (cap / dz.norm(dim=1, keepdim=True).clamp_min(cap))
 
@@ -229,7 +229,7 @@ class Reader:
         from .. import ops  # the C++ Debye kernels: the Gauss–Newton step, and the pattern after it
 
         dz, Ir = ops.debye_gauss_newton(self.numbers, xr, self.q, self.L, I_obs, w, z, probe=self._probe,
-                                        signal="molecular", precision=GN_PRECISION)
+                                        signal="molecular", precision=GN_PRECISION, check_finite=False)
         v2 = (dz @ self.L.T).reshape(B, N, 3)
         Is = ops.debye(self.numbers, xr + v2, self.q, probe=self._probe, signal="molecular").to(torch.float64)
         Q = I_obs.shape[1]
@@ -620,6 +620,8 @@ class GeneralInterpreter:
             raise ValueError(f"the pattern covers only {int(inside.sum())} of the model's {len(g)} q points "
                              f"({c['q_min']:g}–{c['q_max']:g} Å⁻¹); it needs at least 20")
         gq = g[inside]
+        if len(q) == len(gq) and np.array_equal(q, gq):   # already on the model's grid
+            return I, gq
         j = np.clip(np.searchsorted(q, gq, side="right") - 1, 0, len(q) - 2)   # linear, all patterns at once
         t = np.clip((gq - q[j]) / (q[j + 1] - q[j]), 0.0, 1.0)
         return I[:, j] * (1.0 - t) + I[:, j + 1] * t, gq
