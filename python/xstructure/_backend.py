@@ -226,8 +226,8 @@ def debye_jacobian(pos, species, q, H, beta, out, jac, *, uniform: bool, q0: flo
 
 def debye_gauss_newton(pos, species, q, H, beta, L, y, w, z, out, dz, *, uniform: bool, q0: float, dq: float,
                        mixed: bool = False, num_threads: int = 0):
-    """One Gauss-Newton MAP step in the subspace x = x0 + L z (CPU, float64; mixed: the projection onto L in
-    float32): out (B,Q) and dz (B,M)."""
+    """One Gauss-Newton MAP step in the subspace x = x0 + L z (CPU, float64; mixed: the Jacobian and its
+    projection onto L in float32): out (B,Q) and dz (B,M)."""
     B, N, Q, E = _debye_sizes(pos, q, H)
     device = device_of(pos)
     _core.debye_gauss_newton(device, int(B), int(N), int(Q), E, _ptr(species), _ptr(q), bool(uniform), float(q0),

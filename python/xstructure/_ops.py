@@ -97,7 +97,7 @@ def _(positions, species, q, H, beta, uniform, q0, dq):
 def debye_gauss_newton(positions: Tensor, species: Tensor, q: Tensor, H: Tensor, beta: Tensor, modes: Tensor,
                        target: Tensor, weights: Tensor, z: Tensor, uniform: bool, q0: float, dq: float,
                        mixed: bool = False) -> tuple[Tensor, Tensor]:
-    """One Gauss–Newton MAP step in the subspace x = x₀ + L z (float64; mixed: the projection A = J L in float32):
+    """One Gauss–Newton MAP step in the subspace x = x₀ + L z (float64; mixed: the Jacobian J and A = J L in float32):
     the step dz (B, M) and debye_sum (B, Q).
 
     On the CPU one fused kernel per geometry (the Jacobian in a per-thread buffer); on CUDA the Jacobian kernel, then
