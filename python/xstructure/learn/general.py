@@ -206,19 +206,20 @@ class Reader:
         d = (torch.as_tensor(positions, dtype=torch.float64) - self.x0[None]).reshape(len(positions), -1)
         return d @ self.L_pinv
 
-    def iterate(self, I_obs, z, n=None):
+    def iterate(self, I_obs, z, n=None, w=None):
         """Run the calibrated Gauss–Newton iterations from z (B, M): each takes a Gauss–Newton step dz (with the
         trust region they were fitted with) and maps (z, z + dz) to the next z by the linear map fitted on the
         reference ensemble (:func:`_calibrate`)."""
         torch = _torch()
         I_obs = torch.as_tensor(I_obs, dtype=torch.float64)
-        w = self.weights(I_obs)
+        w = self.weights(I_obs) if w is None else w
         for st in (self.stages or [])[:n]:
             z = _apply_stage(st, z, z + self.step(I_obs, w, z, self.step_cap))
         return z
 
-    def features(self, I_obs):
-        """Per-atom features (B, N, FEATURES) and the two displacement fields (B, N, 3) for patterns (B, Q)."""
+    def features(self, I_obs, w=None):
+        """Per-atom features (B, N, FEATURES) and the two displacement fields (B, N, 3) for patterns (B, Q) (``w``:
+        their :meth:`weights`, if the caller has them)."""
         torch = _torch()
         I_obs = torch.as_tensor(I_obs, dtype=torch.float64)
         B, N = I_obs.shape[0], len(self.atoms)
@@ -226,7 +227,7 @@ class Reader:
         z = ((I_obs - self.mu) / self.sd) @ self.W + self.zm
         v1 = (z @ self.L.T).reshape(B, N, 3)
         xr = x0[None] + v1
-        w = self.weights(I_obs)
+        w = self.weights(I_obs) if w is None else w
         from .. import ops  # the C++ Debye kernels: the Gauss–Newton step, and the pattern after it
 
         dz, Ir = ops.debye_gauss_newton(self.numbers, xr, self.q, self.L, I_obs, w, z, probe=self._probe,
@@ -786,9 +787,11 @@ class GeneralInterpreter:
         out = np.empty((len(I), len(reader.atoms), 3))
         with torch.no_grad():
             for s in range(0, len(I), chunk):
-                x = self._network(reader, I[s:s + chunk], chunk)
+                Ic = torch.as_tensor(I[s:s + chunk], dtype=torch.float64)
+                w = reader.weights(Ic)   # once for the network's features and the iterations
+                x = self._network(reader, Ic, chunk, w)
                 if iterations != 0 and reader.stages:
-                    z = reader.iterate(I[s:s + chunk], reader.modes_of(x), iterations)
+                    z = reader.iterate(Ic, reader.modes_of(x), iterations, w)
                     x = reader.x0[None] + (z @ reader.L.T).reshape(x.shape)
                 out[s:s + chunk] = x.numpy()
         return out
@@ -816,12 +819,13 @@ class GeneralInterpreter:
         reader.search_check = dict(starts=starts, iterations=iterations, draws=len(X), prediction_rmsd=e_p,
                                    search_rmsd=e_s, used=bool(e_s < e_p))
 
-    def _network(self, reader, I, chunk):
-        """The network's structures (B, N, 3) for I_mol patterns (B, Q) on the reader's grid."""
+    def _network(self, reader, I, chunk, w=None):
+        """The network's structures (B, N, 3) for I_mol patterns (B, Q) on the reader's grid (``w``: their weights,
+        if the caller has them)."""
         torch = _torch()
         out = []
         for s in range(0, len(I), chunk):
-            f, v1, v2 = reader.features(I[s:s + chunk])
+            f, v1, v2 = reader.features(I[s:s + chunk], None if w is None else w[s:s + chunk])
             out.append(combine(self.net(f.float()).double(), v1, v2, reader.x0[None]))
         return torch.cat(out)
 
