@@ -164,7 +164,7 @@ def test_calibrated_iterations_improve_a_flexible_molecule(model):
 
 
 def test_the_default_runs_the_iterations_that_each_gain_one_percent(model):
-    # every iteration costs about as much as the network: by default a prediction runs those that each lowered the
+    # every iteration costs about half as much as the network: by default a prediction runs those that each lowered the
     # validation error by at least config["iteration_gain"] of itself
     smiles = "CCCC(F)C(=O)OCC"
     X, I, _ = _patterns(model, smiles, 8, seed=32)

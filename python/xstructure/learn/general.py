@@ -358,8 +358,9 @@ def _calibrate(reader, z_start, ridge, max_stages, cap, gain=0.0):
     map from (z, z + dz) to the true z on the first part; the number of iterations kept is the one with the
     smallest mean heavy-atom error on the second part (0 if none helps; the fit stops two iterations past the
     best). By default a prediction runs them while each lowered that error by at least ``gain`` of itself (the
-    relative-decrease stopping rule of iterative solvers: an iteration costs about as much as the network, and
-    where the next one gains less than 1 % it is not worth it; ``predict(..., iterations=n)`` runs up to n of them).
+    relative-decrease stopping rule of iterative solvers: an iteration costs one Gauss–Newton step, about half the
+    network path, and where the next one gains less than 1 % it is not worth it; ``predict(..., iterations=n)``
+    runs up to n of them).
     This is the per-molecule, simulation-trained part of learned iterative reconstruction (Adler & Öktem 2017):
     each iteration's learned map is linear and comes from the physics, so it needs no training data.
     """
@@ -709,7 +710,7 @@ class GeneralInterpreter:
             few seconds per new molecule). Kept are those up to the smallest error on the molecule's validation
             draws (at most ``config["iterations"]``, 8). None (default): those of them that each lowered that
             error by at least ``config["iteration_gain"]`` (1 %) of itself (the reader's
-            ``default_iterations``; each iteration costs about as much as the network); 0: the network's output
+            ``default_iterations``; each iteration costs about half as much as the network); 0: the network's output
             alone, the fastest; n: at most n of those kept (``config["iterations"]`` for the most accurate).
         search : int, optional
             For large-amplitude (hot) samples, a global fit: a fresh sample of the reader's ensemble (4,000
