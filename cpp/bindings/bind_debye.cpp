@@ -92,8 +92,8 @@ void bind_debye(py::module_& m) {
     m.def("debye_jacobian", &jacobian, py::call_guard<py::gil_scoped_release>(),
           "forward, and jac[b,a,c,k] = d out[b,k] / d pos[b,a,c] (raw buffers; internal)");
     m.def("debye_gauss_newton", &gauss_newton, py::call_guard<py::gil_scoped_release>(),
-          "one Gauss-Newton MAP step in a subspace x = x0 + L z, float64 (mixed: the Jacobian and its projection in float32) on the CPU "
-          "(raw buffers; internal)");
+          "one Gauss-Newton MAP step in a subspace x = x0 + L z on the CPU, float64 (mixed: the Jacobian and its "
+          "projection in float32) (raw buffers; internal)");
 }
 
 }  // namespace xstructure

@@ -106,10 +106,10 @@ void debye_jacobian_cpu(const DebyeProblem& p, const T* pos, T* out, T* jac);
 //     dz_b = (A_b^T W_b A_b + 1)^-1 (A_b^T W_b (y_b - out_b) - z_b),   W_b = diag(w_b).
 // L: (3N, M) row-major; y, w: (B, Q); z, dz: (B, M).  The Jacobian stays in a per-thread buffer (in cache for
 // molecules of a few tens of atoms), never written out.  CPU only, in double; a step whose Cholesky factorisation
-// fails (overflow) comes back as NaN.  mixed: the Jacobian J_b and its projection A_b = J_b L in float (twice the vector
-// width; a relative error of ~1e-7 per entry, which moves dz by up to ~1e-4 of itself), the pattern, the pair factors,
-// the Gram matrix, right-hand side and solve still in double (in float the Gram matrix's rounding, ~1e-7 of its largest eigenvalue, would swamp the prior's unit
-// eigenvalues).
+// fails (overflow) comes back as NaN.  mixed: the Jacobian J_b and its projection A_b = J_b L in float (twice the
+// vector width; a relative error of ~1e-7 per entry, which moves dz by up to ~1e-4 of itself); the pattern, the pair
+// factors, the Gram matrix, the right-hand side and the solve still in double (in float the Gram matrix's rounding,
+// ~1e-7 of its largest eigenvalue, would swamp the prior's unit eigenvalues).
 void debye_gauss_newton_cpu(const DebyeProblem& p, const double* pos, const double* L, int64_t M, const double* y,
                             const double* w, const double* z, bool mixed, double* out, double* dz);
 
