@@ -283,6 +283,14 @@ def test_any_grid_inside_the_range_is_resampled(model):
                                rtol=0, atol=1e-3 * np.abs(I_mol).max())
     part = (q >= 1.0) & (q <= 8.0)
     assert model.predict(I_tot[part], smiles, q[part], signal="total").shape == (len(atoms), 3)
+    # on the model's own grid the patterns pass through as they are; a grid a rounding error away is interpolated,
+    # to the same values
+    I_grid = xs.simulate(atoms, model.grid, probe="xray", signal="molecular")[None]
+    same, g = model.resample(I_grid, model.grid)
+    assert same is I_grid and np.array_equal(g, model.grid)
+    near, g2 = model.resample(I_grid, model.grid * (1 + 1e-12))
+    assert near is not I_grid and np.array_equal(g2, model.grid)
+    np.testing.assert_allclose(near[0], I_grid[0], rtol=0, atol=1e-9 * np.abs(I_grid).max())
 
 
 def test_save_load_round_trip(model, tmp_path):
